@@ -1,0 +1,152 @@
+"""The data plane's two primitives over Redis Streams.
+
+- :class:`Batcher` coalesces the writes of many coroutines (every session's frames) into one pipeline per
+  round trip: under load one ``execute`` carries hundreds of XADDs; idle, a write costs one round trip.
+- :func:`read_stream` follows one stream with ``XREAD BLOCK`` and survives connection drops (it resumes
+  after the last id it saw), yielding batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from livegate.redisconn import AnyRedis
+
+logger = logging.getLogger(__name__)
+
+Command = tuple[Any, ...]
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+class Batcher:
+    """Writes command groups in pipelines. ``await submit([...])`` returns that group's replies; a group's
+    commands run in order, inside one pipeline, so an XADD to a log and to an inbox cost one round trip."""
+
+    def __init__(self, redis: AnyRedis, *, max_batch: int = 1024) -> None:
+        self._redis = redis
+        self._max_batch = max_batch
+        self._pending: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.batches = 0
+        self.commands = 0
+
+    def __repr__(self) -> str:
+        return f"<Batcher pending={len(self._pending)} batches={self.batches} commands={self.commands}>"
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="bus-batcher")
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            task, self._task = self._task, None
+            try:
+                await asyncio.wait_for(task, timeout=5.0)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        for _, fut in self._pending:
+            if not fut.done():
+                fut.set_exception(RedisConnectionError("batcher closed"))
+        self._pending.clear()
+
+    def submit(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+        if self._closed:
+            raise RedisConnectionError("batcher closed")
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._pending.append((commands, fut))
+        self._wake.set()
+        return fut
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closed:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            groups = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            await self._flush(groups)
+
+    async def _flush(self, groups: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        n = 0
+        for commands, _ in groups:
+            for cmd in commands:
+                pipe.execute_command(*cmd)
+                n += 1
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # connection lost beyond the retry policy: fail this batch, keep running
+            logger.warning("redis pipeline of %d commands failed: %r", n, exc)
+            for _, fut in groups:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        self.batches += 1
+        self.commands += n
+        i = 0
+        for commands, fut in groups:
+            part = replies[i : i + len(commands)]
+            i += len(commands)
+            if not fut.done():
+                fut.set_result(part)
+
+
+def is_stale_id_error(reply: object) -> bool:
+    """XADD with an explicit id at or below the stream's last id: the entry was already written (a retried
+    pipeline) or another writer owns the stream now (a fenced stale worker)."""
+    return isinstance(reply, ResponseError) and "equal or smaller" in str(reply)
+
+
+async def read_stream(
+    redis: AnyRedis, key: str, *, last_id: str = "$", block_ms: int = 1000, count: int = 1024,
+    stop: asyncio.Event | None = None,
+) -> AsyncIterator[list[Entry]]:
+    """Follow ``key`` from ``last_id``, yielding non-empty batches, until ``stop`` is set."""
+    if last_id == "$":
+        # Resolve "$" once so a reconnect does not skip entries written while we were away.
+        info = await redis.xinfo_stream(key) if await redis.exists(key) else None
+        last_id = (info["last-generated-id"].decode() if isinstance(info["last-generated-id"], bytes)
+                   else str(info["last-generated-id"])) if info else "0-0"
+    backoff = 0.05
+    while stop is None or not stop.is_set():
+        try:
+            reply = await redis.xread({key: last_id}, count=count, block=block_ms)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            logger.warning("reading %s failed (%r); retrying in %.2fs", key, exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+            continue
+        backoff = 0.05
+        if not reply:
+            continue
+        entries = _entries(reply, key)
+        if entries:
+            last_id = entries[-1][0].decode()
+            yield entries
+
+
+def _entries(reply: Any, key: str) -> list[Entry]:
+    # RESP3: {key: [[(id, fields), ...]]}; RESP2: [[key, [(id, fields), ...]]].
+    out: list[Entry] = []
+    if isinstance(reply, dict):
+        for value in reply.values():
+            items = value[0] if len(value) == 1 and isinstance(value[0], list) else value
+            out.extend((eid, fields) for eid, fields in items)
+        return out
+    for _k, items in reply:
+        out.extend((eid, fields) for eid, fields in items)
+    return out

@@ -1,0 +1,79 @@
+"""Every Redis key livegate uses, in one place.
+
+Layout (see docs/redis.md for the table with owners and TTLs):
+
+- Per session, hash tag ``{<sid>}`` so every multi-key operation on one session stays in one slot:
+  ``lg:{sid}:meta``   hash: the session record (tenant, model, owner worker, front, state, handle, counters)
+  ``lg:{sid}:c2s``    stream: client messages, entry id ``0-<client index>`` (the upstream replay log)
+  ``lg:{sid}:s2c``    stream: server messages, entry id ``0-<seq>`` (the reattach replay log)
+- Per worker, hash tag ``{w:<wid>}``: ``lg:{w:wid}:inbox`` (stream, fast-path delivery of client messages to
+  the owning worker, all its sessions batched in one XREAD), ``lg:{w:wid}:hb`` (heartbeat, TTL),
+  ``lg:{w:wid}:sessions`` (set of owned session ids, for takeover).
+- Per front, hash tag ``{f:<fid>}``: ``lg:{f:fid}:outbox`` (stream, fast-path delivery of server messages).
+- Fleet-wide: ``lg:{alloc}:pending`` (stream + consumer group: sessions waiting for a worker),
+  ``lg:{fleet}:workers`` (zset worker id -> last heartbeat ms).
+- Per tenant, hash tag ``{t:<tenant>}``: ``lg:{t:tenant}:sessions`` (zset sid -> created ms, for ListSessions).
+- Gateway resumption handles given to callers: ``lg:{h:<handle>}:handle`` (hash, TTL).
+
+The streams keyed per session are the source of truth; the inbox/outbox streams are a delivery fast path
+whose loss is repaired from the per-session logs by sequence number (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+PREFIX = "lg"
+
+ALLOC_STREAM = f"{PREFIX}:{{alloc}}:pending"
+ALLOC_GROUP = "workers"
+WORKERS = f"{PREFIX}:{{fleet}}:workers"
+
+
+def session_meta(sid: str) -> str:
+    return f"{PREFIX}:{{{sid}}}:meta"
+
+
+def session_c2s(sid: str) -> str:
+    return f"{PREFIX}:{{{sid}}}:c2s"
+
+
+def session_s2c(sid: str) -> str:
+    return f"{PREFIX}:{{{sid}}}:s2c"
+
+
+def session_keys(sid: str) -> tuple[str, str, str]:
+    return session_meta(sid), session_c2s(sid), session_s2c(sid)
+
+
+def worker_inbox(wid: str) -> str:
+    return f"{PREFIX}:{{w:{wid}}}:inbox"
+
+
+def worker_heartbeat(wid: str) -> str:
+    return f"{PREFIX}:{{w:{wid}}}:hb"
+
+
+def worker_sessions(wid: str) -> str:
+    return f"{PREFIX}:{{w:{wid}}}:sessions"
+
+
+def front_outbox(fid: str) -> str:
+    return f"{PREFIX}:{{f:{fid}}}:outbox"
+
+
+def tenant_sessions(tenant: str) -> str:
+    return f"{PREFIX}:{{t:{tenant}}}:sessions"
+
+
+def handle(token: str) -> str:
+    return f"{PREFIX}:{{h:{token}}}:handle"
+
+
+def stream_id(n: int) -> str:
+    """Entry id of the n-th message in a per-session log: ``0-n`` (n >= 1). Redis refuses an id that is
+    not above the last one, which fences a stale writer (a worker that lost its session)."""
+    return f"0-{n}"
+
+
+def stream_seq(entry_id: bytes | str) -> int:
+    s = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(s.partition("-")[2])

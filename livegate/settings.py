@@ -1,0 +1,92 @@
+"""The one Settings object: built once at the edge (CLI/env), frozen, passed down.
+
+Nothing below the entrypoint reads the environment. Every field can be set as ``LIVEGATE_<NAME>``
+(e.g. ``LIVEGATE_REDIS_URL``) or by the CLI. Durations carry their unit in the name.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Flavour = Literal["gemini", "vertex"]
+
+
+def default_instance_id(role: str) -> str:
+    """A process id readable by an operator: role, host and pid, plus a random suffix because a
+    container's pid is often 1 and a restarted pod may keep its host name."""
+    return f"{role}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIVEGATE_", frozen=True, extra="forbid")
+
+    # --- Redis: the allocation, state and message bus between fronts and workers -----------------
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="redis://host:port/db, rediss://..., or redis+cluster://host:port[,host:port...]",
+    )
+
+    # --- front -------------------------------------------------------------------------------------
+    front_listen: str = Field("127.0.0.1:50051", description="host:port the gRPC front binds")
+    front_id: str = ""
+    max_message_bytes: int = Field(4 * 1024 * 1024, description="largest gRPC message accepted from a caller")
+    setup_timeout_s: float = Field(30.0, description="time for a worker to take a session and the upstream to answer setup")
+    close_timeout_s: float = Field(10.0, description="time a front waits for the worker to confirm a close")
+    front_grace_s: float = Field(10.0, description="bounded shutdown of the front")
+    session_queue_len: int = Field(1024, description="server messages buffered per session at the front")
+
+    # --- worker ------------------------------------------------------------------------------------
+    worker_id: str = ""
+    worker_capacity: int = Field(100, description="upstream sessions one worker holds at most")
+    heartbeat_interval_s: float = 1.0
+    heartbeat_ttl_s: float = 5.0
+    drain_timeout_s: float = 30.0
+
+    # --- sessions and Redis retention ------------------------------------------------------------
+    session_key_ttl_s: int = Field(900, description="TTL of per-session keys, refreshed while the session lives")
+    s2c_history_len: int = Field(2000, description="server messages kept per session for reattach replay")
+    c2s_log_len: int = Field(3000, description="client messages kept per session for upstream replay")
+    inbox_len: int = Field(10000, description="approximate cap of a worker inbox / front outbox stream")
+    handle_ttl_s: int = Field(7200, description="lifetime of a gateway resumption handle given to callers")
+
+    # --- upstream (the Live API, or the emulator) ------------------------------------------------
+    upstream_url: str = Field("https://127.0.0.1:9443", description="base URL of the Live API (https, wss)")
+    upstream_flavour: Flavour = "gemini"
+    upstream_api_version: str = Field("", description="empty: v1beta (Gemini) / v1beta1 (Vertex)")
+    upstream_api_key: SecretStr | None = Field(None, repr=False)
+    upstream_ca_file: str = Field("", description="extra CA bundle to trust (the emulator's certificate)")
+    upstream_connect_timeout_s: float = 10.0
+    upstream_ping_interval_s: float = Field(30.0, description="keepalive; Google's pongs take 8-30 s")
+    upstream_ping_timeout_s: float = 60.0
+    upstream_max_frame_bytes: int = 16 * 1024 * 1024
+    vertex_project: str = ""
+    vertex_location: str = "us-central1"
+    google_credentials_file: str = Field("", description="service-account JSON; empty: application default")
+    allowed_models: tuple[str, ...] = Field(
+        (),
+        description="model ids callers may use (short form); empty: the built-in list of Live models",
+    )
+
+    # --- logging -----------------------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    def with_ids(self, role: str) -> Settings:
+        """Fill in the process ids (front_id / worker_id) if they were not configured."""
+        updates: dict[str, str] = {}
+        if role == "front" and not self.front_id:
+            updates["front_id"] = default_instance_id("front")
+        if role == "worker" and not self.worker_id:
+            updates["worker_id"] = default_instance_id("worker")
+        return self.model_copy(update=updates) if updates else self

@@ -1,0 +1,134 @@
+"""The upstream Live API connection: URL per flavour, credentials, TLS, and the WebSocket itself."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import ssl
+import time
+from typing import Protocol
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from livegate.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+GEMINI_PATH = "/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent"
+VERTEX_PATH = "/ws/google.cloud.aiplatform.{version}.LlmBidiService/BidiGenerateContent"
+
+
+def upstream_url(settings: Settings) -> str:
+    base = settings.upstream_url
+    if base.startswith("https://"):
+        base = "wss://" + base[len("https://"):]
+    elif base.startswith("http://"):
+        base = "ws://" + base[len("http://"):]
+    if settings.upstream_flavour == "gemini":
+        return base + GEMINI_PATH.format(version=settings.upstream_api_version or "v1beta")
+    return base + VERTEX_PATH.format(version=settings.upstream_api_version or "v1beta1")
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.upstream_url.startswith(("https://", "wss://")):
+        return None
+    ctx = ssl.create_default_context()
+    if settings.upstream_ca_file:
+        ctx.load_verify_locations(settings.upstream_ca_file)
+    return ctx
+
+
+class Credentials(Protocol):
+    """Produces the auth headers of one upstream connection (refreshing tokens as needed)."""
+
+    async def headers(self) -> dict[str, str]: ...
+
+
+class ApiKeyCredentials:
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "<ApiKeyCredentials>"
+
+    async def headers(self) -> dict[str, str]:
+        return {"x-goog-api-key": self._key}
+
+
+class GoogleCredentials:
+    """Vertex AI via google-auth: a service-account file or application-default credentials; the token is
+    refreshed (in a thread, off the event loop) before it expires."""
+
+    SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+
+    def __init__(self, credentials_file: str = "", refresh_margin_s: float = 300.0) -> None:
+        self._file = credentials_file
+        self._margin = refresh_margin_s
+        self._creds: object | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"<GoogleCredentials file={self._file or 'ADC'}>"
+
+    def _load(self) -> object:
+        import google.auth
+        from google.oauth2 import service_account
+
+        if self._file:
+            return service_account.Credentials.from_service_account_file(self._file, scopes=self.SCOPES)
+        creds, _ = google.auth.default(scopes=self.SCOPES)
+        return creds
+
+    def _needs_refresh(self) -> bool:
+        creds = self._creds
+        token = getattr(creds, "token", None)
+        expiry = getattr(creds, "expiry", None)
+        if not token:
+            return True
+        if expiry is None:
+            return False
+        # google-auth keeps expiry as a naive UTC datetime
+        return expiry.replace(tzinfo=datetime.timezone.utc).timestamp() - time.time() < self._margin
+
+    async def headers(self) -> dict[str, str]:
+        async with self._lock:
+            if self._creds is None:
+                self._creds = await asyncio.to_thread(self._load)
+            if self._needs_refresh():
+                import google.auth.transport.requests
+
+                await asyncio.to_thread(self._creds.refresh, google.auth.transport.requests.Request())  # type: ignore[attr-defined]
+        headers = {"Authorization": f"Bearer {self._creds.token}"}  # type: ignore[attr-defined]
+        quota_project = getattr(self._creds, "quota_project_id", None)
+        if quota_project:
+            headers["x-goog-user-project"] = quota_project
+        return headers
+
+
+def credentials_for(settings: Settings) -> Credentials:
+    if settings.upstream_flavour == "gemini" or settings.upstream_api_key is not None:
+        key = settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else ""
+        return ApiKeyCredentials(key)
+    return GoogleCredentials(settings.google_credentials_file)
+
+
+async def open_upstream(settings: Settings, credentials: Credentials, *, url: str | None = None,
+                        ssl_ctx: ssl.SSLContext | None = None) -> ClientConnection:
+    """Open the WebSocket (no setup sent yet). Raises OSError / websockets errors on failure."""
+    headers = await credentials.headers()
+    headers["Content-Type"] = "application/json"
+    target = url or upstream_url(settings)
+    return await websockets.connect(
+        target,
+        additional_headers=headers,
+        ssl=ssl_ctx if target.startswith("wss://") else None,
+        open_timeout=settings.upstream_connect_timeout_s,
+        ping_interval=settings.upstream_ping_interval_s,
+        ping_timeout=settings.upstream_ping_timeout_s,
+        max_size=settings.upstream_max_frame_bytes,
+        compression=None,
+        close_timeout=2.0,
+        proxy=None,
+    )
