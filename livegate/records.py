@@ -1,0 +1,128 @@
+"""The session record (``lg:{sid}:meta``) and the atomic operations on it.
+
+One hash per session; every field a front or worker needs to pick the session up. Scripts touch only
+that one key, so they run unchanged on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import time
+from typing import Any
+
+from livegate import keys
+from livegate.redisconn import AnyRedis
+
+# States (mirrored by livegate.v1.Session.State)
+PENDING = "pending"  # waiting for a worker
+ACTIVE = "active"  # relaying
+RESUMING = "resuming"  # upstream being renewed (go_away, error, takeover)
+DETACHED = "detached"  # caller gone, within the reattach grace
+CLOSING = "closing"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str, token_hash: str) -> bool:
+    return hmac.compare_digest(hash_token(token), token_hash)
+
+
+@dataclasses.dataclass
+class SessionRecord:
+    sid: str
+    tenant: str
+    model: str  # short model id, e.g. gemini-live-2.5-flash
+    flavour: str  # gemini | vertex
+    front: str
+    setup: bytes  # BidiGenerateContentSetup as validated at the front (serialized)
+    options: bytes = b""  # SessionOptions (serialized)
+    reattach_hash: str = ""
+    wants_resumption: bool = False  # the caller asked for session_resumption updates
+    state: str = PENDING
+    worker: str = ""
+    epoch: int = 0
+    created_ms: int = dataclasses.field(default_factory=now_ms)
+    handle: str = dataclasses.field(default="", repr=False)  # latest upstream resumption handle: never leaves the gateway
+    resumable: bool = False
+    handle_index: int = 0  # last client message index covered by ``handle``
+    connects: int = 0
+    go_aways: int = 0
+    resumes: int = 0
+    reattaches: int = 0
+
+    _INTS = ("epoch", "created_ms", "handle_index", "connects", "go_aways", "resumes", "reattaches")
+    _BOOLS = ("wants_resumption", "resumable")
+    _BYTES = ("setup", "options")
+
+    def to_redis(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = int(v) if isinstance(v, bool) else v
+        return out
+
+    @classmethod
+    def from_redis(cls, raw: dict[bytes, bytes]) -> SessionRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw: dict[str, Any] = {}
+        for k, v in raw.items():
+            name = k.decode()
+            if name not in names:
+                continue
+            if name in cls._BYTES:
+                kw[name] = v
+            elif name in cls._INTS:
+                kw[name] = int(v)
+            elif name in cls._BOOLS:
+                kw[name] = v not in (b"0", b"")
+            else:
+                kw[name] = v.decode()
+        return cls(**kw)
+
+
+async def load(redis: AnyRedis, sid: str) -> SessionRecord | None:
+    raw = await redis.hgetall(keys.session_meta(sid))
+    return SessionRecord.from_redis(raw) if raw else None
+
+
+# Claim a session for a worker: succeeds only if the current owner is the expected one ("" for a new
+# session, the dead worker's id for a takeover). Returns the new epoch (fencing token), 0 if someone else
+# owns it, -1 if the session no longer exists.
+CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local cur = redis.call('HGET', KEYS[1], 'worker') or ''
+if cur ~= ARGV[2] then return 0 end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'worker', ARGV[1], 'state', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return epoch
+"""
+
+# Update fields only while this worker still owns the session at this epoch (fenced write).
+FENCED_HSET = """
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then
+  return 0
+end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+
+async def claim(redis: AnyRedis, sid: str, worker: str, *, expected: str = "", state: str = ACTIVE,
+                ttl_s: int = 900) -> int:
+    return int(await redis.eval(CLAIM, 1, keys.session_meta(sid), worker, expected, state, ttl_s * 1000))
+
+
+async def fenced_update(redis: AnyRedis, sid: str, worker: str, epoch: int, fields: dict[str, Any]) -> bool:
+    args: list[Any] = [worker, epoch]
+    for k, v in fields.items():
+        args.extend((k, int(v) if isinstance(v, bool) else v))
+    return bool(await redis.eval(FENCED_HSET, 1, keys.session_meta(sid), *args))

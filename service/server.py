@@ -1,0 +1,219 @@
+"""The front process: a grpc.aio server with LiveGateway, health and reflection, and the outbox reader.
+
+Lifecycle: ``start()`` binds and serves; ``drain()`` flips health to NOT_SERVING and tells connected callers
+to reattach elsewhere; ``aclose()`` stops the server within the grace period and closes clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from livegate import keys, records
+from livegate.bus import Batcher, read_stream
+from livegate.errors import GatewayError, invalid_argument, not_found
+from livegate.redisconn import AnyRedis, connect
+from livegate.settings import Settings
+from livegate.v1 import gateway_pb2 as gw
+from livegate.v1 import live_pb2 as live
+from service.auth import Authenticator, OpenAccess
+from service.servicer import LiveGatewayServicer, SERVICE_NAME
+from service.session import FrontSession
+from service.validate import validate_setup
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_TTL_S = 60
+
+
+class Front:
+    def __init__(self, settings: Settings, *, redis: AnyRedis | None = None,
+                 authenticator: Authenticator | None = None) -> None:
+        self.settings = settings.with_ids("front")
+        self.id = self.settings.front_id
+        self._own_redis = redis is None
+        self.redis: AnyRedis = redis if redis is not None else connect(self.settings.redis_url, client_name=self.id)
+        self.batcher = Batcher(self.redis)
+        self.auth: Authenticator = authenticator or OpenAccess()
+        self.sessions: dict[str, FrontSession] = {}
+        self.health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop: asyncio.Event | None = None
+        self.port = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Front {self.id} port={self.port} sessions={len(self.sessions)}>"
+
+    @property
+    def address(self) -> str:
+        host = self.settings.front_listen.rpartition(":")[0] or "127.0.0.1"
+        return f"{host}:{self.port}"
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        self._stop = asyncio.Event()
+        await self.batcher.start()
+        await self.redis.expire(keys.front_outbox(self.id), OUTBOX_TTL_S)
+        self._tasks = [asyncio.create_task(self._outbox_loop(), name="front-outbox"),
+                       asyncio.create_task(self._keepalive_loop(), name="front-keepalive")]
+        server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ])
+        server.add_generic_rpc_handlers([LiveGatewayServicer(self).handler()])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        self.port = server.add_insecure_port(self.settings.front_listen)
+        if self.port == 0:
+            raise OSError(f"could not bind the front to {self.settings.front_listen}")
+        await server.start()
+        self._server = server
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        logger.info("front %s serving on %s", self.id, self.address)
+
+    async def drain(self) -> None:
+        """Health NOT_SERVING; tell every connected caller to reattach elsewhere."""
+        await self.health.enter_graceful_shutdown()
+        msg = gw.ServerMessage(drain=gw.Drain(reason="front shutting down; reattach to another front")).SerializeToString()
+        for session in list(self.sessions.values()):
+            session.notice(msg)
+
+    async def aclose(self, grace_s: float | None = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._stop is not None:
+            self._stop.set()
+        if self._server is not None:
+            await self.health.enter_graceful_shutdown()
+            await self._server.stop(self.settings.front_grace_s if grace_s is None else grace_s)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self.redis.delete(keys.front_outbox(self.id))
+        except Exception as exc:
+            logger.warning("front %s: could not delete its outbox: %r", self.id, exc)
+        await self.batcher.aclose()
+        if self._own_redis:
+            await self.redis.aclose()
+        logger.info("front %s closed", self.id)
+
+    # -- outbox ------------------------------------------------------------------------------------
+
+    async def _outbox_loop(self) -> None:
+        async for batch in read_stream(self.redis, keys.front_outbox(self.id), last_id="0-0", stop=self._stop):
+            for _eid, fields in batch:
+                session = self.sessions.get(fields[b"s"].decode())
+                if session is not None:
+                    session.offer(fields)
+
+    async def _keepalive_loop(self) -> None:
+        while True:
+            await asyncio.sleep(OUTBOX_TTL_S / 4)
+            try:
+                await self.redis.expire(keys.front_outbox(self.id), OUTBOX_TTL_S)
+            except Exception as exc:
+                logger.warning("front %s: outbox keepalive failed: %r", self.id, exc)
+
+    # -- sessions ----------------------------------------------------------------------------------
+
+    async def open_session(self, tenant: str, first: gw.ClientMessage) -> tuple[FrontSession, str]:
+        """Validate ``setup``, create the session in Redis and queue it for a worker."""
+        setup = live.BidiGenerateContentSetup()
+        setup.CopyFrom(first.setup)
+        model = validate_setup(setup, self.settings.allowed_models)
+        upstream_handle = ""
+        if setup.session_resumption.handle:
+            upstream_handle = await self._resolve_handle(tenant, model, setup.session_resumption.handle)
+            setup.session_resumption.ClearField("handle")
+        sid = "s-" + secrets.token_urlsafe(18)
+        token = secrets.token_urlsafe(32)
+        record = records.SessionRecord(
+            sid=sid, tenant=tenant, model=model, flavour=self.settings.upstream_flavour, front=self.id,
+            setup=setup.SerializeToString(), options=first.options.SerializeToString() if first.HasField("options") else b"",
+            reattach_hash=records.hash_token(token), wants_resumption=first.setup.HasField("session_resumption"),
+            handle=upstream_handle)
+        session = FrontSession(self, sid, tenant)
+        self.sessions[sid] = session
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(keys.session_meta(sid), mapping=record.to_redis())
+        pipe.expire(keys.session_meta(sid), self.settings.session_key_ttl_s)
+        pipe.zadd(keys.tenant_sessions(tenant), {sid: record.created_ms})
+        pipe.xadd(keys.ALLOC_STREAM, {"s": sid})
+        await pipe.execute()
+        logger.info("session %s created for tenant %s (model %s)", sid, tenant, model)
+        return session, token
+
+    async def _resolve_handle(self, tenant: str, model: str, token: str) -> str:
+        raw = await self.redis.hgetall(keys.handle(token)) if token.startswith("lgh_") else {}
+        if not raw or raw.get(b"tenant", b"").decode() != tenant:
+            raise not_found("session_resumption.handle is unknown or expired; start a new session without it",
+                            "HANDLE_NOT_FOUND")
+        if raw.get(b"model", b"").decode() != model:
+            raise invalid_argument("a session can only be resumed with the model it started with "
+                                   f"({raw[b'model'].decode()})", "HANDLE_MODEL_MISMATCH")
+        return raw[b"handle"].decode()
+
+    async def session_view(self, tenant: str, sid: str) -> gw.Session:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.session_meta(sid))
+        pipe.xinfo_stream(keys.session_c2s(sid))
+        pipe.xinfo_stream(keys.session_s2c(sid))
+        raw, c2s, s2c = await pipe.execute(raise_on_error=False)
+        if not isinstance(raw, dict) or not raw:
+            raise not_found(f"no session {sid!r}", "SESSION_NOT_FOUND")
+        r = records.SessionRecord.from_redis(raw)
+        if r.tenant != tenant:
+            raise not_found(f"no session {sid!r}", "SESSION_NOT_FOUND")
+        return session_proto(r, _last_id(c2s), _last_id(s2c))
+
+    async def close_session(self, tenant: str, sid: str) -> gw.Session:
+        view = await self.session_view(tenant, sid)
+        local = self.sessions.get(sid)
+        probe = local or FrontSession(self, sid, tenant)
+        await probe.request_close()
+        view.state = gw.Session.CLOSING
+        return view
+
+
+def _last_id(info: Any) -> int:
+    if not isinstance(info, dict):
+        return 0
+    return keys.stream_seq(info.get("last-generated-id", b"0-0"))
+
+
+_STATES = {records.PENDING: gw.Session.PENDING, records.ACTIVE: gw.Session.ACTIVE,
+           records.RESUMING: gw.Session.RESUMING, records.DETACHED: gw.Session.DETACHED,
+           records.CLOSING: gw.Session.CLOSING}
+
+
+def session_proto(r: records.SessionRecord, client_messages: int, server_messages: int) -> gw.Session:
+    s = gw.Session(session_id=r.sid, tenant=r.tenant, model=r.model, state=_STATES.get(r.state, gw.Session.STATE_UNSPECIFIED),
+                   worker_id=r.worker, front_id=r.front, flavour=r.flavour)
+    s.create_time.FromMilliseconds(r.created_ms)
+    s.age.FromMilliseconds(max(0, records.now_ms() - r.created_ms))
+    c = s.counters
+    c.client_messages = client_messages
+    c.server_messages = server_messages
+    c.upstream_connects = r.connects
+    c.go_aways = r.go_aways
+    c.resumes = r.resumes
+    c.reattaches = r.reattaches
+    return s

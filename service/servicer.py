@@ -1,0 +1,164 @@
+"""The LiveGateway service: Connect and the admin RPCs. GatewayError becomes a gRPC status here, only here.
+
+``Connect`` is registered through a generic handler so that (1) each request arrives as
+``(raw_bytes, parsed_or_None)``: the front validates the parsed message and forwards the caller's own bytes,
+and garbage becomes a clear INVALID_ARGUMENT instead of a transport error; (2) responses may be
+pre-serialized bytes (the worker serializes every server message once; the front forwards it untouched).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from livegate.errors import GatewayError, invalid_argument
+from livegate.v1 import gateway_pb2 as gw
+from service.status import to_status
+
+if TYPE_CHECKING:
+    from service.server import Front
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = gw.DESCRIPTOR.services_by_name["LiveGateway"].full_name
+
+
+def _deserialize_client(raw: bytes) -> tuple[bytes, gw.ClientMessage | None]:
+    try:
+        return raw, gw.ClientMessage.FromString(raw)
+    except DecodeError:
+        return raw, None
+
+
+def _serialize_server(msg: bytes | gw.ServerMessage) -> bytes:
+    return msg if isinstance(msg, bytes) else msg.SerializeToString()
+
+
+class LiveGatewayServicer:
+    def __init__(self, front: Front) -> None:
+        self.front = front
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        unary = grpc.unary_unary_rpc_method_handler
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, {
+            "Connect": grpc.stream_stream_rpc_method_handler(
+                self.Connect, request_deserializer=_deserialize_client, response_serializer=_serialize_server),
+            "GetSession": unary(self.GetSession, request_deserializer=gw.GetSessionRequest.FromString,
+                                response_serializer=gw.Session.SerializeToString),
+            "ListSessions": unary(self.ListSessions, request_deserializer=gw.ListSessionsRequest.FromString,
+                                  response_serializer=gw.ListSessionsResponse.SerializeToString),
+            "CloseSession": unary(self.CloseSession, request_deserializer=gw.CloseSessionRequest.FromString,
+                                  response_serializer=gw.CloseSessionResponse.SerializeToString),
+        })
+
+    # -- Connect -----------------------------------------------------------------------------------
+
+    async def Connect(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        front = self.front
+        try:
+            tenant = front.auth.tenant(context)
+            first = await context.read()
+            if first is grpc.aio.EOF:
+                return
+            raw, msg = first
+            if msg is None:
+                raise invalid_argument("could not parse the first message as livegate.v1.ClientMessage",
+                                       "MALFORMED_MESSAGE")
+            kind = msg.WhichOneof("message")
+            if kind == "reattach":
+                raise GatewayError(grpc.StatusCode.UNIMPLEMENTED, "REATTACH_UNAVAILABLE",
+                                   "reattach is not available on this gateway version")
+            if kind != "setup":
+                raise invalid_argument(f"the first message must be `setup` (or `reattach`), got `{kind or 'nothing'}`",
+                                       "SETUP_REQUIRED")
+            session, token = await front.open_session(tenant, msg)
+        except GatewayError as err:
+            await context.abort_with_status(to_status(err))
+            return
+        try:
+            await context.write(gw.ServerMessage(session=gw.SessionInfo(session_id=session.sid, reattach_token=token)))
+            error = await self._relay(session, context)
+        finally:
+            front.sessions.pop(session.sid, None)
+        if error is not None:
+            await context.abort_with_status(to_status(error))
+
+    async def _relay(self, session: Any, context: grpc.aio.ServicerContext) -> GatewayError | None:
+        s = self.front.settings
+        server_task = asyncio.create_task(session.pump_server(context, first_timeout_s=s.setup_timeout_s))
+        client_task = asyncio.create_task(session.pump_client(context))
+        closed = False
+        try:
+            done, _ = await asyncio.wait({server_task, client_task}, return_when=asyncio.FIRST_COMPLETED)
+            if server_task in done:
+                error = server_task.result()
+                if error is not None and error.reason in ("NO_WORKER", "SLOW_READER"):
+                    closed = True
+                    await asyncio.shield(session.request_close())
+                return error
+            exc = client_task.exception()
+            closed = True
+            await asyncio.shield(session.request_close())
+            if exc is not None:
+                if isinstance(exc, GatewayError):
+                    return exc
+                raise exc
+            # caller half-closed: wait (bounded) for the worker to end the upstream and confirm
+            try:
+                return await asyncio.wait_for(asyncio.shield(server_task), timeout=s.close_timeout_s)
+            except asyncio.TimeoutError:
+                return None
+        finally:
+            for t in (server_task, client_task):
+                t.cancel()
+            await asyncio.gather(server_task, client_task, return_exceptions=True)
+            if not closed:  # the caller went away (cancelled RPC): end the session
+                try:
+                    await asyncio.shield(session.request_close())
+                except Exception as exc:
+                    logger.warning("session %s: close after caller loss failed: %r", session.sid, exc)
+
+    # -- admin -------------------------------------------------------------------------------------
+
+    async def GetSession(self, request: gw.GetSessionRequest, context: grpc.aio.ServicerContext) -> gw.Session:
+        try:
+            return await self.front.session_view(self.front.auth.tenant(context), request.session_id)
+        except GatewayError as err:
+            await context.abort_with_status(to_status(err))
+            raise  # unreachable: abort raises
+
+    async def ListSessions(self, request: gw.ListSessionsRequest, context: grpc.aio.ServicerContext) -> gw.ListSessionsResponse:
+        from livegate import keys
+
+        try:
+            tenant = self.front.auth.tenant(context)
+            size = request.page_size if 0 < request.page_size <= 1000 else 100
+            try:
+                offset = int(request.page_token or 0)
+            except ValueError:
+                raise invalid_argument("page_token is not one this gateway issued") from None
+            sids = await self.front.redis.zrange(keys.tenant_sessions(tenant), offset, offset + size)
+            resp = gw.ListSessionsResponse()
+            for sid in sids[:size]:
+                try:
+                    resp.sessions.append(await self.front.session_view(tenant, sid.decode()))
+                except GatewayError:
+                    continue  # ended between the two reads
+            if len(sids) > size:
+                resp.next_page_token = str(offset + size)
+            return resp
+        except GatewayError as err:
+            await context.abort_with_status(to_status(err))
+            raise
+
+    async def CloseSession(self, request: gw.CloseSessionRequest, context: grpc.aio.ServicerContext) -> gw.CloseSessionResponse:
+        try:
+            view = await self.front.close_session(self.front.auth.tenant(context), request.session_id)
+            return gw.CloseSessionResponse(session=view)
+        except GatewayError as err:
+            await context.abort_with_status(to_status(err))
+            raise

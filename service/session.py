@@ -1,0 +1,192 @@
+"""One caller's stream on the front: client messages into Redis, server messages out to gRPC.
+
+Client -> worker: each message gets the next client index and is written to the session's ``c2s`` log
+(id ``0-<index>``) and, once the owner is known, the owning worker's inbox, in one pipeline.
+Worker -> client: the outbox reader hands entries to :meth:`FrontSession.offer`; they are written to the
+caller in ``seq`` order, gaps (a delivery lost in a handover) filled from the ``s2c`` log, duplicates
+dropped. The front never parses server messages: it forwards the worker's serialized bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import grpc
+import orjson
+
+from livegate import keys
+from livegate.errors import GatewayError, unavailable
+from livegate.v1 import gateway_pb2 as gw
+from service.status import code_from_int
+from service.validate import validate_message
+
+if TYPE_CHECKING:
+    from service.server import Front
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(slots=True)
+class Delivery:
+    seq: int
+    data: bytes
+    worker: str
+    end: bool = False
+    code: int = 0
+    error: bytes = b""
+
+
+class FrontSession:
+    def __init__(self, front: Front, sid: str, tenant: str, *, last_index: int = 0, last_seq: int = 0,
+                 worker: str = "") -> None:
+        self.front = front
+        self.sid = sid
+        self.tenant = tenant
+        self.index = last_index
+        self.last_seq = last_seq
+        self.worker = worker
+        self.queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=front.settings.session_queue_len)
+        self.overflowed = False
+        self.created = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<FrontSession {self.sid} worker={self.worker or '-'} index={self.index} seq={self.last_seq}>"
+
+    # -- worker -> caller ------------------------------------------------------------------------------
+
+    def offer(self, f: dict[bytes, bytes]) -> None:
+        if f.get(b"k") == b"end":
+            d = Delivery(0, b"", f.get(b"w", b"").decode(), end=True, code=int(f.get(b"c", 0)), error=f.get(b"e", b""))
+            if self.queue.full():  # the end must get through: make room, the caller is cut anyway
+                self.overflowed = True
+                self.queue.get_nowait()
+            self.queue.put_nowait(d)
+            return
+        d = Delivery(int(f[b"q"]), f[b"m"], f.get(b"w", b"").decode())
+        try:
+            self.queue.put_nowait(d)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+    def notice(self, data: bytes) -> None:
+        """A gateway message outside the session's sequence (seq 0), e.g. ``drain``."""
+        try:
+            self.queue.put_nowait(Delivery(0, data, ""))
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+    async def pump_server(self, context: grpc.aio.ServicerContext, *, first_timeout_s: float) -> GatewayError | None:
+        """Write server messages to the caller until the session ends; return how it ended."""
+        timeout: float | None = first_timeout_s
+        while True:
+            if self.overflowed:
+                return GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOW_READER",
+                                    "the caller did not read server messages fast enough; the gateway buffer "
+                                    f"({self.queue.maxsize} messages) overflowed")
+            try:
+                d = await asyncio.wait_for(self.queue.get(), timeout=timeout) if timeout else await self.queue.get()
+            except asyncio.TimeoutError:
+                return unavailable(f"no worker took the session within {first_timeout_s:.0f}s; the gateway is "
+                                   "at capacity or its workers are down; retry", "NO_WORKER", retry_after_s=2.0)
+            timeout = None
+            if d.worker and d.worker != self.worker:
+                await self._owner_changed(d.worker)
+            if d.end:
+                return _end_error(d)
+            if d.seq == 0:
+                await context.write(d.data)
+                continue
+            if d.seq <= self.last_seq:
+                continue
+            if d.seq > self.last_seq + 1:
+                await self._fill(context, d.seq - 1)
+            await context.write(d.data)
+            self.last_seq = d.seq
+
+    async def _fill(self, context: grpc.aio.ServicerContext, up_to: int) -> None:
+        entries = await self.front.redis.xrange(keys.session_s2c(self.sid), keys.stream_id(self.last_seq + 1),
+                                                keys.stream_id(up_to))
+        for eid, fields in entries:
+            seq = keys.stream_seq(eid)
+            if seq <= self.last_seq:
+                continue
+            await context.write(fields[b"m"])
+            self.last_seq = seq
+
+    async def _owner_changed(self, worker: str) -> None:
+        """A worker (new, or a successor) owns the session: route client messages to its inbox and make it
+        catch up with everything logged so far."""
+        self.worker = worker
+        await self.front.batcher.submit([self._inbox_cmd("k", "sync", "i", self.index)])
+
+    # -- caller -> worker ------------------------------------------------------------------------------
+
+    async def pump_client(self, context: grpc.aio.ServicerContext) -> None:
+        """Read the caller's messages until it half-closes; raises GatewayError on bad input."""
+        while True:
+            item = await context.read()
+            if item is grpc.aio.EOF:
+                return
+            raw, msg = item
+            if msg is None:
+                from livegate.errors import invalid_argument
+
+                raise invalid_argument("could not parse the message as livegate.v1.ClientMessage", "MALFORMED_MESSAGE")
+            validate_message(msg)
+            await self.send(raw)
+
+    async def send(self, raw: bytes) -> None:
+        self.index += 1
+        s = self.front.settings
+        now = time.time_ns()
+        cmds: list[tuple[object, ...]] = [
+            ("XADD", keys.session_c2s(self.sid), "MAXLEN", "~", s.c2s_log_len, keys.stream_id(self.index),
+             "m", raw, "t", now)]
+        if self.worker:
+            cmds.append(self._inbox_cmd("i", self.index, "m", raw, "t", now))
+        await self.front.batcher.submit(cmds)
+
+    async def request_close(self) -> None:
+        """Ask the owning worker to end the session; if none owns it yet, end it here."""
+        owner = await self.front.redis.eval(CLOSE_OR_OWNER, 1, keys.session_meta(self.sid))
+        owner = owner.decode() if isinstance(owner, bytes) else owner
+        if owner:
+            self.worker = owner
+            await self.front.batcher.submit([self._inbox_cmd("k", "close", "i", self.index)])
+        else:
+            await self.front.redis.delete(*keys.session_keys(self.sid))
+            await self.front.redis.zrem(keys.tenant_sessions(self.tenant), self.sid)
+
+    def _inbox_cmd(self, *fields: object) -> tuple[object, ...]:
+        return ("XADD", keys.worker_inbox(self.worker), "MAXLEN", "~", self.front.settings.inbox_len, "*",
+                "s", self.sid, *fields)
+
+
+# Mark a session closing and return its owner; if no worker owns it yet, delete its meta so no worker
+# will take it (a later claim sees it gone) and return "".
+CLOSE_OR_OWNER = """
+local owner = redis.call('HGET', KEYS[1], 'worker')
+if owner and owner ~= '' then
+  redis.call('HSET', KEYS[1], 'state', 'closing')
+  return owner
+end
+redis.call('DEL', KEYS[1])
+return ''
+"""
+
+
+def _end_error(d: Delivery) -> GatewayError | None:
+    if d.code == 0:
+        return None
+    info = orjson.loads(d.error) if d.error else {}
+    return GatewayError(code_from_int(d.code), info.get("reason", "UNKNOWN"), info.get("message", "session ended"),
+                        retryable=bool(info.get("retryable")), retry_after_s=info.get("retry_after_s"),
+                        upstream_close_code=info.get("upstream_close_code"),
+                        upstream_close_reason=info.get("upstream_close_reason"))
+
+
+__all__ = ["FrontSession", "Delivery", "gw"]

@@ -1,0 +1,69 @@
+"""Shared fixtures: a real redis-server for the whole run (its own free port), and the livegate stack
+(emulator over real TLS, two workers, a front) per test."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from livegate.devstack import RedisProcess
+
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    proc = RedisProcess().start()
+    try:
+        yield proc.url
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Any]:
+    from livegate.redisconn import connect
+
+    client = connect(redis_url)
+    await client.flushall()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def emulator_config(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from emulator.config import EmulatorConfig
+
+    return EmulatorConfig(port=0, pacing=0.0, cert_dir=str(tmp_path_factory.getbasetemp() / "emulator-cert"))
+
+
+@pytest.fixture
+async def stack(redis: Any, redis_url: str, emulator_config: Any) -> AsyncIterator[dict[str, Any]]:
+    from livegate.devstack import dev_stack
+    from livegate.settings import Settings
+
+    settings = Settings(redis_url=redis_url, front_listen="127.0.0.1:0", worker_capacity=10,
+                        setup_timeout_s=10.0, log_json=False,
+                        upstream_api_key="test-upstream-key")
+    async with dev_stack(settings, workers=2, emulator_config=emulator_config, start_redis=False) as parts:
+        parts["redis"] = redis
+        yield parts
+
+
+@pytest.fixture
+async def client(stack: dict[str, Any]) -> AsyncIterator[Any]:
+    from livegate.client import Client
+
+    async with Client(stack["front"].address) as c:
+        yield c
+
+
+@contextlib.asynccontextmanager
+async def nothing() -> AsyncIterator[None]:
+    yield

@@ -1,0 +1,331 @@
+"""One session on a worker: the upstream WebSocket and the two relay directions.
+
+Client -> upstream: entries arrive from the worker inbox (fast path) with the client message index; the
+relay sends them strictly in index order, fetching any gap from the session's ``c2s`` log, dropping
+duplicates. Upstream -> client: every frame becomes a ``ServerMessage`` with the next ``seq``, written to
+the session's ``s2c`` log (id ``0-<seq>``) and the owning front's outbox in one pipeline.
+
+The upstream is renewed transparently (go_away, transient closes): close the old socket, resume with the
+latest handle, re-send the client messages the handle does not cover. Non-retryable closes end the session
+with a typed :class:`~livegate.errors.GatewayError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+import orjson
+import websockets.exceptions
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from livegate import codec, keys
+from livegate.bus import is_stale_id_error
+from livegate.errors import GatewayError, classify_close, unavailable
+from livegate.records import SessionRecord
+from livegate.v1 import gateway_pb2 as gw
+from livegate.v1 import live_pb2 as live
+
+if TYPE_CHECKING:
+    from workers.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+MAX_RESUME_ATTEMPTS = 8
+
+
+@dataclasses.dataclass(slots=True)
+class InboxItem:
+    kind: str  # "msg" | "sync" | "close"
+    index: int
+    payload: bytes = b""
+    t_ns: int = 0
+
+
+class SessionLost(Exception):
+    """Another worker owns this session now (fenced write refused)."""
+
+
+class ClientClosed(Exception):
+    """The caller (or an admin) asked to close the session."""
+
+
+class UpstreamClosed(Exception):
+    def __init__(self, code: int | None, reason: str | None) -> None:
+        super().__init__(f"upstream closed {code} {reason!r}")
+        self.code = code
+        self.reason = reason
+
+
+class GoAwayReceived(Exception):
+    pass
+
+
+class SessionRelay:
+    def __init__(self, worker: Worker, record: SessionRecord, epoch: int, *, last_seq: int = 0) -> None:
+        self.worker = worker
+        self.record = record
+        self.sid = record.sid
+        self.epoch = epoch
+        self.seq = last_seq
+        self.next_index = record.handle_index + 1 if record.handle else 1
+        self.queue: asyncio.Queue[InboxItem] = asyncio.Queue()
+        self.ws: ClientConnection | None = None
+        self.setup = live.BidiGenerateContentSetup.FromString(record.setup)
+        self.options = gw.SessionOptions.FromString(record.options) if record.options else gw.SessionOptions()
+        self._handle = record.handle
+        self._handle_index = record.handle_index
+        self._setup_sent_to_client = last_seq > 0  # a takeover never repeats setup_complete
+        self._gw_handle = ""  # the caller-facing handle (see Worker.publish_handle)
+        self.started = time.monotonic()
+
+    def __repr__(self) -> str:
+        return (f"<SessionRelay {self.sid} epoch={self.epoch} seq={self.seq} next_index={self.next_index} "
+                f"handle={'yes' if self._handle else 'no'} connects={self.record.connects}>")
+
+    # -- inbox side -----------------------------------------------------------------------------------
+
+    def deliver(self, item: InboxItem) -> None:
+        self.queue.put_nowait(item)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Relay until the session ends; always leaves Redis clean (or handed over)."""
+        error: GatewayError | None = None
+        try:
+            await self._relay_forever()
+        except ClientClosed:
+            logger.info("session %s closed by the caller", self.sid)
+        except SessionLost:
+            logger.warning("session %s lost to another worker; stopping without cleanup", self.sid)
+            await self._close_ws(1000)
+            return
+        except GatewayError as exc:
+            error = exc
+            logger.info("session %s ended: %s", self.sid, exc)
+        except asyncio.CancelledError:
+            await self._close_ws(1001)
+            raise
+        except Exception as exc:  # a bug: end this session with INTERNAL, keep the worker serving others
+            logger.exception("session %s failed", self.sid)
+            import grpc
+
+            error = GatewayError(grpc.StatusCode.INTERNAL, "INTERNAL", f"gateway worker error: {type(exc).__name__}")
+        await self._close_ws(1000)
+        await asyncio.shield(self._finish(error))
+
+    async def _relay_forever(self) -> None:
+        attempt = 0
+        reason = "connect"
+        while True:
+            gap_started = time.monotonic()
+            try:
+                await self._connect()
+            except GatewayError:
+                raise
+            except (OSError, ConnectionClosed, asyncio.TimeoutError, UpstreamClosed) as exc:
+                code, why = _close_info(exc)
+                decision = classify_close(code, why)
+                if not decision.resume:
+                    assert decision.error is not None
+                    raise decision.error from None
+                attempt += 1
+                if attempt > MAX_RESUME_ATTEMPTS:
+                    raise unavailable(f"the upstream could not be reached after {attempt - 1} attempts",
+                                      "UPSTREAM_UNAVAILABLE") from None
+                delay = min(0.1 * 2 ** (attempt - 1), 5.0) * (0.5 + random.random() / 2)
+                logger.warning("session %s: upstream connect failed (%r); retry %d in %.2fs", self.sid, exc, attempt, delay)
+                await asyncio.sleep(delay)
+                continue
+            if self.record.connects > 1:
+                await self._renewed(reason, time.monotonic() - gap_started)
+            attempt = 0
+            try:
+                await self._pump()
+            except GoAwayReceived:
+                reason = "go_away"
+            except UpstreamClosed as exc:
+                decision = classify_close(exc.code, exc.reason)
+                if not decision.resume:
+                    assert decision.error is not None
+                    raise decision.error from None
+                reason = f"upstream_close_{exc.code}"
+            await self._close_ws(1000)
+
+    async def _connect(self) -> None:
+        w = self.worker
+        ws = await w.open_upstream()
+        self.ws = ws
+        self.record.connects += 1
+        setup = codec.upstream_setup(self.setup, self._handle, w.settings, self.record.model)
+        try:
+            await ws.send(setup)
+            first = await asyncio.wait_for(ws.recv(decode=False), timeout=w.settings.upstream_connect_timeout_s)
+        except ConnectionClosed as exc:
+            raise UpstreamClosed(*_close_info(exc)) from None
+        msg = codec.server_from_live(first, self.record.flavour)
+        if msg is None or not msg.HasField("setup_complete"):
+            raise unavailable("the upstream did not answer setup with setupComplete", "UPSTREAM_PROTOCOL")
+        if self._handle:
+            self.record.resumes += 1
+        if not self._setup_sent_to_client:
+            self._setup_sent_to_client = True
+            await self._emit(msg)
+        # Re-send what the upstream has not consumed: every logged client message after the handle's index.
+        self.next_index = self._handle_index + 1 if self._handle else 1
+        await self._fill()
+
+    async def _pump(self) -> None:
+        assert self.ws is not None
+        ws = self.ws
+        c2s = asyncio.create_task(self._c2s_loop(ws), name=f"c2s-{self.sid}")
+        try:
+            await self._s2c_loop(ws)
+        finally:
+            c2s.cancel()
+            try:
+                await c2s
+            except asyncio.CancelledError:
+                pass
+            except (ClientClosed, SessionLost, GatewayError):
+                raise
+            except ConnectionClosed:
+                pass
+
+    # -- client -> upstream ---------------------------------------------------------------------------
+
+    async def _c2s_loop(self, ws: ClientConnection) -> None:
+        while True:
+            item = await self.queue.get()
+            if item.kind == "close":
+                raise ClientClosed()
+            if item.kind == "sync":
+                await self._fill(item.index)
+                continue
+            if item.index < self.next_index:
+                continue  # duplicate (already relayed)
+            if item.index > self.next_index:
+                await self._fill(item.index - 1)
+            await self._send_client(ws, item.payload)
+            self.next_index = item.index + 1
+
+    async def _fill(self, up_to: int | None = None) -> None:
+        """Send the ``c2s`` log from ``next_index`` through ``up_to`` (None: to the end) upstream, in order."""
+        if self.ws is None or (up_to is not None and up_to < self.next_index):
+            return
+        entries = await self.worker.redis.xrange(
+            keys.session_c2s(self.sid), keys.stream_id(self.next_index),
+            keys.stream_id(up_to) if up_to is not None else "+")
+        for eid, fields in entries:
+            index = keys.stream_seq(eid)
+            if index < self.next_index:
+                continue
+            await self._send_client(self.ws, fields[b"m"])
+            self.next_index = index + 1
+
+    async def _send_client(self, ws: ClientConnection | None, payload: bytes) -> None:
+        assert ws is not None
+        msg = gw.ClientMessage.FromString(payload)
+        await ws.send(codec.client_to_live(msg), text=True)
+        self.worker.stats.c2s += 1
+
+    # -- upstream -> client ---------------------------------------------------------------------------
+
+    async def _s2c_loop(self, ws: ClientConnection) -> None:
+        while True:
+            try:
+                frame = await ws.recv(decode=False)
+            except ConnectionClosed as exc:
+                raise UpstreamClosed(*_close_info(exc)) from None
+            t_ns = time.time_ns()
+            msg = codec.server_from_live(frame, self.record.flavour)
+            if msg is None:
+                logger.warning("session %s: upstream frame not understood: %.200r", self.sid, frame)
+                continue
+            kind = msg.WhichOneof("message")
+            if kind == "session_resumption_update":
+                await self._on_resumption_update(msg)
+                continue
+            if kind == "go_away":
+                self.record.go_aways += 1
+                logger.info("session %s: go_away (time left %ss); renewing the upstream", self.sid,
+                            msg.go_away.time_left.seconds)
+                raise GoAwayReceived()
+            await self._emit(msg, t_ns)
+
+    async def _on_resumption_update(self, msg: gw.ServerMessage) -> None:
+        upd = msg.session_resumption_update
+        if upd.resumable and upd.new_handle:
+            self._handle = upd.new_handle
+            self._handle_index = (upd.last_consumed_client_message_index
+                                  if upd.HasField("last_consumed_client_message_index") else self.next_index - 1)
+            ok = await asyncio.shield(self.worker.save_handle(self, self._handle, self._handle_index))
+            if not ok:
+                raise SessionLost()
+        if self.record.wants_resumption:
+            out = gw.ServerMessage()
+            out.session_resumption_update.resumable = upd.resumable
+            if upd.resumable and upd.new_handle:
+                if not self._gw_handle:
+                    self._gw_handle = "lgh_" + secrets.token_urlsafe(24)
+                await self.worker.publish_handle(self, self._gw_handle, upd.new_handle)
+                out.session_resumption_update.new_handle = self._gw_handle
+            await self._emit(out)
+
+    async def _renewed(self, reason: str, gap_s: float) -> None:
+        logger.info("session %s: upstream renewed after %s in %.3fs", self.sid, reason, gap_s)
+        if self.options.upstream_events:
+            out = gw.ServerMessage()
+            out.upstream_renewed.reason = reason
+            out.upstream_renewed.gap.FromNanoseconds(int(gap_s * 1e9))
+            await self._emit(out)
+
+    async def _emit(self, msg: gw.ServerMessage, t_ns: int = 0) -> None:
+        self.seq += 1
+        msg.seq = self.seq
+        data = msg.SerializeToString()
+        replies = await self.worker.write_server_message(self, self.seq, data, t_ns or time.time_ns())
+        if is_stale_id_error(replies[0]):
+            raise SessionLost()
+
+    # -- end ------------------------------------------------------------------------------------------
+
+    async def _close_ws(self, code: int) -> None:
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            try:
+                await asyncio.wait_for(ws.close(code), timeout=2.0)
+            except (asyncio.TimeoutError, OSError, ConnectionClosed):
+                pass
+
+    async def _finish(self, error: GatewayError | None) -> None:
+        await self.worker.end_session(self, error)
+
+
+def _close_info(exc: BaseException) -> tuple[int | None, str | None]:
+    """(close code, reason) the upstream sent, from any connect/recv failure (None: no close frame)."""
+    if isinstance(exc, UpstreamClosed):
+        return exc.code, exc.reason
+    if isinstance(exc, ConnectionClosed) and exc.rcvd is not None:
+        return exc.rcvd.code, exc.rcvd.reason
+    if isinstance(exc, websockets.exceptions.InvalidStatus):
+        status = exc.response.status_code
+        return (1008 if status in (401, 403, 404) else 1011), f"HTTP {status} at upgrade"
+    return None, None
+
+
+def end_fields(error: GatewayError | None) -> dict[str, bytes | str | int]:
+    """The outbox entry that tells the front how the session ended."""
+    if error is None:
+        return {"k": "end", "c": 0}
+    return {"k": "end", "c": error.code.value[0], "e": orjson.dumps({
+        "reason": error.reason, "message": error.message, "retryable": error.retryable,
+        "retry_after_s": error.retry_after_s, "upstream_close_code": error.upstream_close_code,
+        "upstream_close_reason": error.upstream_close_reason})}

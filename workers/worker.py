@@ -1,0 +1,259 @@
+"""A worker process: pulls sessions from Redis while under capacity and relays each one.
+
+Lifecycle: ``start()`` (register, heartbeat, allocation and inbox loops), ``drain()`` (stop taking
+sessions, let live ones finish within the drain timeout), ``aclose()`` (cancel what is left, close
+clients). All idempotent. Signals are handled by the CLI, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+import ssl
+import time
+from typing import Any
+
+from redis.exceptions import ResponseError
+from websockets.asyncio.client import ClientConnection
+
+from livegate import keys, records
+from livegate.bus import Batcher, read_stream
+from livegate.errors import GatewayError
+from livegate.redisconn import AnyRedis, connect
+from livegate.settings import Settings
+from workers import upstream
+from workers.relay import InboxItem, SessionRelay, end_fields
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class WorkerStats:
+    c2s: int = 0
+    s2c: int = 0
+    taken: int = 0
+    ended: int = 0
+
+
+class Worker:
+    def __init__(self, settings: Settings, *, redis: AnyRedis | None = None) -> None:
+        self.settings = settings.with_ids("worker")
+        self.id = self.settings.worker_id
+        self._own_redis = redis is None
+        self.redis: AnyRedis = redis if redis is not None else connect(self.settings.redis_url, client_name=self.id)
+        self.batcher = Batcher(self.redis)
+        self.sessions: dict[str, SessionRelay] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._stop: asyncio.Event | None = None  # created in start(): constructors touch no event loop
+        self._capacity: asyncio.Event | None = None
+        self._credentials = upstream.credentials_for(self.settings)
+        self._ssl: ssl.SSLContext | None = None
+        self._started = False
+        self._closed = False
+        self.stats = WorkerStats()
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.id} sessions={len(self.sessions)}/{self.settings.worker_capacity}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._stop = asyncio.Event()
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._ssl = upstream.ssl_context(self.settings)
+        try:
+            await self.redis.xgroup_create(keys.ALLOC_STREAM, keys.ALLOC_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        await self.batcher.start()
+        await self._heartbeat_once()
+        self._loops = [
+            asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
+            asyncio.create_task(self._allocation_loop(), name="worker-allocation"),
+            asyncio.create_task(self._inbox_loop(), name="worker-inbox"),
+        ]
+        logger.info("worker %s started (capacity %d)", self.id, self.settings.worker_capacity)
+
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Stop taking sessions; wait (bounded) for live sessions to end."""
+        if self._stop is not None:
+            self._stop.set()
+        deadline = time.monotonic() + (self.settings.drain_timeout_s if timeout_s is None else timeout_s)
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.wait(list(self._tasks.values()), timeout=max(0.0, deadline - time.monotonic()))
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._stop is not None:
+            self._stop.set()
+        tasks = list(self._tasks.values()) + self._loops
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self.redis.zrem(keys.WORKERS, self.id)
+            await self.redis.delete(keys.worker_heartbeat(self.id), keys.worker_inbox(self.id))
+        except Exception as exc:  # Redis gone: the heartbeat TTL cleans up
+            logger.warning("worker %s: could not deregister: %r", self.id, exc)
+        await self.batcher.aclose()
+        if self._own_redis:
+            await self.redis.aclose()
+        logger.info("worker %s closed: taken=%d ended=%d", self.id, self.stats.taken, self.stats.ended)
+
+    # -- heartbeat ---------------------------------------------------------------------------------
+
+    async def _heartbeat_once(self) -> None:
+        s = self.settings
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(keys.worker_heartbeat(self.id), f"{len(self.sessions)}/{s.worker_capacity}",
+                 px=int(s.heartbeat_ttl_s * 1000))
+        pipe.zadd(keys.WORKERS, {self.id: records.now_ms()})
+        # keep every owned session's keys alive while we relay them
+        for sid in self.sessions:
+            for key in keys.session_keys(sid):
+                pipe.expire(key, s.session_key_ttl_s)
+        await pipe.execute()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            try:
+                await self._heartbeat_once()
+            except Exception as exc:
+                logger.warning("worker %s: heartbeat failed: %r", self.id, exc)
+
+    # -- allocation ----------------------------------------------------------------------------------
+
+    def _update_capacity(self) -> None:
+        assert self._capacity is not None
+        if len(self.sessions) < self.settings.worker_capacity:
+            self._capacity.set()
+        else:
+            self._capacity.clear()
+
+    async def _allocation_loop(self) -> None:
+        assert self._stop is not None and self._capacity is not None
+        while not self._stop.is_set():
+            await self._capacity.wait()
+            if self._stop.is_set():
+                return
+            try:
+                reply = await self.redis.xreadgroup(keys.ALLOC_GROUP, self.id, {keys.ALLOC_STREAM: ">"},
+                                                    count=1, block=500)
+            except Exception as exc:
+                logger.warning("worker %s: allocation read failed: %r", self.id, exc)
+                await asyncio.sleep(0.2)
+                continue
+            for eid, fields in _entries(reply):
+                try:
+                    await self._take(fields[b"s"].decode(), fields.get(b"from", b"").decode())
+                finally:
+                    await self.redis.xack(keys.ALLOC_STREAM, keys.ALLOC_GROUP, eid)
+                    await self.redis.xdel(keys.ALLOC_STREAM, eid)
+
+    async def _take(self, sid: str, expected_owner: str) -> None:
+        epoch = await records.claim(self.redis, sid, self.id, expected=expected_owner,
+                                    ttl_s=self.settings.session_key_ttl_s)
+        if epoch <= 0:
+            logger.info("worker %s: session %s not claimable (%s)", self.id, sid, "gone" if epoch < 0 else "owned")
+            return
+        record = await records.load(self.redis, sid)
+        if record is None:
+            return
+        last = await self.redis.xrevrange(keys.session_s2c(sid), "+", "-", count=1)
+        relay = SessionRelay(self, record, epoch, last_seq=keys.stream_seq(last[0][0]) if last else 0)
+        await self.redis.sadd(keys.worker_sessions(self.id), sid)
+        self.sessions[sid] = relay
+        self.stats.taken += 1
+        self._update_capacity()
+        self._tasks[sid] = asyncio.create_task(self._run_session(relay), name=f"session-{sid}")
+        logger.info("worker %s took session %s (epoch %d, model %s)", self.id, sid, epoch, record.model)
+
+    async def _run_session(self, relay: SessionRelay) -> None:
+        try:
+            await relay.run()
+        finally:
+            self.sessions.pop(relay.sid, None)
+            self._tasks.pop(relay.sid, None)
+            self.stats.ended += 1
+            self._update_capacity()
+
+    # -- inbox -------------------------------------------------------------------------------------
+
+    async def _inbox_loop(self) -> None:
+        assert self._stop is not None
+        async for batch in read_stream(self.redis, keys.worker_inbox(self.id), last_id="0-0", stop=self._stop):
+            for _eid, f in batch:
+                relay = self.sessions.get(f[b"s"].decode())
+                if relay is None:
+                    continue
+                kind = f.get(b"k", b"msg").decode()
+                relay.deliver(InboxItem(kind, int(f.get(b"i", 0)), f.get(b"m", b""), int(f.get(b"t", 0))))
+
+    # -- services for relays -----------------------------------------------------------------------
+
+    async def open_upstream(self) -> ClientConnection:
+        return await upstream.open_upstream(self.settings, self._credentials, ssl_ctx=self._ssl)
+
+    def write_server_message(self, relay: SessionRelay, seq: int, data: bytes, t_ns: int) -> asyncio.Future[list[Any]]:
+        s = self.settings
+        self.stats.s2c += 1
+        return self.batcher.submit([
+            ("XADD", keys.session_s2c(relay.sid), "MAXLEN", "~", s.s2c_history_len, keys.stream_id(seq),
+             "m", data, "t", t_ns),
+            ("XADD", keys.front_outbox(relay.record.front), "MAXLEN", "~", s.inbox_len, "*",
+             "s", relay.sid, "q", seq, "m", data, "t", t_ns, "w", self.id),
+        ])
+
+    async def save_handle(self, relay: SessionRelay, handle: str, index: int) -> bool:
+        ok = await records.fenced_update(self.redis, relay.sid, self.id, relay.epoch,
+                                         {"handle": handle, "resumable": True, "handle_index": index,
+                                          "connects": relay.record.connects, "resumes": relay.record.resumes,
+                                          "go_aways": relay.record.go_aways})
+        if ok and index > 0:
+            # the handle covers these client messages: the upstream replay log no longer needs them
+            await self.redis.xtrim(keys.session_c2s(relay.sid), minid=keys.stream_id(index + 1))
+        return ok
+
+    async def publish_handle(self, relay: SessionRelay, token: str, upstream_handle: str) -> None:
+        """Store the caller-facing resumption handle ``token``: it maps to the upstream handle inside Redis
+        only (upstream handles never leave the gateway) and lets a new session of the same tenant continue
+        this conversation."""
+        key = keys.handle(token)
+        r = relay.record
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping={"tenant": r.tenant, "model": r.model, "flavour": r.flavour, "handle": upstream_handle})
+        pipe.expire(key, self.settings.handle_ttl_s)
+        await pipe.execute()
+
+    async def end_session(self, relay: SessionRelay, error: GatewayError | None) -> None:
+        sid = relay.sid
+        r = relay.record
+        try:
+            await self.batcher.submit([
+                ("XADD", keys.front_outbox(r.front), "MAXLEN", "~", self.settings.inbox_len, "*",
+                 "s", sid, "w", self.id, *[x for kv in end_fields(error).items() for x in kv]),
+            ])
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.delete(*keys.session_keys(sid))
+            pipe.srem(keys.worker_sessions(self.id), sid)
+            pipe.zrem(keys.tenant_sessions(r.tenant), sid)
+            await pipe.execute()
+        except Exception as exc:
+            logger.warning("session %s: cleanup failed (%r); keys expire by TTL", sid, exc)
+
+
+def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    from livegate.bus import _entries as parse
+
+    return parse(reply, keys.ALLOC_STREAM) if reply else []
