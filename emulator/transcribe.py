@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import zlib
 from typing import Any
@@ -180,6 +181,17 @@ def _read_message(symbols: list[tuple[int, int] | None], i: int) -> tuple[str | 
 # ----------------------------------------------------------------------------- recognition
 
 
+def _loudest_frame_dbfs(pcm: bytes, frame: int = 320) -> float:
+    """Level of the loudest 20 ms frame (so a short utterance in long silence still counts)."""
+    x = audio.samples(pcm).astype(np.float64)
+    if x.size == 0:
+        return audio.MIN_DBFS
+    n = max(1, x.size // frame)
+    x = np.pad(x, (0, n * frame - x.size)) if x.size < frame else x[: n * frame]
+    peak = float(np.sqrt(np.max(np.mean(x.reshape(n, -1) ** 2, axis=1)))) / 32768.0
+    return max(audio.MIN_DBFS, 20.0 * math.log10(peak)) if peak > 0 else audio.MIN_DBFS
+
+
 def _pocketsphinx_available() -> bool:
     try:
         import pocketsphinx  # noqa: F401
@@ -220,7 +232,7 @@ class Transcriber:
 
     def transcribe_sync(self, pcm16k: bytes) -> str:
         """Blocking form of :meth:`transcribe` (call it from a worker thread)."""
-        if len(pcm16k) < 2 or audio.rms_dbfs(pcm16k) < SILENCE_DBFS:
+        if _loudest_frame_dbfs(pcm16k) < SILENCE_DBFS:
             return ""
         text = decode_text_tones(pcm16k)
         if text is not None:
