@@ -1124,22 +1124,27 @@ class DynamicRetrievalConfig(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     DYNAMIC_THRESHOLD_FIELD_NUMBER: _builtins.int
     mode: Global___DynamicRetrievalConfig.Mode.ValueType
-    """Predictor mode."""
+    """Predictor mode (an explicit MODE_UNSPECIFIED means "always retrieve")."""
     dynamic_threshold: _builtins.float
     """Threshold for dynamic retrieval; system default if unset."""
     def __init__(
         self,
         *,
-        mode: Global___DynamicRetrievalConfig.Mode.ValueType = ...,
+        mode: Global___DynamicRetrievalConfig.Mode.ValueType | None = ...,
         dynamic_threshold: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_dynamic_threshold", b"_dynamic_threshold", "dynamic_threshold", b"dynamic_threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_dynamic_threshold", b"_dynamic_threshold", "_mode", b"_mode", "dynamic_threshold", b"dynamic_threshold", "mode", b"mode"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dynamic_threshold", b"_dynamic_threshold", "dynamic_threshold", b"dynamic_threshold", "mode", b"mode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dynamic_threshold", b"_dynamic_threshold", "_mode", b"_mode", "dynamic_threshold", b"dynamic_threshold", "mode", b"mode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__dynamic_threshold: _TypeAlias = _typing.Literal["dynamic_threshold"]  # noqa: Y015
     _WhichOneofArgType__dynamic_threshold: _TypeAlias = _typing.Literal["_dynamic_threshold", b"_dynamic_threshold"]  # noqa: Y015
+    _WhichOneofReturnType__mode: _TypeAlias = _typing.Literal["mode"]  # noqa: Y015
+    _WhichOneofArgType__mode: _TypeAlias = _typing.Literal["_mode", b"_mode"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__dynamic_threshold) -> _WhichOneofReturnType__dynamic_threshold | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mode) -> _WhichOneofReturnType__mode | None: ...
 
 Global___DynamicRetrievalConfig: _TypeAlias = DynamicRetrievalConfig  # noqa: Y015
 
@@ -3602,6 +3607,8 @@ class UsageMetadata(_message.Message):
     Token usage. Sent by the server next to a message (observed with the final
     `turn_complete`), cumulative for the turn.
 
+    Counts are `optional` so that an explicit 0 survives a JSON round trip.
+
     Names are the Gemini API's. Vertex sends `candidatesTokenCount` and
     `candidatesTokensDetails` instead of `responseTokenCount` and
     `responseTokensDetails`; the gateway maps those Vertex names onto
@@ -3692,23 +3699,46 @@ class UsageMetadata(_message.Message):
     def __init__(
         self,
         *,
-        prompt_token_count: _builtins.int = ...,
-        cached_content_token_count: _builtins.int = ...,
-        response_token_count: _builtins.int = ...,
-        tool_use_prompt_token_count: _builtins.int = ...,
-        thoughts_token_count: _builtins.int = ...,
-        total_token_count: _builtins.int = ...,
+        prompt_token_count: _builtins.int | None = ...,
+        cached_content_token_count: _builtins.int | None = ...,
+        response_token_count: _builtins.int | None = ...,
+        tool_use_prompt_token_count: _builtins.int | None = ...,
+        thoughts_token_count: _builtins.int | None = ...,
+        total_token_count: _builtins.int | None = ...,
         prompt_tokens_details: _abc.Iterable[Global___ModalityTokenCount] | None = ...,
         cache_tokens_details: _abc.Iterable[Global___ModalityTokenCount] | None = ...,
         response_tokens_details: _abc.Iterable[Global___ModalityTokenCount] | None = ...,
         tool_use_prompt_tokens_details: _abc.Iterable[Global___ModalityTokenCount] | None = ...,
         traffic_type: Global___UsageMetadata.TrafficType.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cached_content_token_count", b"_cached_content_token_count", "_prompt_token_count", b"_prompt_token_count", "_response_token_count", b"_response_token_count", "_thoughts_token_count", b"_thoughts_token_count", "_tool_use_prompt_token_count", b"_tool_use_prompt_token_count", "_total_token_count", b"_total_token_count", "cached_content_token_count", b"cached_content_token_count", "prompt_token_count", b"prompt_token_count", "response_token_count", b"response_token_count", "thoughts_token_count", b"thoughts_token_count", "tool_use_prompt_token_count", b"tool_use_prompt_token_count", "total_token_count", b"total_token_count"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_tokens_details", b"cache_tokens_details", "cached_content_token_count", b"cached_content_token_count", "prompt_token_count", b"prompt_token_count", "prompt_tokens_details", b"prompt_tokens_details", "response_token_count", b"response_token_count", "response_tokens_details", b"response_tokens_details", "thoughts_token_count", b"thoughts_token_count", "tool_use_prompt_token_count", b"tool_use_prompt_token_count", "tool_use_prompt_tokens_details", b"tool_use_prompt_tokens_details", "total_token_count", b"total_token_count", "traffic_type", b"traffic_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cached_content_token_count", b"_cached_content_token_count", "_prompt_token_count", b"_prompt_token_count", "_response_token_count", b"_response_token_count", "_thoughts_token_count", b"_thoughts_token_count", "_tool_use_prompt_token_count", b"_tool_use_prompt_token_count", "_total_token_count", b"_total_token_count", "cache_tokens_details", b"cache_tokens_details", "cached_content_token_count", b"cached_content_token_count", "prompt_token_count", b"prompt_token_count", "prompt_tokens_details", b"prompt_tokens_details", "response_token_count", b"response_token_count", "response_tokens_details", b"response_tokens_details", "thoughts_token_count", b"thoughts_token_count", "tool_use_prompt_token_count", b"tool_use_prompt_token_count", "tool_use_prompt_tokens_details", b"tool_use_prompt_tokens_details", "total_token_count", b"total_token_count", "traffic_type", b"traffic_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__cached_content_token_count: _TypeAlias = _typing.Literal["cached_content_token_count"]  # noqa: Y015
+    _WhichOneofArgType__cached_content_token_count: _TypeAlias = _typing.Literal["_cached_content_token_count", b"_cached_content_token_count"]  # noqa: Y015
+    _WhichOneofReturnType__prompt_token_count: _TypeAlias = _typing.Literal["prompt_token_count"]  # noqa: Y015
+    _WhichOneofArgType__prompt_token_count: _TypeAlias = _typing.Literal["_prompt_token_count", b"_prompt_token_count"]  # noqa: Y015
+    _WhichOneofReturnType__response_token_count: _TypeAlias = _typing.Literal["response_token_count"]  # noqa: Y015
+    _WhichOneofArgType__response_token_count: _TypeAlias = _typing.Literal["_response_token_count", b"_response_token_count"]  # noqa: Y015
+    _WhichOneofReturnType__thoughts_token_count: _TypeAlias = _typing.Literal["thoughts_token_count"]  # noqa: Y015
+    _WhichOneofArgType__thoughts_token_count: _TypeAlias = _typing.Literal["_thoughts_token_count", b"_thoughts_token_count"]  # noqa: Y015
+    _WhichOneofReturnType__tool_use_prompt_token_count: _TypeAlias = _typing.Literal["tool_use_prompt_token_count"]  # noqa: Y015
+    _WhichOneofArgType__tool_use_prompt_token_count: _TypeAlias = _typing.Literal["_tool_use_prompt_token_count", b"_tool_use_prompt_token_count"]  # noqa: Y015
+    _WhichOneofReturnType__total_token_count: _TypeAlias = _typing.Literal["total_token_count"]  # noqa: Y015
+    _WhichOneofArgType__total_token_count: _TypeAlias = _typing.Literal["_total_token_count", b"_total_token_count"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cached_content_token_count) -> _WhichOneofReturnType__cached_content_token_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__prompt_token_count) -> _WhichOneofReturnType__prompt_token_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__response_token_count) -> _WhichOneofReturnType__response_token_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__thoughts_token_count) -> _WhichOneofReturnType__thoughts_token_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tool_use_prompt_token_count) -> _WhichOneofReturnType__tool_use_prompt_token_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__total_token_count) -> _WhichOneofReturnType__total_token_count | None: ...
 
 Global___UsageMetadata: _TypeAlias = UsageMetadata  # noqa: Y015
 
@@ -3763,13 +3793,15 @@ class ModalityTokenCount(_message.Message):
         self,
         *,
         modality: Global___ModalityTokenCount.Modality.ValueType = ...,
-        token_count: _builtins.int = ...,
+        token_count: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_token_count", b"_token_count", "token_count", b"token_count"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["modality", b"modality", "token_count", b"token_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_token_count", b"_token_count", "modality", b"modality", "token_count", b"token_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__token_count: _TypeAlias = _typing.Literal["token_count"]  # noqa: Y015
+    _WhichOneofArgType__token_count: _TypeAlias = _typing.Literal["_token_count", b"_token_count"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__token_count) -> _WhichOneofReturnType__token_count | None: ...
 
 Global___ModalityTokenCount: _TypeAlias = ModalityTokenCount  # noqa: Y015
 
@@ -4185,16 +4217,27 @@ class Segment(_message.Message):
     def __init__(
         self,
         *,
-        part_index: _builtins.int = ...,
-        start_index: _builtins.int = ...,
-        end_index: _builtins.int = ...,
+        part_index: _builtins.int | None = ...,
+        start_index: _builtins.int | None = ...,
+        end_index: _builtins.int | None = ...,
         text: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_end_index", b"_end_index", "_part_index", b"_part_index", "_start_index", b"_start_index", "end_index", b"end_index", "part_index", b"part_index", "start_index", b"start_index"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_index", b"end_index", "part_index", b"part_index", "start_index", b"start_index", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_index", b"_end_index", "_part_index", b"_part_index", "_start_index", b"_start_index", "end_index", b"end_index", "part_index", b"part_index", "start_index", b"start_index", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__end_index: _TypeAlias = _typing.Literal["end_index"]  # noqa: Y015
+    _WhichOneofArgType__end_index: _TypeAlias = _typing.Literal["_end_index", b"_end_index"]  # noqa: Y015
+    _WhichOneofReturnType__part_index: _TypeAlias = _typing.Literal["part_index"]  # noqa: Y015
+    _WhichOneofArgType__part_index: _TypeAlias = _typing.Literal["_part_index", b"_part_index"]  # noqa: Y015
+    _WhichOneofReturnType__start_index: _TypeAlias = _typing.Literal["start_index"]  # noqa: Y015
+    _WhichOneofArgType__start_index: _TypeAlias = _typing.Literal["_start_index", b"_start_index"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__end_index) -> _WhichOneofReturnType__end_index | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__part_index) -> _WhichOneofReturnType__part_index | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__start_index) -> _WhichOneofReturnType__start_index | None: ...
 
 Global___Segment: _TypeAlias = Segment  # noqa: Y015
 
@@ -4254,13 +4297,15 @@ class RetrievalMetadata(_message.Message):
     def __init__(
         self,
         *,
-        google_search_dynamic_retrieval_score: _builtins.float = ...,
+        google_search_dynamic_retrieval_score: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_google_search_dynamic_retrieval_score", b"_google_search_dynamic_retrieval_score", "google_search_dynamic_retrieval_score", b"google_search_dynamic_retrieval_score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["google_search_dynamic_retrieval_score", b"google_search_dynamic_retrieval_score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_google_search_dynamic_retrieval_score", b"_google_search_dynamic_retrieval_score", "google_search_dynamic_retrieval_score", b"google_search_dynamic_retrieval_score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__google_search_dynamic_retrieval_score: _TypeAlias = _typing.Literal["google_search_dynamic_retrieval_score"]  # noqa: Y015
+    _WhichOneofArgType__google_search_dynamic_retrieval_score: _TypeAlias = _typing.Literal["_google_search_dynamic_retrieval_score", b"_google_search_dynamic_retrieval_score"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__google_search_dynamic_retrieval_score) -> _WhichOneofReturnType__google_search_dynamic_retrieval_score | None: ...
 
 Global___RetrievalMetadata: _TypeAlias = RetrievalMetadata  # noqa: Y015
 
