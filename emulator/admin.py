@@ -1,0 +1,115 @@
+"""Admin HTTP endpoints on the emulator's own port (plain HTTP requests that are not upgrades).
+
+    GET    /emulator/v1/health                 {"status": "ok", "sessions": N, "conversations": N}
+    GET    /emulator/v1/conversations          {"conversations": [...]}   (see Conversation.snapshot)
+    GET    /emulator/v1/conversations/<id>     one conversation, 404 if unknown
+    DELETE /emulator/v1/conversations          forget closed conversations
+    GET    /emulator/v1/sessions               live sessions {session_id, conversation_id, flavour, index}
+    GET    /emulator/v1/faults                 {"faults": [...]}
+    POST   /emulator/v1/faults?<rule fields>   add a rule (see faults.py); or ?json=<url-encoded JSON rule>
+    DELETE /emulator/v1/faults                 remove all rules;  DELETE /emulator/v1/faults/<id>: one
+
+websockets' HTTP parser does not accept request bodies, so POST parameters travel in the query string.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from .faults import FaultSpecError, parse_rule
+from .routes import ADMIN_PREFIX
+
+if TYPE_CHECKING:
+    from .server import EmulatorServer
+
+_INT_FIELDS = ("code", "after_messages", "count")
+_FLOAT_FIELDS = ("duration_s",)
+
+
+def json_response(connection: ServerConnection, status: int, body: Any) -> Response:
+    response = connection.respond(status, "")
+    payload = orjson.dumps(body, option=orjson.OPT_INDENT_2)
+    headers = Headers(
+        [(k, v) for k, v in response.headers.raw_items() if k.lower() not in ("content-type", "content-length")]
+    )
+    headers["Content-Type"] = "application/json"
+    headers["Content-Length"] = str(len(payload))
+    return Response(response.status_code, response.reason_phrase, headers, payload)
+
+
+def handle(server: EmulatorServer, connection: ServerConnection, request: Request) -> Response:
+    parts = urlsplit(request.path)
+    tail = parts.path[len(ADMIN_PREFIX) :].strip("/").split("/") if parts.path.startswith(ADMIN_PREFIX) else [""]
+    method = request.method.upper()
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    resource, rest = tail[0], tail[1:]
+    if resource == "health" and method == "GET":
+        return json_response(
+            connection, 200, {"status": "ok", "sessions": len(server.sessions), "conversations": len(server.conversations)}
+        )
+    if resource == "conversations":
+        if method == "GET" and not rest:
+            return json_response(connection, 200, {"conversations": server.conversations})
+        if method == "GET" and len(rest) == 1:
+            conv = server.conversation(rest[0])
+            return json_response(connection, 200 if conv else 404, conv or {"error": "unknown conversation"})
+        if method == "DELETE" and not rest:
+            return json_response(connection, 200, {"dropped": server.clear_conversations()})
+    if resource == "sessions" and method == "GET":
+        return json_response(connection, 200, {"sessions": server.sessions})
+    if resource == "faults":
+        if method == "GET" and not rest:
+            return json_response(connection, 200, {"faults": [r.as_json() for r in server.faults.rules()]})
+        if method == "POST" and not rest:
+            try:
+                rule = server.faults.add(parse_rule(query_spec(query)))
+            except FaultSpecError as exc:
+                return json_response(connection, 400, {"error": str(exc)})
+            return json_response(connection, 201, rule.as_json())
+        if method == "DELETE" and not rest:
+            server.faults.clear()
+            return json_response(connection, 200, {"faults": []})
+        if method == "DELETE" and len(rest) == 1:
+            found = server.faults.remove(rest[0])
+            return json_response(connection, 200 if found else 404, {"removed": found})
+    return json_response(connection, 404, {"error": f"no such endpoint: {method} {parts.path}"})
+
+
+def query_spec(query: dict[str, str]) -> dict[str, Any]:
+    """Fault rule from query parameters (?json=... or one parameter per field)."""
+    if "json" in query:
+        try:
+            spec = json.loads(query["json"])
+        except ValueError as exc:
+            raise FaultSpecError(f"json parameter: {exc}") from None
+        if not isinstance(spec, dict):
+            raise FaultSpecError("json parameter must be an object")
+        return spec
+    spec: dict[str, Any] = dict(query)
+    try:
+        for key in _INT_FIELDS:
+            if key in spec and spec[key] != "":
+                spec[key] = int(spec[key])
+        for key in _FLOAT_FIELDS:
+            if key in spec:
+                spec[key] = float(spec[key])
+    except ValueError as exc:
+        raise FaultSpecError(str(exc)) from None
+    return spec
+
+
+def load_scenario(path: str) -> list[dict[str, Any]]:
+    """A scenario file: a JSON list of fault rules, or {"faults": [...]}."""
+    with open(path, "rb") as f:
+        data = orjson.loads(f.read())
+    rules = data.get("faults", []) if isinstance(data, dict) else data
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        raise FaultSpecError(f"{path}: expected a list of fault rules")
+    return rules

@@ -1,0 +1,79 @@
+"""Conversations: a session and all its resumptions — history, counters and the log of client messages.
+
+`EmulatorServer.conversations` (and GET /emulator/v1/conversations) expose `Conversation.snapshot()`.
+Client message indexes are per connection: `setup` is 0, the first message after it is 1 (this is also
+what `lastConsumedClientMessageIndex` counts).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import Entry
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    connection: int  # 1 = the first connection of the conversation
+    index: int  # per connection; setup = 0
+    kind: str  # setup | clientContent | realtimeInput.<field> | toolResponse | contextUpdate
+    summary: dict[str, Any]
+    at: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {"connection": self.connection, "index": self.index, "kind": self.kind, **self.summary}
+
+
+@dataclass
+class Conversation:
+    id: str
+    flavour: str
+    model: str
+    credential_kind: str
+    history: list[Entry] = field(default_factory=list)
+    connections: int = 0
+    go_aways: int = 0
+    messages: list[ClientRecord] = field(default_factory=list)
+    closes: list[dict[str, Any]] = field(default_factory=list)
+    session_ids: list[str] = field(default_factory=list)
+    open_session: Any = None  # the live Session, if a socket is open
+    started_at: float = field(default_factory=time.monotonic)
+    last_closed_at: float | None = None
+    video_seen: bool = False
+
+    @classmethod
+    def new(cls, flavour: str, model: str, credential_kind: str) -> Conversation:
+        return cls(f"conv-{next(_ids)}", flavour, model, credential_kind)
+
+    def record(self, index: int, kind: str, summary: dict[str, Any]) -> None:
+        self.messages.append(ClientRecord(self.connections, index, kind, summary, time.time()))
+
+    @property
+    def is_open(self) -> bool:
+        return self.open_session is not None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "flavour": self.flavour,
+            "model": self.model,
+            "credential_kind": self.credential_kind,
+            "connections": self.connections,
+            "go_aways": self.go_aways,
+            "open": self.is_open,
+            "session_ids": list(self.session_ids),
+            "history_turns": len(self.history),
+            "closes": list(self.closes),
+            "messages": [m.as_json() for m in self.messages],
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Conversation({self.id} {self.flavour} {self.model} connections={self.connections} "
+            f"messages={len(self.messages)} open={self.is_open})"
+        )

@@ -1,0 +1,122 @@
+"""Speaking a reply: text chunks, or paced 24 kHz PCM chunks (base64 precomputed and cached) with
+output transcription, plus code-execution parts and grounding metadata."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from . import audio, frames
+from .model import AUDIO_TOKENS_PER_S, Reply, text_tokens
+from .speech import Synthesizer
+
+if TYPE_CHECKING:
+    from .session import Session
+    from .turns import Generator
+
+BYTES_PER_S_OUT = audio.OUT_RATE * 2
+
+
+class ChunkCache:
+    """(text, voice, language, chunk_ms) -> base64 audio chunks; shared by all sessions of a server."""
+
+    def __init__(self, synthesizer: Synthesizer, max_entries: int = 512) -> None:
+        self.synthesizer = synthesizer
+        self._max = max_entries
+        self._cache: OrderedDict[tuple[str, str, str, int], tuple[list[str], list[float]]] = OrderedDict()
+
+    async def chunks(self, text: str, voice: str, language: str | None, chunk_ms: int) -> tuple[list[str], list[float]]:
+        key = (text, voice, language or "", chunk_ms)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        pcm = await self.synthesizer.synthesize(text, voice=voice, language_code=language)
+        step = max(2, BYTES_PER_S_OUT * chunk_ms // 1000 // 2 * 2)
+        pieces = [pcm[i : i + step] for i in range(0, len(pcm), step)]
+        value = ([frames.b64(p) for p in pieces], [len(p) / BYTES_PER_S_OUT for p in pieces])
+        self._cache[key] = value
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return value
+
+
+class Speaker:
+    def __init__(self, session: Session, generator: Generator) -> None:
+        self.s = session
+        self.gen = generator
+
+    async def speak(self, reply: Reply) -> dict[str, int]:
+        """Sends the reply's model turn; returns response tokens by modality."""
+        setup = self.s.setup
+        assert setup is not None
+        flavour = self.s.flavour
+        first = True
+        if reply.code is not None:
+            code, output = reply.code
+            await self.s.send(frames.model_turn(flavour, [{"executableCode": {"language": "PYTHON", "code": code}}]))
+            await self._after_chunk(first)
+            first = False
+            result = {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": output}}
+            await self.s.send(frames.model_turn(flavour, [result]))
+        extra = {"groundingMetadata": reply.grounding} if reply.grounding else {}
+        if not setup.audio_out:
+            size = max(1, self.s.config.text_chunk_chars)
+            pieces = [reply.text[i : i + size] for i in range(0, len(reply.text), size)] or [""]
+            for n, piece in enumerate(pieces):
+                last = n == len(pieces) - 1
+                await self.s.send(frames.model_turn(flavour, [frames.text_part(piece)], **(extra if last else {})))
+                self.gen.spoken += piece
+                await self._after_chunk(first)
+                first = False
+            return {"TEXT": text_tokens(reply.text)}
+        return await self._speak_audio(reply, extra, first)
+
+    async def _speak_audio(self, reply: Reply, extra: dict[str, object], first: bool) -> dict[str, int]:
+        setup, cfg = self.s.setup, self.s.config
+        assert setup is not None
+        b64s, durations = await self.s.server.chunks.chunks(
+            reply.text, setup.voice, setup.language_code, cfg.audio_chunk_ms
+        )
+        words = reply.text.split()
+        said = 0
+        pacing = cfg.pacing
+        start = time.monotonic()
+        elapsed = 0.0
+        interval = cfg.resumption_update_interval_s
+        last_update = start
+        for n, (data, dur) in enumerate(zip(b64s, durations)):
+            if pacing > 0:
+                delay = start + elapsed * pacing - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            else:
+                await asyncio.sleep(0)
+            last = n == len(b64s) - 1
+            await self.s.send(
+                frames.model_turn(self.s.flavour, [frames.audio_part(self.s.flavour, data)], **(extra if last else {}))
+            )
+            elapsed += dur
+            upto = len(words) if last else math.floor(len(words) * (n + 1) / len(b64s))
+            if upto > said:
+                piece = " ".join(words[said:upto])
+                piece = piece if said == 0 else " " + piece
+                said = upto
+                self.gen.spoken += piece
+                if setup.output_transcription:
+                    await self.s.send(frames.transcription("outputTranscription", piece))
+            await self._after_chunk(first)
+            first = False
+            if interval > 0 and time.monotonic() - last_update >= interval:
+                last_update = time.monotonic()
+                await self.gen.send_resumption_update(resumable=False)
+        if not b64s and setup.output_transcription and reply.text:
+            await self.s.send(frames.transcription("outputTranscription", reply.text))
+        return {"AUDIO": math.ceil(sum(durations) * AUDIO_TOKENS_PER_S)}
+
+    async def _after_chunk(self, first: bool) -> None:
+        if first:
+            await self.s.fault_point("mid_turn")
