@@ -24,26 +24,27 @@ PHRASES = {
 }
 
 
-def speech_extent_s(pcm: bytes, rate: int = audio.IN_RATE, floor_dbfs: float = -50.0) -> tuple[float, float]:
-    """(first, last) second of 10 ms frames louder than ``floor_dbfs``."""
+def _trim(pcm: bytes, floor_dbfs: float = -60.0) -> bytes:
+    """Cut leading/trailing quiet (espeak-ng ends with ~0.3 s of it) so pauses are exact."""
     x = audio.samples(pcm).astype(np.float64)
-    hop = rate // 100
+    hop = audio.IN_RATE // 100
     n = x.size // hop
     level = 20 * np.log10(np.sqrt(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1)) / 32768 + 1e-12)
     loud = np.flatnonzero(level > floor_dbfs)
-    return loud[0] * hop / rate, (loud[-1] + 1) * hop / rate
+    first, last = max(0, loud[0] - 2) * hop, min(n, loud[-1] + 3) * hop
+    return x[first:last].astype("<i2").tobytes()
 
 
 @pytest.fixture(scope="session")
 def speech16k() -> dict[str, bytes]:
-    """Each phrase of PHRASES spoken by Puck, resampled to 16 kHz."""
+    """Each phrase of PHRASES spoken by Puck, resampled to 16 kHz, trimmed to the sound (+-20 ms)."""
 
     async def make() -> dict[str, bytes]:
         synth = Synthesizer("auto")
         out = {}
         for key, text in PHRASES.items():
             pcm = await synth.synthesize(text, voice="Puck", language_code="en-US")
-            out[key] = audio.resample(pcm, audio.OUT_RATE, audio.IN_RATE)
+            out[key] = _trim(audio.resample(pcm, audio.OUT_RATE, audio.IN_RATE))
         return out
 
     return asyncio.run(make())
