@@ -199,7 +199,18 @@ class LiveSession:
                 return
 
     async def close(self) -> None:
+        """Half-close: the gateway ends the upstream session, then the stream."""
         await self._call.done_writing()
+
+    async def aclose(self, timeout_s: float = 5.0) -> None:
+        """Close and wait (bounded) for the gateway to confirm, so the session ends cleanly."""
+        try:
+            await self._call.done_writing()
+            async with asyncio.timeout(timeout_s):
+                while await self._call.read() is not grpc.aio.EOF:
+                    pass
+        except (grpc.aio.AioRpcError, asyncio.TimeoutError, asyncio.InvalidStateError):
+            pass
 
 
 def to_genai(msg: gw.ServerMessage) -> Any:
@@ -234,6 +245,7 @@ class _Live:
         try:
             await session._start(build_setup(model, config), options)
             yield session
+            await session.aclose()
         finally:
             call.cancel()
 

@@ -45,6 +45,7 @@ class Front:
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.cleanups: set[asyncio.Task[None]] = set()  # session closes still running after their RPC ended
         self._stop: asyncio.Event | None = None
         self.port = 0
         self._closed = False
@@ -103,6 +104,8 @@ class Front:
         if self._server is not None:
             await self.health.enter_graceful_shutdown()
             await self._server.stop(self.settings.front_grace_s if grace_s is None else grace_s)
+        if self.cleanups:  # let session closes started by ended RPCs reach Redis (bounded)
+            await asyncio.wait(list(self.cleanups), timeout=5.0)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -116,11 +116,16 @@ class LiveGatewayServicer:
             for t in (server_task, client_task):
                 t.cancel()
             await asyncio.gather(server_task, client_task, return_exceptions=True)
-            if not closed:  # the caller went away (cancelled RPC): end the session
-                try:
-                    await asyncio.shield(session.request_close())
-                except Exception as exc:
-                    logger.warning("session %s: close after caller loss failed: %r", session.sid, exc)
+            if not closed:  # the caller went away (cancelled RPC): end the session, owned by the front
+                task = asyncio.create_task(self._close_after_loss(session))
+                self.front.cleanups.add(task)
+                task.add_done_callback(self.front.cleanups.discard)
+
+    async def _close_after_loss(self, session: Any) -> None:
+        try:
+            await session.request_close()
+        except Exception as exc:
+            logger.warning("session %s: close after caller loss failed: %r", session.sid, exc)
 
     # -- admin -------------------------------------------------------------------------------------
 
