@@ -18,7 +18,9 @@ Field numbering policy (keep it when adding fields):
 * A message (or enum) that v1beta does not have at all is numbered from 1.
   Where Vertex AI (`google.cloud.aiplatform.v1beta1`) defines the same
   message, its numbers are used (PartialArg, Retrieval, VertexRagStore,
-  ReplicatedVoiceConfig, GoogleSearch extras).
+  ReplicatedVoiceConfig's first two fields).
+* tests/proto/test_api.py checks all of this against a copy of the v1beta
+  field numbers (tests/proto/fixtures/googleapis_v1beta.json).
 * Deliberate differences from Google: `FunctionDeclaration.parameters` and
   `.response` and `GenerationConfig.response_schema` are
   `google.protobuf.Struct` instead of the typed `Schema`, and
@@ -785,16 +787,14 @@ class Tool(_message.Message):
         BLOCKING_CONFIDENCE_FIELD_NUMBER: _builtins.int
         SEARCH_TYPES_FIELD_NUMBER: _builtins.int
         blocking_confidence: Global___Tool.PhishBlockThreshold.ValueType
-        """Vertex only: block sites at or above this phishing confidence
-        (Vertex number).
-        """
+        """Vertex only: block sites at or above this phishing confidence."""
         @_builtins.property
         def time_range_filter(self) -> Global___Interval:
             """Restrict results to a time range (start and end both required)."""
 
         @_builtins.property
         def exclude_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-            """Vertex only: domains to exclude from results (Vertex number)."""
+            """Vertex only: domains to exclude from results."""
 
         @_builtins.property
         def search_types(self) -> _struct_pb2.Struct:
@@ -1631,6 +1631,7 @@ class GenerationConfig(_message.Message):
     THINKING_CONFIG_FIELD_NUMBER: _builtins.int
     MEDIA_RESOLUTION_FIELD_NUMBER: _builtins.int
     RESPONSE_JSON_SCHEMA_FIELD_NUMBER: _builtins.int
+    IMAGE_CONFIG_FIELD_NUMBER: _builtins.int
     ENABLE_AFFECTIVE_DIALOG_FIELD_NUMBER: _builtins.int
     TRANSLATION_CONFIG_FIELD_NUMBER: _builtins.int
     AUDIO_TIMESTAMP_FIELD_NUMBER: _builtins.int
@@ -1694,7 +1695,16 @@ class GenerationConfig(_message.Message):
 
     @_builtins.property
     def response_json_schema(self) -> _struct_pb2.Value:
-        """Response JSON schema (not supported by Live)."""
+        """Response JSON schema (not supported by Live). Number 28: in v1beta the
+        JSON key `responseJsonSchema` belongs to field 28
+        (`response_json_schema_ordered`, json_name "responseJsonSchema"); v1beta's
+        field named `response_json_schema` (24) is internal (json_name
+        "_responseJsonSchema").
+        """
+
+    @_builtins.property
+    def image_config(self) -> Global___ImageConfig:
+        """Image generation options (not used by Live)."""
 
     @_builtins.property
     def translation_config(self) -> Global___TranslationConfig:
@@ -1726,14 +1736,15 @@ class GenerationConfig(_message.Message):
         thinking_config: Global___ThinkingConfig | None = ...,
         media_resolution: Global___GenerationConfig.MediaResolution.ValueType | None = ...,
         response_json_schema: _struct_pb2.Value | None = ...,
+        image_config: Global___ImageConfig | None = ...,
         enable_affective_dialog: _builtins.bool | None = ...,
         translation_config: Global___TranslationConfig | None = ...,
         audio_timestamp: _builtins.bool | None = ...,
         audio_transcription_config: Global___AudioTranscriptionConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_audio_timestamp", b"_audio_timestamp", "_candidate_count", b"_candidate_count", "_enable_affective_dialog", b"_enable_affective_dialog", "_enable_enhanced_civic_answers", b"_enable_enhanced_civic_answers", "_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_output_tokens", b"_max_output_tokens", "_media_resolution", b"_media_resolution", "_presence_penalty", b"_presence_penalty", "_response_logprobs", b"_response_logprobs", "_seed", b"_seed", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "audio_timestamp", b"audio_timestamp", "audio_transcription_config", b"audio_transcription_config", "candidate_count", b"candidate_count", "enable_affective_dialog", b"enable_affective_dialog", "enable_enhanced_civic_answers", b"enable_enhanced_civic_answers", "frequency_penalty", b"frequency_penalty", "logprobs", b"logprobs", "max_output_tokens", b"max_output_tokens", "media_resolution", b"media_resolution", "presence_penalty", b"presence_penalty", "response_json_schema", b"response_json_schema", "response_logprobs", b"response_logprobs", "response_schema", b"response_schema", "seed", b"seed", "speech_config", b"speech_config", "temperature", b"temperature", "thinking_config", b"thinking_config", "top_k", b"top_k", "top_p", b"top_p", "translation_config", b"translation_config"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_audio_timestamp", b"_audio_timestamp", "_candidate_count", b"_candidate_count", "_enable_affective_dialog", b"_enable_affective_dialog", "_enable_enhanced_civic_answers", b"_enable_enhanced_civic_answers", "_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_output_tokens", b"_max_output_tokens", "_media_resolution", b"_media_resolution", "_presence_penalty", b"_presence_penalty", "_response_logprobs", b"_response_logprobs", "_seed", b"_seed", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "audio_timestamp", b"audio_timestamp", "audio_transcription_config", b"audio_transcription_config", "candidate_count", b"candidate_count", "enable_affective_dialog", b"enable_affective_dialog", "enable_enhanced_civic_answers", b"enable_enhanced_civic_answers", "frequency_penalty", b"frequency_penalty", "image_config", b"image_config", "logprobs", b"logprobs", "max_output_tokens", b"max_output_tokens", "media_resolution", b"media_resolution", "presence_penalty", b"presence_penalty", "response_json_schema", b"response_json_schema", "response_logprobs", b"response_logprobs", "response_schema", b"response_schema", "seed", b"seed", "speech_config", b"speech_config", "temperature", b"temperature", "thinking_config", b"thinking_config", "top_k", b"top_k", "top_p", b"top_p", "translation_config", b"translation_config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_audio_timestamp", b"_audio_timestamp", "_candidate_count", b"_candidate_count", "_enable_affective_dialog", b"_enable_affective_dialog", "_enable_enhanced_civic_answers", b"_enable_enhanced_civic_answers", "_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_output_tokens", b"_max_output_tokens", "_media_resolution", b"_media_resolution", "_presence_penalty", b"_presence_penalty", "_response_logprobs", b"_response_logprobs", "_seed", b"_seed", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "audio_timestamp", b"audio_timestamp", "audio_transcription_config", b"audio_transcription_config", "candidate_count", b"candidate_count", "enable_affective_dialog", b"enable_affective_dialog", "enable_enhanced_civic_answers", b"enable_enhanced_civic_answers", "frequency_penalty", b"frequency_penalty", "logprobs", b"logprobs", "max_output_tokens", b"max_output_tokens", "media_resolution", b"media_resolution", "presence_penalty", b"presence_penalty", "response_json_schema", b"response_json_schema", "response_logprobs", b"response_logprobs", "response_mime_type", b"response_mime_type", "response_modalities", b"response_modalities", "response_schema", b"response_schema", "seed", b"seed", "speech_config", b"speech_config", "stop_sequences", b"stop_sequences", "temperature", b"temperature", "thinking_config", b"thinking_config", "top_k", b"top_k", "top_p", b"top_p", "translation_config", b"translation_config"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_audio_timestamp", b"_audio_timestamp", "_candidate_count", b"_candidate_count", "_enable_affective_dialog", b"_enable_affective_dialog", "_enable_enhanced_civic_answers", b"_enable_enhanced_civic_answers", "_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_output_tokens", b"_max_output_tokens", "_media_resolution", b"_media_resolution", "_presence_penalty", b"_presence_penalty", "_response_logprobs", b"_response_logprobs", "_seed", b"_seed", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "audio_timestamp", b"audio_timestamp", "audio_transcription_config", b"audio_transcription_config", "candidate_count", b"candidate_count", "enable_affective_dialog", b"enable_affective_dialog", "enable_enhanced_civic_answers", b"enable_enhanced_civic_answers", "frequency_penalty", b"frequency_penalty", "image_config", b"image_config", "logprobs", b"logprobs", "max_output_tokens", b"max_output_tokens", "media_resolution", b"media_resolution", "presence_penalty", b"presence_penalty", "response_json_schema", b"response_json_schema", "response_logprobs", b"response_logprobs", "response_mime_type", b"response_mime_type", "response_modalities", b"response_modalities", "response_schema", b"response_schema", "seed", b"seed", "speech_config", b"speech_config", "stop_sequences", b"stop_sequences", "temperature", b"temperature", "thinking_config", b"thinking_config", "top_k", b"top_k", "top_p", b"top_p", "translation_config", b"translation_config"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__audio_timestamp: _TypeAlias = _typing.Literal["audio_timestamp"]  # noqa: Y015
     _WhichOneofArgType__audio_timestamp: _TypeAlias = _typing.Literal["_audio_timestamp", b"_audio_timestamp"]  # noqa: Y015
@@ -1793,6 +1804,39 @@ class GenerationConfig(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__top_p) -> _WhichOneofReturnType__top_p | None: ...
 
 Global___GenerationConfig: _TypeAlias = GenerationConfig  # noqa: Y015
+
+@_typing.final
+class ImageConfig(_message.Message):
+    """Image generation options (not used by Live)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASPECT_RATIO_FIELD_NUMBER: _builtins.int
+    IMAGE_SIZE_FIELD_NUMBER: _builtins.int
+    aspect_ratio: _builtins.str
+    """Aspect ratio, e.g. `16:9`."""
+    image_size: _builtins.str
+    """Image size, e.g. `1K` (newer SDK field)."""
+    def __init__(
+        self,
+        *,
+        aspect_ratio: _builtins.str | None = ...,
+        image_size: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_aspect_ratio", b"_aspect_ratio", "_image_size", b"_image_size", "aspect_ratio", b"aspect_ratio", "image_size", b"image_size"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_aspect_ratio", b"_aspect_ratio", "_image_size", b"_image_size", "aspect_ratio", b"aspect_ratio", "image_size", b"image_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__aspect_ratio: _TypeAlias = _typing.Literal["aspect_ratio"]  # noqa: Y015
+    _WhichOneofArgType__aspect_ratio: _TypeAlias = _typing.Literal["_aspect_ratio", b"_aspect_ratio"]  # noqa: Y015
+    _WhichOneofReturnType__image_size: _TypeAlias = _typing.Literal["image_size"]  # noqa: Y015
+    _WhichOneofArgType__image_size: _TypeAlias = _typing.Literal["_image_size", b"_image_size"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__aspect_ratio) -> _WhichOneofReturnType__aspect_ratio | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__image_size) -> _WhichOneofReturnType__image_size | None: ...
+
+Global___ImageConfig: _TypeAlias = ImageConfig  # noqa: Y015
 
 @_typing.final
 class ThinkingConfig(_message.Message):
