@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--frames", choices=["auto", "binary", "text"], default=d.frames, help="server frame type (auto: binary Gemini, text Vertex)")
     a("--pretty", action="store_true", help="pretty-print server JSON like the real service")
     a("--max-message-bytes", type=int, default=d.max_message_bytes, help="largest client frame (default %(default)s)")
+    a("--setup-timeout-s", type=float, default=d.setup_timeout_s, help="close if no setup arrives in time")
     a("--no-deflate", action="store_true", help="refuse permessage-deflate")
     a("--pacing", type=float, default=d.pacing, help="audio output speed: 1 real time, 0 as fast as possible")
     a("--audio-chunk-ms", type=int, default=d.audio_chunk_ms, help="audio per modelTurn chunk")
@@ -73,6 +74,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         frames=args.frames,
         pretty=args.pretty,
         max_message_bytes=args.max_message_bytes,
+        setup_timeout_s=args.setup_timeout_s,
         deflate=not args.no_deflate,
         pacing=args.pacing,
         audio_chunk_ms=args.audio_chunk_ms,
@@ -99,6 +101,11 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 
 async def serve(config: EmulatorConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # installed before the URL is printed
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
     server = EmulatorServer(config)
     await server.start()
     print(f"Live API emulator listening on {server.url}", flush=True)
@@ -109,11 +116,6 @@ async def serve(config: EmulatorConfig) -> int:
         print(f"  trust it with: export SSL_CERT_FILE={server.cert_path}", flush=True)
     if config.admin:
         print(f"  admin: {server.url}/emulator/v1/conversations", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal forces exit

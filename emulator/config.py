@@ -34,7 +34,8 @@ class EmulatorConfig:
     # --- wire format ----------------------------------------------------------------------------
     frames: FrameMode = "auto"  # auto = binary for Gemini, text for Vertex
     pretty: bool = False  # pretty-print server JSON like the real service (slower)
-    max_message_bytes: int = 16 * 1024 * 1024  # bigger client frames close 1009 (websockets)
+    max_message_bytes: int = 16 * 1024 * 1024  # bigger client frames close 1007 (2x + 1 MiB: 1009)
+    setup_timeout_s: float = 30.0  # no setup message within this -> 1011 "Deadline expired..."
     deflate: bool = True  # accept permessage-deflate
 
     # --- the deterministic model ----------------------------------------------------------------

@@ -104,5 +104,7 @@ class Listener:
             gen.start_audio_turn(self.vad.take_utterance())
 
     def consumed_index(self) -> int:
-        current = self.session.index
-        return current if self.pending_since is None else max(0, self.pending_since - 1)
+        """lastConsumedClientMessageIndex: everything up to it is in the history (setup = 0)."""
+        gen = self.session.generator
+        firsts = [i for i in (self.pending_since, gen.unfinished_index() if gen else None) if i is not None]
+        return max(0, min(firsts) - 1) if firsts else self.session.index

@@ -73,7 +73,7 @@ class EmulatorServer:
             cfg.port,
             ssl=ssl_ctx,
             process_request=self._process_request,
-            max_size=cfg.max_message_bytes,
+            max_size=cfg.max_message_bytes * 2 + (1 << 20),  # beyond that websockets closes 1009
             compression="deflate" if cfg.deflate else None,
             ping_interval=None,  # the real service does not ping; clients do
             close_timeout=2,

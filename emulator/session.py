@@ -79,6 +79,8 @@ class Session:
             await self.close(exc.code, exc.reason)
         except ConnectionClosed:
             pass
+        except TimeoutError:  # no setup within setup_timeout_s
+            await self.close(*closes.DEADLINE)
         except Exception:
             logger.exception("session %s crashed", self.id)
             await self.close(*closes.INTERNAL)
@@ -86,7 +88,9 @@ class Session:
             await self._finish()
 
     async def _open(self) -> None:
-        raw = await self.ws.recv()
+        async with asyncio.timeout(self.config.setup_timeout_s):
+            raw = await self.ws.recv()
+        self._check_size(raw)
         refusal = self.server.check_credential(self.credential)  # the real service answers after setup
         if refusal:
             raise SessionClosed.of(refusal)
@@ -136,7 +140,13 @@ class Session:
             self.index += 1
             if self.go_away_sent_at is not None:
                 self.messages_after_go_away += 1
-            msg = decode_frame(raw)
+            try:
+                self._check_size(raw)
+                msg = decode_frame(raw)
+            except SessionClosed as exc:
+                assert self.conv is not None
+                self.conv.record(self.index, "invalid", {"bytes": len(raw), "detail": getattr(exc, "detail", "")})
+                raise
             self._record(msg)
             await self._dispatch(msg)
             await self._fault_point("after_messages")
@@ -157,6 +167,10 @@ class Session:
         elif msg.kind == "contextUpdate":
             assert msg.context_update is not None
             gen.on_context_update(msg.context_update)
+
+    def _check_size(self, raw: str | bytes) -> None:
+        if len(raw) > self.config.max_message_bytes:
+            raise invalid(f"message of {len(raw)} bytes exceeds {self.config.max_message_bytes}")
 
     def _record(self, msg: Message) -> None:
         conv = self.conv

@@ -34,6 +34,7 @@ class TurnRequest:
     pcm: bytes | None = None  # an utterance (16 kHz) to transcribe first
     tool_results: list[tuple[str, Any]] | None = None  # a reply to NON_BLOCKING results
     prior_len: int | None = None  # history length before this turn's user entries (clientContent)
+    index: int = 0  # the client message that asked for this turn
 
 
 class Generator:
@@ -57,6 +58,7 @@ class Generator:
         self.video_tokens = 0
         self.speaker = Speaker(session, self)
         self.spoken = ""  # what the current turn has sent so far (kept in history on interruption)
+        self.running_index: int | None = None  # message index of the turn being generated
 
     def __repr__(self) -> str:
         busy = self.task is not None and not self.task.done()
@@ -152,6 +154,7 @@ class Generator:
     # --- the worker ---------------------------------------------------------------------------
 
     def _enqueue(self, request: TurnRequest) -> None:
+        request.index = self.s.index
         self.queue.append(request)
         if not self.busy:
             self.task = asyncio.get_running_loop().create_task(self._worker(), name=f"turns {self.s.id[:8]}")
@@ -162,9 +165,13 @@ class Generator:
                 if self.queue:
                     request = self.queue.popleft()
                 else:
-                    request = TurnRequest(tool_results=self.idle_results)
+                    request = TurnRequest(tool_results=self.idle_results, index=self.s.index)
                     self.idle_results = []
-                await self._run_turn(request)
+                self.running_index = request.index
+                try:
+                    await self._run_turn(request)
+                finally:
+                    self.running_index = None
         except SessionClosed as exc:
             await self.s.close(exc.code, exc.reason)
         except Exception as exc:  # ConnectionClosed, transport gone
@@ -260,7 +267,15 @@ class Generator:
             await self.blocking_done.wait()
         return mdl.tool_result_reply(self.blocking_results)
 
+    def unfinished_index(self) -> int | None:
+        """The lowest client message index whose turn is queued or running (not yet consumed)."""
+        indexes = [r.index for r in self.queue]
+        if self.running_index is not None:
+            indexes.append(self.running_index)
+        return min(indexes) if indexes else None
+
     async def _after_turn(self) -> None:
+        self.running_index = None
         self._compress()
         await self.send_resumption_update(resumable=True)
 
@@ -295,10 +310,15 @@ class Generator:
         if total <= trigger:
             return
         history = self.history
-        while history and total > target:
-            total -= history.pop(0).tokens
-        while history and history[0].role != "user":
-            total -= history.pop(0).tokens
+        last_user = max((i for i, e in enumerate(history) if e.role == "user"), default=len(history))
+        dropped = 0
+        while dropped < last_user and total > target:  # whole oldest turns; the latest one stays
+            total -= history[dropped].tokens
+            dropped += 1
+        while dropped < last_user and history[dropped].role != "user":  # restart at a user turn
+            total -= history[dropped].tokens
+            dropped += 1
+        del history[:dropped]
         logger.info("session %s: context compressed to %d tokens", self.s.id[:8], total)
 
     def _store_context(self, text: str) -> None:
