@@ -19,7 +19,7 @@ Field numbering policy (keep it when adding fields):
   Where Vertex AI (`google.cloud.aiplatform.v1beta1`) defines the same
   message, its numbers are used (PartialArg, Retrieval, VertexRagStore,
   ReplicatedVoiceConfig's first two fields).
-* tests/proto/test_api.py checks all of this against a copy of the v1beta
+* tests/proto/test_proto_api.py checks all of this against a copy of the v1beta
   field numbers (tests/proto/fixtures/googleapis_v1beta.json).
 * Deliberate differences from Google: `FunctionDeclaration.parameters` and
   `.response` and `GenerationConfig.response_schema` are
@@ -116,6 +116,14 @@ class Part(_message.Message):
     THOUGHT_SIGNATURE_FIELD_NUMBER: _builtins.int
     PART_METADATA_FIELD_NUMBER: _builtins.int
     MEDIA_RESOLUTION_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_FIELD_NUMBER: _builtins.int
+    TOOL_RESPONSE_FIELD_NUMBER: _builtins.int
+    AUDIO_TRANSCRIPTION_FIELD_NUMBER: _builtins.int
+    MEDIA_PROCESSING_FIELD_NUMBER: _builtins.int
+    SPEECH_METADATA_FIELD_NUMBER: _builtins.int
+    DOCUMENT_METADATA_FIELD_NUMBER: _builtins.int
+    SPREADSHEET_METADATA_FIELD_NUMBER: _builtins.int
+    AUDIO_METADATA_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """Inline text. Thinking output has `thought: true`."""
     thought: _builtins.bool
@@ -172,6 +180,42 @@ class Part(_message.Message):
         `{"level": "MEDIA_RESOLUTION_HIGH"}`).
         """
 
+    @_builtins.property
+    def tool_call(self) -> _struct_pb2.Struct:
+        """Server-side tool call the client echoes back (newer SDK field),
+        free-form.
+        """
+
+    @_builtins.property
+    def tool_response(self) -> _struct_pb2.Struct:
+        """Server-side tool response (newer SDK field), free-form."""
+
+    @_builtins.property
+    def audio_transcription(self) -> Global___Transcription:
+        """Transcription of an audio part (newer models may send audio and its
+        transcript in one part).
+        """
+
+    @_builtins.property
+    def media_processing(self) -> _struct_pb2.Struct:
+        """Media processing options (newer SDK field), free-form."""
+
+    @_builtins.property
+    def speech_metadata(self) -> _struct_pb2.Struct:
+        """Speech metadata (newer SDK field), free-form."""
+
+    @_builtins.property
+    def document_metadata(self) -> _struct_pb2.Struct:
+        """Document metadata (newer SDK field), free-form."""
+
+    @_builtins.property
+    def spreadsheet_metadata(self) -> _struct_pb2.Struct:
+        """Spreadsheet metadata (newer SDK field), free-form."""
+
+    @_builtins.property
+    def audio_metadata(self) -> _struct_pb2.Struct:
+        """Audio metadata (newer SDK field), free-form."""
+
     def __init__(
         self,
         *,
@@ -187,10 +231,18 @@ class Part(_message.Message):
         thought_signature: _builtins.bytes = ...,
         part_metadata: _struct_pb2.Struct | None = ...,
         media_resolution: _struct_pb2.Struct | None = ...,
+        tool_call: _struct_pb2.Struct | None = ...,
+        tool_response: _struct_pb2.Struct | None = ...,
+        audio_transcription: Global___Transcription | None = ...,
+        media_processing: _struct_pb2.Struct | None = ...,
+        speech_metadata: _struct_pb2.Struct | None = ...,
+        document_metadata: _struct_pb2.Struct | None = ...,
+        spreadsheet_metadata: _struct_pb2.Struct | None = ...,
+        audio_metadata: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_thought", b"_thought", "code_execution_result", b"code_execution_result", "data", b"data", "executable_code", b"executable_code", "file_data", b"file_data", "function_call", b"function_call", "function_response", b"function_response", "inline_data", b"inline_data", "media_resolution", b"media_resolution", "metadata", b"metadata", "part_metadata", b"part_metadata", "text", b"text", "thought", b"thought", "video_metadata", b"video_metadata"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_thought", b"_thought", "audio_metadata", b"audio_metadata", "audio_transcription", b"audio_transcription", "code_execution_result", b"code_execution_result", "data", b"data", "document_metadata", b"document_metadata", "executable_code", b"executable_code", "file_data", b"file_data", "function_call", b"function_call", "function_response", b"function_response", "inline_data", b"inline_data", "media_processing", b"media_processing", "media_resolution", b"media_resolution", "metadata", b"metadata", "part_metadata", b"part_metadata", "speech_metadata", b"speech_metadata", "spreadsheet_metadata", b"spreadsheet_metadata", "text", b"text", "thought", b"thought", "tool_call", b"tool_call", "tool_response", b"tool_response", "video_metadata", b"video_metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_thought", b"_thought", "code_execution_result", b"code_execution_result", "data", b"data", "executable_code", b"executable_code", "file_data", b"file_data", "function_call", b"function_call", "function_response", b"function_response", "inline_data", b"inline_data", "media_resolution", b"media_resolution", "metadata", b"metadata", "part_metadata", b"part_metadata", "text", b"text", "thought", b"thought", "thought_signature", b"thought_signature", "video_metadata", b"video_metadata"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_thought", b"_thought", "audio_metadata", b"audio_metadata", "audio_transcription", b"audio_transcription", "code_execution_result", b"code_execution_result", "data", b"data", "document_metadata", b"document_metadata", "executable_code", b"executable_code", "file_data", b"file_data", "function_call", b"function_call", "function_response", b"function_response", "inline_data", b"inline_data", "media_processing", b"media_processing", "media_resolution", b"media_resolution", "metadata", b"metadata", "part_metadata", b"part_metadata", "speech_metadata", b"speech_metadata", "spreadsheet_metadata", b"spreadsheet_metadata", "text", b"text", "thought", b"thought", "thought_signature", b"thought_signature", "tool_call", b"tool_call", "tool_response", b"tool_response", "video_metadata", b"video_metadata"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__thought: _TypeAlias = _typing.Literal["thought"]  # noqa: Y015
     _WhichOneofArgType__thought: _TypeAlias = _typing.Literal["_thought", b"_thought"]  # noqa: Y015
@@ -281,6 +333,7 @@ class VideoMetadata(_message.Message):
     START_OFFSET_FIELD_NUMBER: _builtins.int
     END_OFFSET_FIELD_NUMBER: _builtins.int
     FPS_FIELD_NUMBER: _builtins.int
+    CONTENT_LAYERS_FIELD_NUMBER: _builtins.int
     fps: _builtins.float
     """Frame rate sent to the model, in frames per second; range (0.0, 24.0],
     default 1.0.
@@ -293,16 +346,21 @@ class VideoMetadata(_message.Message):
     def end_offset(self) -> _duration_pb2.Duration:
         """End offset of the video."""
 
+    @_builtins.property
+    def content_layers(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]:
+        """Content layers (newer SDK field), free-form."""
+
     def __init__(
         self,
         *,
         start_offset: _duration_pb2.Duration | None = ...,
         end_offset: _duration_pb2.Duration | None = ...,
         fps: _builtins.float | None = ...,
+        content_layers: _abc.Iterable[_struct_pb2.Struct] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_fps", b"_fps", "end_offset", b"end_offset", "fps", b"fps", "start_offset", b"start_offset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fps", b"_fps", "end_offset", b"end_offset", "fps", b"fps", "start_offset", b"start_offset"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fps", b"_fps", "content_layers", b"content_layers", "end_offset", b"end_offset", "fps", b"fps", "start_offset", b"start_offset"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__fps: _TypeAlias = _typing.Literal["fps"]  # noqa: Y015
     _WhichOneofArgType__fps: _TypeAlias = _typing.Literal["_fps", b"_fps"]  # noqa: Y015
@@ -638,6 +696,12 @@ class FunctionResponsePart(_message.Message):
 
     INLINE_DATA_FIELD_NUMBER: _builtins.int
     FILE_DATA_FIELD_NUMBER: _builtins.int
+    MEDIA_PROCESSING_FIELD_NUMBER: _builtins.int
+    MEDIA_RESOLUTION_FIELD_NUMBER: _builtins.int
+    VIDEO_METADATA_FIELD_NUMBER: _builtins.int
+    DOCUMENT_METADATA_FIELD_NUMBER: _builtins.int
+    SPREADSHEET_METADATA_FIELD_NUMBER: _builtins.int
+    AUDIO_METADATA_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def inline_data(self) -> Global___FunctionResponseBlob:
         """Inline media bytes."""
@@ -646,15 +710,45 @@ class FunctionResponsePart(_message.Message):
     def file_data(self) -> Global___FunctionResponseFileData:
         """URI based data (Vertex, newer SDK field)."""
 
+    @_builtins.property
+    def media_processing(self) -> _struct_pb2.Struct:
+        """Media processing options (newer SDK field), free-form."""
+
+    @_builtins.property
+    def media_resolution(self) -> _struct_pb2.Struct:
+        """Media resolution (newer SDK field), free-form."""
+
+    @_builtins.property
+    def video_metadata(self) -> Global___VideoMetadata:
+        """Video metadata (newer SDK field)."""
+
+    @_builtins.property
+    def document_metadata(self) -> _struct_pb2.Struct:
+        """Document metadata (newer SDK field), free-form."""
+
+    @_builtins.property
+    def spreadsheet_metadata(self) -> _struct_pb2.Struct:
+        """Spreadsheet metadata (newer SDK field), free-form."""
+
+    @_builtins.property
+    def audio_metadata(self) -> _struct_pb2.Struct:
+        """Audio metadata (newer SDK field), free-form."""
+
     def __init__(
         self,
         *,
         inline_data: Global___FunctionResponseBlob | None = ...,
         file_data: Global___FunctionResponseFileData | None = ...,
+        media_processing: _struct_pb2.Struct | None = ...,
+        media_resolution: _struct_pb2.Struct | None = ...,
+        video_metadata: Global___VideoMetadata | None = ...,
+        document_metadata: _struct_pb2.Struct | None = ...,
+        spreadsheet_metadata: _struct_pb2.Struct | None = ...,
+        audio_metadata: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "file_data", b"file_data", "inline_data", b"inline_data"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audio_metadata", b"audio_metadata", "data", b"data", "document_metadata", b"document_metadata", "file_data", b"file_data", "inline_data", b"inline_data", "media_processing", b"media_processing", "media_resolution", b"media_resolution", "spreadsheet_metadata", b"spreadsheet_metadata", "video_metadata", b"video_metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "file_data", b"file_data", "inline_data", b"inline_data"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_metadata", b"audio_metadata", "data", b"data", "document_metadata", b"document_metadata", "file_data", b"file_data", "inline_data", b"inline_data", "media_processing", b"media_processing", "media_resolution", b"media_resolution", "spreadsheet_metadata", b"spreadsheet_metadata", "video_metadata", b"video_metadata"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_data: _TypeAlias = _typing.Literal["inline_data", "file_data"]  # noqa: Y015
     _WhichOneofArgType_data: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
@@ -1636,6 +1730,9 @@ class GenerationConfig(_message.Message):
     TRANSLATION_CONFIG_FIELD_NUMBER: _builtins.int
     AUDIO_TIMESTAMP_FIELD_NUMBER: _builtins.int
     AUDIO_TRANSCRIPTION_CONFIG_FIELD_NUMBER: _builtins.int
+    ROUTING_CONFIG_FIELD_NUMBER: _builtins.int
+    MODEL_SELECTION_CONFIG_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     candidate_count: _builtins.int
     """Number of responses; must be 1 for Live."""
     max_output_tokens: _builtins.int
@@ -1714,6 +1811,18 @@ class GenerationConfig(_message.Message):
     def audio_transcription_config(self) -> Global___AudioTranscriptionConfig:
         """Newer SDK field: transcription options at generation level."""
 
+    @_builtins.property
+    def routing_config(self) -> _struct_pb2.Struct:
+        """Vertex model routing (not used by Live), free-form."""
+
+    @_builtins.property
+    def model_selection_config(self) -> _struct_pb2.Struct:
+        """Model selection (not used by Live), free-form."""
+
+    @_builtins.property
+    def response_format(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]:
+        """Response formats (newer SDK field, not used by Live), free-form."""
+
     def __init__(
         self,
         *,
@@ -1741,10 +1850,13 @@ class GenerationConfig(_message.Message):
         translation_config: Global___TranslationConfig | None = ...,
         audio_timestamp: _builtins.bool | None = ...,
         audio_transcription_config: Global___AudioTranscriptionConfig | None = ...,
+        routing_config: _struct_pb2.Struct | None = ...,
+        model_selection_config: _struct_pb2.Struct | None = ...,
+        response_format: _abc.Iterable[_struct_pb2.Struct] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_audio_timestamp", b"_audio_timestamp", "_candidate_count", b"_candidate_count", "_enable_affective_dialog", b"_enable_affective_dialog", "_enable_enhanced_civic_answers", b"_enable_enhanced_civic_answers", "_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_output_tokens", b"_max_output_tokens", "_media_resolution", b"_media_resolution", "_presence_penalty", b"_presence_penalty", "_response_logprobs", b"_response_logprobs", "_seed", b"_seed", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "audio_timestamp", b"audio_timestamp", "audio_transcription_config", b"audio_transcription_config", "candidate_count", b"candidate_count", "enable_affective_dialog", b"enable_affective_dialog", "enable_enhanced_civic_answers", b"enable_enhanced_civic_answers", "frequency_penalty", b"frequency_penalty", "image_config", b"image_config", "logprobs", b"logprobs", "max_output_tokens", b"max_output_tokens", "media_resolution", b"media_resolution", "presence_penalty", b"presence_penalty", "response_json_schema", b"response_json_schema", "response_logprobs", b"response_logprobs", "response_schema", b"response_schema", "seed", b"seed", "speech_config", b"speech_config", "temperature", b"temperature", "thinking_config", b"thinking_config", "top_k", b"top_k", "top_p", b"top_p", "translation_config", b"translation_config"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_audio_timestamp", b"_audio_timestamp", "_candidate_count", b"_candidate_count", "_enable_affective_dialog", b"_enable_affective_dialog", "_enable_enhanced_civic_answers", b"_enable_enhanced_civic_answers", "_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_output_tokens", b"_max_output_tokens", "_media_resolution", b"_media_resolution", "_presence_penalty", b"_presence_penalty", "_response_logprobs", b"_response_logprobs", "_seed", b"_seed", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "audio_timestamp", b"audio_timestamp", "audio_transcription_config", b"audio_transcription_config", "candidate_count", b"candidate_count", "enable_affective_dialog", b"enable_affective_dialog", "enable_enhanced_civic_answers", b"enable_enhanced_civic_answers", "frequency_penalty", b"frequency_penalty", "image_config", b"image_config", "logprobs", b"logprobs", "max_output_tokens", b"max_output_tokens", "media_resolution", b"media_resolution", "model_selection_config", b"model_selection_config", "presence_penalty", b"presence_penalty", "response_json_schema", b"response_json_schema", "response_logprobs", b"response_logprobs", "response_schema", b"response_schema", "routing_config", b"routing_config", "seed", b"seed", "speech_config", b"speech_config", "temperature", b"temperature", "thinking_config", b"thinking_config", "top_k", b"top_k", "top_p", b"top_p", "translation_config", b"translation_config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_audio_timestamp", b"_audio_timestamp", "_candidate_count", b"_candidate_count", "_enable_affective_dialog", b"_enable_affective_dialog", "_enable_enhanced_civic_answers", b"_enable_enhanced_civic_answers", "_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_output_tokens", b"_max_output_tokens", "_media_resolution", b"_media_resolution", "_presence_penalty", b"_presence_penalty", "_response_logprobs", b"_response_logprobs", "_seed", b"_seed", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "audio_timestamp", b"audio_timestamp", "audio_transcription_config", b"audio_transcription_config", "candidate_count", b"candidate_count", "enable_affective_dialog", b"enable_affective_dialog", "enable_enhanced_civic_answers", b"enable_enhanced_civic_answers", "frequency_penalty", b"frequency_penalty", "image_config", b"image_config", "logprobs", b"logprobs", "max_output_tokens", b"max_output_tokens", "media_resolution", b"media_resolution", "presence_penalty", b"presence_penalty", "response_json_schema", b"response_json_schema", "response_logprobs", b"response_logprobs", "response_mime_type", b"response_mime_type", "response_modalities", b"response_modalities", "response_schema", b"response_schema", "seed", b"seed", "speech_config", b"speech_config", "stop_sequences", b"stop_sequences", "temperature", b"temperature", "thinking_config", b"thinking_config", "top_k", b"top_k", "top_p", b"top_p", "translation_config", b"translation_config"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_audio_timestamp", b"_audio_timestamp", "_candidate_count", b"_candidate_count", "_enable_affective_dialog", b"_enable_affective_dialog", "_enable_enhanced_civic_answers", b"_enable_enhanced_civic_answers", "_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_output_tokens", b"_max_output_tokens", "_media_resolution", b"_media_resolution", "_presence_penalty", b"_presence_penalty", "_response_logprobs", b"_response_logprobs", "_seed", b"_seed", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "audio_timestamp", b"audio_timestamp", "audio_transcription_config", b"audio_transcription_config", "candidate_count", b"candidate_count", "enable_affective_dialog", b"enable_affective_dialog", "enable_enhanced_civic_answers", b"enable_enhanced_civic_answers", "frequency_penalty", b"frequency_penalty", "image_config", b"image_config", "logprobs", b"logprobs", "max_output_tokens", b"max_output_tokens", "media_resolution", b"media_resolution", "model_selection_config", b"model_selection_config", "presence_penalty", b"presence_penalty", "response_format", b"response_format", "response_json_schema", b"response_json_schema", "response_logprobs", b"response_logprobs", "response_mime_type", b"response_mime_type", "response_modalities", b"response_modalities", "response_schema", b"response_schema", "routing_config", b"routing_config", "seed", b"seed", "speech_config", b"speech_config", "stop_sequences", b"stop_sequences", "temperature", b"temperature", "thinking_config", b"thinking_config", "top_k", b"top_k", "top_p", b"top_p", "translation_config", b"translation_config"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__audio_timestamp: _TypeAlias = _typing.Literal["audio_timestamp"]  # noqa: Y015
     _WhichOneofArgType__audio_timestamp: _TypeAlias = _typing.Literal["_audio_timestamp", b"_audio_timestamp"]  # noqa: Y015
@@ -1813,28 +1925,64 @@ class ImageConfig(_message.Message):
 
     ASPECT_RATIO_FIELD_NUMBER: _builtins.int
     IMAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PERSON_GENERATION_FIELD_NUMBER: _builtins.int
+    OUTPUT_MIME_TYPE_FIELD_NUMBER: _builtins.int
+    OUTPUT_COMPRESSION_QUALITY_FIELD_NUMBER: _builtins.int
+    PROMINENT_PEOPLE_FIELD_NUMBER: _builtins.int
+    IMAGE_OUTPUT_OPTIONS_FIELD_NUMBER: _builtins.int
     aspect_ratio: _builtins.str
     """Aspect ratio, e.g. `16:9`."""
     image_size: _builtins.str
     """Image size, e.g. `1K` (newer SDK field)."""
+    person_generation: _builtins.str
+    """Person generation policy (newer SDK field)."""
+    output_mime_type: _builtins.str
+    """Output MIME type (newer SDK field)."""
+    output_compression_quality: _builtins.int
+    """Output compression quality, 0-100 (newer SDK field)."""
+    @_builtins.property
+    def prominent_people(self) -> _struct_pb2.Value:
+        """Prominent people policy (newer SDK field), free-form."""
+
+    @_builtins.property
+    def image_output_options(self) -> _struct_pb2.Struct:
+        """Image output options (newer SDK field), free-form."""
+
     def __init__(
         self,
         *,
         aspect_ratio: _builtins.str | None = ...,
         image_size: _builtins.str | None = ...,
+        person_generation: _builtins.str | None = ...,
+        output_mime_type: _builtins.str | None = ...,
+        output_compression_quality: _builtins.int | None = ...,
+        prominent_people: _struct_pb2.Value | None = ...,
+        image_output_options: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_aspect_ratio", b"_aspect_ratio", "_image_size", b"_image_size", "aspect_ratio", b"aspect_ratio", "image_size", b"image_size"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_aspect_ratio", b"_aspect_ratio", "_image_size", b"_image_size", "_output_compression_quality", b"_output_compression_quality", "_output_mime_type", b"_output_mime_type", "_person_generation", b"_person_generation", "aspect_ratio", b"aspect_ratio", "image_output_options", b"image_output_options", "image_size", b"image_size", "output_compression_quality", b"output_compression_quality", "output_mime_type", b"output_mime_type", "person_generation", b"person_generation", "prominent_people", b"prominent_people"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_aspect_ratio", b"_aspect_ratio", "_image_size", b"_image_size", "aspect_ratio", b"aspect_ratio", "image_size", b"image_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_aspect_ratio", b"_aspect_ratio", "_image_size", b"_image_size", "_output_compression_quality", b"_output_compression_quality", "_output_mime_type", b"_output_mime_type", "_person_generation", b"_person_generation", "aspect_ratio", b"aspect_ratio", "image_output_options", b"image_output_options", "image_size", b"image_size", "output_compression_quality", b"output_compression_quality", "output_mime_type", b"output_mime_type", "person_generation", b"person_generation", "prominent_people", b"prominent_people"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__aspect_ratio: _TypeAlias = _typing.Literal["aspect_ratio"]  # noqa: Y015
     _WhichOneofArgType__aspect_ratio: _TypeAlias = _typing.Literal["_aspect_ratio", b"_aspect_ratio"]  # noqa: Y015
     _WhichOneofReturnType__image_size: _TypeAlias = _typing.Literal["image_size"]  # noqa: Y015
     _WhichOneofArgType__image_size: _TypeAlias = _typing.Literal["_image_size", b"_image_size"]  # noqa: Y015
+    _WhichOneofReturnType__output_compression_quality: _TypeAlias = _typing.Literal["output_compression_quality"]  # noqa: Y015
+    _WhichOneofArgType__output_compression_quality: _TypeAlias = _typing.Literal["_output_compression_quality", b"_output_compression_quality"]  # noqa: Y015
+    _WhichOneofReturnType__output_mime_type: _TypeAlias = _typing.Literal["output_mime_type"]  # noqa: Y015
+    _WhichOneofArgType__output_mime_type: _TypeAlias = _typing.Literal["_output_mime_type", b"_output_mime_type"]  # noqa: Y015
+    _WhichOneofReturnType__person_generation: _TypeAlias = _typing.Literal["person_generation"]  # noqa: Y015
+    _WhichOneofArgType__person_generation: _TypeAlias = _typing.Literal["_person_generation", b"_person_generation"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__aspect_ratio) -> _WhichOneofReturnType__aspect_ratio | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__image_size) -> _WhichOneofReturnType__image_size | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__output_compression_quality) -> _WhichOneofReturnType__output_compression_quality | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__output_mime_type) -> _WhichOneofReturnType__output_mime_type | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__person_generation) -> _WhichOneofReturnType__person_generation | None: ...
 
 Global___ImageConfig: _TypeAlias = ImageConfig  # noqa: Y015
 
@@ -3708,6 +3856,7 @@ class UsageMetadata(_message.Message):
     RESPONSE_TOKENS_DETAILS_FIELD_NUMBER: _builtins.int
     TOOL_USE_PROMPT_TOKENS_DETAILS_FIELD_NUMBER: _builtins.int
     TRAFFIC_TYPE_FIELD_NUMBER: _builtins.int
+    SERVICE_TIER_FIELD_NUMBER: _builtins.int
     prompt_token_count: _builtins.int
     """Tokens in the prompt: the whole context of the turn, including cached
     content.
@@ -3724,6 +3873,10 @@ class UsageMetadata(_message.Message):
     """Total tokens (prompt + response)."""
     traffic_type: Global___UsageMetadata.TrafficType.ValueType
     """Vertex only: billing traffic type."""
+    service_tier: _builtins.str
+    """Service tier, e.g. `standard`, `flex`, `priority` (newer SDK field; a
+    string because the SDK's values are lower case).
+    """
     @_builtins.property
     def prompt_tokens_details(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModalityTokenCount]:
         """Prompt tokens per modality."""
@@ -3754,10 +3907,11 @@ class UsageMetadata(_message.Message):
         response_tokens_details: _abc.Iterable[Global___ModalityTokenCount] | None = ...,
         tool_use_prompt_tokens_details: _abc.Iterable[Global___ModalityTokenCount] | None = ...,
         traffic_type: Global___UsageMetadata.TrafficType.ValueType = ...,
+        service_tier: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_cached_content_token_count", b"_cached_content_token_count", "_prompt_token_count", b"_prompt_token_count", "_response_token_count", b"_response_token_count", "_thoughts_token_count", b"_thoughts_token_count", "_tool_use_prompt_token_count", b"_tool_use_prompt_token_count", "_total_token_count", b"_total_token_count", "cached_content_token_count", b"cached_content_token_count", "prompt_token_count", b"prompt_token_count", "response_token_count", b"response_token_count", "thoughts_token_count", b"thoughts_token_count", "tool_use_prompt_token_count", b"tool_use_prompt_token_count", "total_token_count", b"total_token_count"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cached_content_token_count", b"_cached_content_token_count", "_prompt_token_count", b"_prompt_token_count", "_response_token_count", b"_response_token_count", "_service_tier", b"_service_tier", "_thoughts_token_count", b"_thoughts_token_count", "_tool_use_prompt_token_count", b"_tool_use_prompt_token_count", "_total_token_count", b"_total_token_count", "cached_content_token_count", b"cached_content_token_count", "prompt_token_count", b"prompt_token_count", "response_token_count", b"response_token_count", "service_tier", b"service_tier", "thoughts_token_count", b"thoughts_token_count", "tool_use_prompt_token_count", b"tool_use_prompt_token_count", "total_token_count", b"total_token_count"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cached_content_token_count", b"_cached_content_token_count", "_prompt_token_count", b"_prompt_token_count", "_response_token_count", b"_response_token_count", "_thoughts_token_count", b"_thoughts_token_count", "_tool_use_prompt_token_count", b"_tool_use_prompt_token_count", "_total_token_count", b"_total_token_count", "cache_tokens_details", b"cache_tokens_details", "cached_content_token_count", b"cached_content_token_count", "prompt_token_count", b"prompt_token_count", "prompt_tokens_details", b"prompt_tokens_details", "response_token_count", b"response_token_count", "response_tokens_details", b"response_tokens_details", "thoughts_token_count", b"thoughts_token_count", "tool_use_prompt_token_count", b"tool_use_prompt_token_count", "tool_use_prompt_tokens_details", b"tool_use_prompt_tokens_details", "total_token_count", b"total_token_count", "traffic_type", b"traffic_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cached_content_token_count", b"_cached_content_token_count", "_prompt_token_count", b"_prompt_token_count", "_response_token_count", b"_response_token_count", "_service_tier", b"_service_tier", "_thoughts_token_count", b"_thoughts_token_count", "_tool_use_prompt_token_count", b"_tool_use_prompt_token_count", "_total_token_count", b"_total_token_count", "cache_tokens_details", b"cache_tokens_details", "cached_content_token_count", b"cached_content_token_count", "prompt_token_count", b"prompt_token_count", "prompt_tokens_details", b"prompt_tokens_details", "response_token_count", b"response_token_count", "response_tokens_details", b"response_tokens_details", "service_tier", b"service_tier", "thoughts_token_count", b"thoughts_token_count", "tool_use_prompt_token_count", b"tool_use_prompt_token_count", "tool_use_prompt_tokens_details", b"tool_use_prompt_tokens_details", "total_token_count", b"total_token_count", "traffic_type", b"traffic_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cached_content_token_count: _TypeAlias = _typing.Literal["cached_content_token_count"]  # noqa: Y015
     _WhichOneofArgType__cached_content_token_count: _TypeAlias = _typing.Literal["_cached_content_token_count", b"_cached_content_token_count"]  # noqa: Y015
@@ -3765,6 +3919,8 @@ class UsageMetadata(_message.Message):
     _WhichOneofArgType__prompt_token_count: _TypeAlias = _typing.Literal["_prompt_token_count", b"_prompt_token_count"]  # noqa: Y015
     _WhichOneofReturnType__response_token_count: _TypeAlias = _typing.Literal["response_token_count"]  # noqa: Y015
     _WhichOneofArgType__response_token_count: _TypeAlias = _typing.Literal["_response_token_count", b"_response_token_count"]  # noqa: Y015
+    _WhichOneofReturnType__service_tier: _TypeAlias = _typing.Literal["service_tier"]  # noqa: Y015
+    _WhichOneofArgType__service_tier: _TypeAlias = _typing.Literal["_service_tier", b"_service_tier"]  # noqa: Y015
     _WhichOneofReturnType__thoughts_token_count: _TypeAlias = _typing.Literal["thoughts_token_count"]  # noqa: Y015
     _WhichOneofArgType__thoughts_token_count: _TypeAlias = _typing.Literal["_thoughts_token_count", b"_thoughts_token_count"]  # noqa: Y015
     _WhichOneofReturnType__tool_use_prompt_token_count: _TypeAlias = _typing.Literal["tool_use_prompt_token_count"]  # noqa: Y015
@@ -3777,6 +3933,8 @@ class UsageMetadata(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__prompt_token_count) -> _WhichOneofReturnType__prompt_token_count | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__response_token_count) -> _WhichOneofReturnType__response_token_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__service_tier) -> _WhichOneofReturnType__service_tier | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__thoughts_token_count) -> _WhichOneofReturnType__thoughts_token_count | None: ...
     @_typing.overload
@@ -3863,6 +4021,7 @@ class GroundingMetadata(_message.Message):
     GOOGLE_MAPS_WIDGET_CONTEXT_TOKEN_FIELD_NUMBER: _builtins.int
     IMAGE_SEARCH_QUERIES_FIELD_NUMBER: _builtins.int
     RETRIEVAL_QUERIES_FIELD_NUMBER: _builtins.int
+    SOURCE_FLAGGING_URIS_FIELD_NUMBER: _builtins.int
     google_maps_widget_context_token: _builtins.str
     """Google Maps widget context token."""
     @_builtins.property
@@ -3893,6 +4052,10 @@ class GroundingMetadata(_message.Message):
     def retrieval_queries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Retrieval queries (Vertex)."""
 
+    @_builtins.property
+    def source_flagging_uris(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]:
+        """URIs of flagged sources (newer SDK field), free-form."""
+
     def __init__(
         self,
         *,
@@ -3904,10 +4067,11 @@ class GroundingMetadata(_message.Message):
         google_maps_widget_context_token: _builtins.str | None = ...,
         image_search_queries: _abc.Iterable[_builtins.str] | None = ...,
         retrieval_queries: _abc.Iterable[_builtins.str] | None = ...,
+        source_flagging_uris: _abc.Iterable[_struct_pb2.Struct] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_google_maps_widget_context_token", b"_google_maps_widget_context_token", "_retrieval_metadata", b"_retrieval_metadata", "_search_entry_point", b"_search_entry_point", "google_maps_widget_context_token", b"google_maps_widget_context_token", "retrieval_metadata", b"retrieval_metadata", "search_entry_point", b"search_entry_point"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_google_maps_widget_context_token", b"_google_maps_widget_context_token", "_retrieval_metadata", b"_retrieval_metadata", "_search_entry_point", b"_search_entry_point", "google_maps_widget_context_token", b"google_maps_widget_context_token", "grounding_chunks", b"grounding_chunks", "grounding_supports", b"grounding_supports", "image_search_queries", b"image_search_queries", "retrieval_metadata", b"retrieval_metadata", "retrieval_queries", b"retrieval_queries", "search_entry_point", b"search_entry_point", "web_search_queries", b"web_search_queries"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_google_maps_widget_context_token", b"_google_maps_widget_context_token", "_retrieval_metadata", b"_retrieval_metadata", "_search_entry_point", b"_search_entry_point", "google_maps_widget_context_token", b"google_maps_widget_context_token", "grounding_chunks", b"grounding_chunks", "grounding_supports", b"grounding_supports", "image_search_queries", b"image_search_queries", "retrieval_metadata", b"retrieval_metadata", "retrieval_queries", b"retrieval_queries", "search_entry_point", b"search_entry_point", "source_flagging_uris", b"source_flagging_uris", "web_search_queries", b"web_search_queries"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__google_maps_widget_context_token: _TypeAlias = _typing.Literal["google_maps_widget_context_token"]  # noqa: Y015
     _WhichOneofArgType__google_maps_widget_context_token: _TypeAlias = _typing.Literal["_google_maps_widget_context_token", b"_google_maps_widget_context_token"]  # noqa: Y015

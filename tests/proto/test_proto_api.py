@@ -7,7 +7,7 @@ mirrors (compiled from googleapis/googleapis; see its "source" key).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +220,52 @@ def test_language_options(file: descriptor.FileDescriptor) -> None:
         "objc_class_prefix",
     ):
         assert options.HasField(option), f"{file.name}: option {option} missing"
+
+
+async def test_generated_stubs_serve_over_grpc() -> None:
+    """The generated servicer and stub talk over a real grpc.aio server on port 0 (method paths, streaming kinds)."""
+    import grpc
+
+    class Echo(gateway_pb2_grpc.LiveGatewayServicer):
+        async def Connect(self, request_iterator: Any, context: Any) -> Any:
+            yield gateway_pb2.ServerMessage(session=gateway_pb2.SessionInfo(session_id="s1", reattach_token="t"))
+            seq = 0
+            async for message in request_iterator:
+                seq += 1
+                if message.HasField("setup"):
+                    yield gateway_pb2.ServerMessage(seq=seq, setup_complete=live_pb2.BidiGenerateContentSetupComplete())
+                else:
+                    yield gateway_pb2.ServerMessage(
+                        seq=seq, server_content=live_pb2.BidiGenerateContentServerContent(turn_complete=True)
+                    )
+
+        async def GetSession(self, request: Any, context: Any) -> Any:
+            if request.session_id != "s1":
+                await context.abort(grpc.StatusCode.NOT_FOUND, "no such session")
+            return gateway_pb2.Session(session_id="s1", state=gateway_pb2.Session.ACTIVE, flavour="gemini")
+
+    server = grpc.aio.server()
+    gateway_pb2_grpc.add_LiveGatewayServicer_to_server(Echo(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = gateway_pb2_grpc.LiveGatewayStub(channel)
+
+            async def requests() -> AsyncIterator[gateway_pb2.ClientMessage]:
+                yield gateway_pb2.ClientMessage(
+                    setup=live_pb2.BidiGenerateContentSetup(model="models/m"),
+                    options=gateway_pb2.SessionOptions(upstream_events=True),
+                )
+                yield gateway_pb2.ClientMessage(client_content=live_pb2.BidiGenerateContentClientContent(turn_complete=True))
+
+            replies = [reply async for reply in stub.Connect(requests())]
+            assert [r.WhichOneof("message") for r in replies] == ["session", "setup_complete", "server_content"]
+            assert [r.seq for r in replies] == [0, 1, 2]
+            session = await stub.GetSession(gateway_pb2.GetSessionRequest(session_id="s1"))
+            assert session.state == gateway_pb2.Session.ACTIVE
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await stub.GetSession(gateway_pb2.GetSessionRequest(session_id="nope"))
+            assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        await server.stop(None)
