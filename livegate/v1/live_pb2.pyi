@@ -19,8 +19,10 @@ Field numbering policy (keep it when adding fields):
   Where Vertex AI (`google.cloud.aiplatform.v1beta1`) defines the same
   message, its numbers are used (PartialArg, Retrieval, VertexRagStore,
   ReplicatedVoiceConfig's first two fields).
-* tests/proto/test_proto_api.py checks all of this against a copy of the v1beta
-  field numbers (tests/proto/fixtures/googleapis_v1beta.json).
+* tests/proto/test_proto_api.py checks all of this against a copy of the
+  v1beta field numbers (tests/proto/fixtures/googleapis_v1beta.json).
+* `GenerationConfig.response_json_schema` is number 28: in v1beta the JSON
+  key `responseJsonSchema` belongs to field 28 (see the field).
 * Deliberate differences from Google: `FunctionDeclaration.parameters` and
   `.response` and `GenerationConfig.response_schema` are
   `google.protobuf.Struct` instead of the typed `Schema`, and
