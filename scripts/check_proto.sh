@@ -23,8 +23,12 @@ echo "check_proto: buf lint"
 echo "check_proto: buf format"
 "$BUF" format --diff --exit-code
 
+# PROTO_AGAINST overrides the baseline, e.g. PROTO_AGAINST='.git#ref=HEAD~1,subdir=proto' or a release tag.
 AGAINST_BRANCH=main
-if git rev-parse --verify --quiet "refs/heads/$AGAINST_BRANCH" >/dev/null \
+if [[ -n "${PROTO_AGAINST:-}" ]]; then
+  echo "check_proto: buf breaking against $PROTO_AGAINST"
+  "$BUF" breaking proto --against "$PROTO_AGAINST"
+elif git rev-parse --verify --quiet "refs/heads/$AGAINST_BRANCH" >/dev/null \
   && git ls-tree -r --name-only "$AGAINST_BRANCH" -- proto | grep -q '\.proto$'; then
   echo "check_proto: buf breaking against $AGAINST_BRANCH"
   "$BUF" breaking proto --against ".git#branch=$AGAINST_BRANCH,subdir=proto"
