@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--allow-resume-while-open", action="store_true", help="take over instead of 1011 on a resume while open")
     a("--resumption-update-interval-s", type=float, default=d.resumption_update_interval_s,
       help=">0: resumable:false updates during long generations")
+    a("--conversation-log-limit", type=int, default=d.conversation_log_limit, help="message records per conversation")
+    a("--max-closed-conversations", type=int, default=d.max_closed_conversations)
     a("--faults", dest="faults_file", help="JSON scenario file of fault rules")
     a("--no-admin", action="store_true", help="disable /emulator/v1/* endpoints")
     a("--log-level", default="INFO")
@@ -95,6 +97,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         handle_ttl_vertex_s=args.handle_ttl_vertex_s,
         reject_resume_while_open=not args.allow_resume_while_open,
         resumption_update_interval_s=args.resumption_update_interval_s,
+        conversation_log_limit=args.conversation_log_limit,
+        max_closed_conversations=args.max_closed_conversations,
         faults_file=args.faults_file,
         admin=not args.no_admin,
     )

@@ -63,6 +63,10 @@ class EmulatorConfig:
     reject_resume_while_open: bool = True  # 1011 "The service is currently unavailable."
     resumption_update_interval_s: float = 0.0  # >0: also send resumable:false updates mid-generation
 
+    # --- observability (bounded, so long load tests do not grow memory without limit) -------------
+    conversation_log_limit: int = 10_000  # client-message records kept per conversation (oldest dropped)
+    max_closed_conversations: int = 1_000  # closed conversations kept for GET /emulator/v1/conversations
+
     # --- faults ---------------------------------------------------------------------------------
     faults_file: str | None = None  # JSON scenario file loaded at start()
     admin: bool = True  # serve /emulator/v1/* on the same port

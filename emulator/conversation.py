@@ -45,13 +45,19 @@ class Conversation:
     started_at: float = field(default_factory=time.monotonic)
     last_closed_at: float | None = None
     video_seen: bool = False
+    log_limit: int = 10_000
+    messages_dropped: int = 0
 
     @classmethod
-    def new(cls, flavour: str, model: str, credential_kind: str) -> Conversation:
-        return cls(f"conv-{next(_ids)}", flavour, model, credential_kind)
+    def new(cls, flavour: str, model: str, credential_kind: str, log_limit: int = 10_000) -> Conversation:
+        return cls(f"conv-{next(_ids)}", flavour, model, credential_kind, log_limit=log_limit)
 
     def record(self, index: int, kind: str, summary: dict[str, Any]) -> None:
         self.messages.append(ClientRecord(self.connections, index, kind, summary, time.time()))
+        if len(self.messages) > self.log_limit:
+            excess = len(self.messages) - self.log_limit
+            del self.messages[:excess]
+            self.messages_dropped += excess
 
     @property
     def is_open(self) -> bool:
@@ -69,6 +75,7 @@ class Conversation:
             "session_ids": list(self.session_ids),
             "history_turns": len(self.history),
             "closes": list(self.closes),
+            "messages_dropped": self.messages_dropped,
             "messages": [m.as_json() for m in self.messages],
         }
 

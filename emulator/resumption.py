@@ -18,14 +18,22 @@ class Snapshot:
     last_consumed_index: int
 
 
+KEEP_PER_CONVERSATION = 16
+
+
 class HandleStore:
     def __init__(self, ttl_gemini_s: float, ttl_vertex_s: float) -> None:
         self._ttl = {"gemini": ttl_gemini_s, "vertex": ttl_vertex_s}
         self._handles: dict[str, Snapshot] = {}
+        self._by_conversation: dict[str, list[str]] = {}
 
     def issue(self, conversation: Conversation, last_consumed_index: int) -> str:
         handle = f"{conversation.id}-{secrets.token_hex(12)}"
         self._handles[handle] = Snapshot(conversation, tuple(conversation.history), last_consumed_index)
+        issued = self._by_conversation.setdefault(conversation.id, [])
+        issued.append(handle)
+        while len(issued) > KEEP_PER_CONVERSATION:  # only recent snapshots stay resumable
+            self._handles.pop(issued.pop(0), None)
         return handle
 
     def lookup(self, handle: str, now: float | None = None) -> Snapshot | None:

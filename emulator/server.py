@@ -147,6 +147,9 @@ class EmulatorServer:
 
     def register(self, conv: Conversation) -> None:
         self._conversations[conv.id] = conv
+        closed = [k for k, c in self._conversations.items() if not c.is_open and c is not conv]
+        for k in closed[: max(0, len(closed) - self.config.max_closed_conversations)]:
+            del self._conversations[k]  # oldest closed ones first (dicts keep insertion order)
 
     def forget(self, session: Session) -> None:
         self._sessions.discard(session)

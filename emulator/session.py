@@ -116,7 +116,7 @@ class Session:
 
     def _conversation_for(self, setup: SessionSetup) -> Conversation:
         if not setup.resume_handle:
-            conv = Conversation.new(self.flavour, setup.model, self.credential.kind)
+            conv = Conversation.new(self.flavour, setup.model, self.credential.kind, self.config.conversation_log_limit)
             self.server.register(conv)
             return conv
         snap = self.server.handles.lookup(setup.resume_handle)
