@@ -269,3 +269,15 @@ async def test_generated_stubs_serve_over_grpc() -> None:
             assert error.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         await server.stop(None)
+
+
+def test_generated_code_is_fresh() -> None:
+    """livegate/v1/ matches proto/ (the same check as `python scripts/gen_proto.py --check`)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "scripts/gen_proto.py", "--check"], cwd=root, capture_output=True, text=True, timeout=100
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
