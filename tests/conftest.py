@@ -44,13 +44,25 @@ def emulator_config(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture
-async def stack(redis: Any, redis_url: str, emulator_config: Any) -> AsyncIterator[dict[str, Any]]:
+def flavour() -> str:
+    """The upstream flavour of the stack; tests parametrize it to run against both."""
+    return "gemini"
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+async def stack(redis: Any, redis_url: str, emulator_config: Any, flavour: str,
+                settings_overrides: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     from livegate.devstack import dev_stack
     from livegate.settings import Settings
 
-    settings = Settings(redis_url=redis_url, front_listen="127.0.0.1:0", worker_capacity=10,
-                        setup_timeout_s=10.0, log_json=False,
-                        upstream_api_key="test-upstream-key")
+    settings = Settings(**{"redis_url": redis_url, "front_listen": "127.0.0.1:0", "worker_capacity": 10,
+                           "setup_timeout_s": 10.0, "log_json": False, "upstream_api_key": "test-upstream-key",
+                           "upstream_flavour": flavour, "vertex_project": "test-project", **settings_overrides})
     async with dev_stack(settings, workers=2, emulator_config=emulator_config, start_redis=False) as parts:
         parts["redis"] = redis
         yield parts

@@ -183,21 +183,23 @@ class SessionRelay:
         await self._fill()
 
     async def _pump(self) -> None:
+        """Run both directions until one ends; its outcome (an exception) decides what happens next."""
         assert self.ws is not None
         ws = self.ws
-        c2s = asyncio.create_task(self._c2s_loop(ws), name=f"c2s-{self.sid}")
+        tasks = [asyncio.create_task(self._s2c_loop(ws), name=f"s2c-{self.sid}"),
+                 asyncio.create_task(self._c2s_loop(ws), name=f"c2s-{self.sid}")]
         try:
-            await self._s2c_loop(ws)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            c2s.cancel()
-            try:
-                await c2s
-            except asyncio.CancelledError:
-                pass
-            except (ClientClosed, SessionLost, GatewayError):
-                raise
-            except ConnectionClosed:
-                pass
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for t in tasks:
+            if t in done and not t.cancelled() and t.exception() is not None:
+                exc = t.exception()
+                if isinstance(exc, ConnectionClosed):  # a send failed: the upstream went away
+                    raise UpstreamClosed(*_close_info(exc))
+                raise exc  # type: ignore[misc]
 
     # -- client -> upstream ---------------------------------------------------------------------------
 
