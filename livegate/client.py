@@ -87,8 +87,12 @@ def build_setup(model: str, config: Any = None) -> live.BidiGenerateContentSetup
         setup["generation_config"] = generation
     if "system_instruction" in setup:
         setup["system_instruction"] = _content(setup["system_instruction"])
+    # the Live API also accepts a single object where a list is expected (as the Vertex docs send tools)
     if isinstance(setup.get("tools"), dict):
         setup["tools"] = [setup["tools"]]
+    for tool in setup.get("tools", []):
+        if isinstance(tool, dict) and isinstance(tool.get("function_declarations"), dict):
+            tool["function_declarations"] = [tool["function_declarations"]]
     msg = live.BidiGenerateContentSetup()
     json_format.ParseDict(setup, msg)
     return msg

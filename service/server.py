@@ -191,7 +191,7 @@ class Front:
         view = await self.session_view(tenant, sid)
         local = self.sessions.get(sid)
         probe = local or FrontSession(self, sid, tenant)
-        await probe.request_close()
+        await probe.request_close("admin_close")
         view.state = gw.Session.CLOSING
         return view
 

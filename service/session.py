@@ -150,13 +150,13 @@ class FrontSession:
             cmds.append(self._inbox_cmd("i", self.index, "m", raw, "t", now))
         await self.front.batcher.submit(cmds)
 
-    async def request_close(self) -> None:
+    async def request_close(self, kind: str = "close") -> None:
         """Ask the owning worker to end the session; if none owns it yet, end it here."""
         owner = await self.front.redis.eval(CLOSE_OR_OWNER, 1, keys.session_meta(self.sid))
         owner = owner.decode() if isinstance(owner, bytes) else owner
         if owner:
             self.worker = owner
-            await self.front.batcher.submit([self._inbox_cmd("k", "close", "i", self.index)])
+            await self.front.batcher.submit([self._inbox_cmd("k", kind, "i", self.index)])
         else:
             await self.front.redis.delete(*keys.session_keys(self.sid))
             await self.front.redis.zrem(keys.tenant_sessions(self.tenant), self.sid)

@@ -20,6 +20,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
+import grpc
 import orjson
 import websockets.exceptions
 from websockets.asyncio.client import ClientConnection
@@ -115,8 +116,6 @@ class SessionRelay:
             raise
         except Exception as exc:  # a bug: end this session with INTERNAL, keep the worker serving others
             logger.exception("session %s failed", self.sid)
-            import grpc
-
             error = GatewayError(grpc.StatusCode.INTERNAL, "INTERNAL", f"gateway worker error: {type(exc).__name__}")
         await self._close_ws(1000)
         await asyncio.shield(self._finish(error))
@@ -208,6 +207,9 @@ class SessionRelay:
             item = await self.queue.get()
             if item.kind == "close":
                 raise ClientClosed()
+            if item.kind == "admin_close":
+                raise GatewayError(grpc.StatusCode.ABORTED, "CLOSED_BY_ADMIN",
+                                   "the session was closed with CloseSession")
             if item.kind == "sync":
                 await self._fill(item.index)
                 continue

@@ -102,6 +102,7 @@ class Worker:
         await asyncio.gather(*tasks, return_exceptions=True)
         try:
             await self.redis.zrem(keys.WORKERS, self.id)
+            await self.redis.xgroup_delconsumer(keys.ALLOC_STREAM, keys.ALLOC_GROUP, self.id)
             await self.redis.delete(keys.worker_heartbeat(self.id), keys.worker_inbox(self.id))
         except Exception as exc:  # Redis gone: the heartbeat TTL cleans up
             logger.warning("worker %s: could not deregister: %r", self.id, exc)
