@@ -12,6 +12,7 @@ Rules, first match wins, on the user's text (typed, or transcribed from audio):
  9. retrieval (RAG) declared and the corpus has a match -> From memory: "<stored text>"
 10. googleSearch declared and the text is a question -> search answer + groundingMetadata
 11. audio without recognisable words                -> I heard <N.N> seconds of audio.
+    (no input at all, e.g. an empty turn                -> I did not get any input.)
 12. otherwise                                        -> You said: "<text>"
 Affective dialog prefixes "I'm sorry to hear that. " when the text contains a sad word.
 """
@@ -132,7 +133,9 @@ def _reply(ctx: Context, text: str) -> Reply:
         answer = f'Search results for "{text}": this is an emulated answer.'
         return Reply(answer, grounding=toolmod.grounding_metadata(text, answer))
     if not text:
-        return Reply(f"I heard {ctx.audio_s:.1f} seconds of audio.")
+        if ctx.audio_s > 0:
+            return Reply(f"I heard {ctx.audio_s:.1f} seconds of audio.")
+        return Reply("I did not get any input.")
     return Reply(f'You said: "{text}"')
 
 

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 
 from . import admin, auth, routes, tls
@@ -23,6 +24,13 @@ from .tools import MemoryCorpora
 from .transcribe import Transcriber
 
 logger = logging.getLogger(__name__)
+
+
+def deflate_factory() -> ServerPerMessageDeflateFactory:
+    """permessage-deflate at zlib level 1: base64 audio hardly compresses, so spend little CPU on it."""
+    return ServerPerMessageDeflateFactory(
+        server_max_window_bits=12, client_max_window_bits=12, compress_settings={"level": 1, "memLevel": 5}
+    )
 
 
 class EmulatorServer:
@@ -74,7 +82,8 @@ class EmulatorServer:
             ssl=ssl_ctx,
             process_request=self._process_request,
             max_size=cfg.max_message_bytes * 2 + (1 << 20),  # beyond that websockets closes 1009
-            compression="deflate" if cfg.deflate else None,
+            compression=None,
+            extensions=[deflate_factory()] if cfg.deflate else None,
             ping_interval=None,  # the real service does not ping; clients do
             close_timeout=2,
         )

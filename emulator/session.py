@@ -213,8 +213,13 @@ class Session:
     # --- sending --------------------------------------------------------------------------------
 
     async def send(self, frame: dict[str, Any]) -> None:
-        if not self._unstall.is_set():
-            await self._unstall.wait()
+        if not self._unstall.is_set():  # a stall fault: hold frames until it ends or the socket closes
+            waiters = {asyncio.ensure_future(self._unstall.wait()), asyncio.ensure_future(self.ws.wait_closed())}
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
         await self.ws.send(self.encoder.encode(frame))
 
     @property

@@ -231,3 +231,48 @@ async def test_second_setup_rejected(server: EmulatorServer) -> None:
             async for _ in session.receive():
                 pass
     assert info.value.code == 1007 and "Request contains an invalid argument." in str(info.value)
+
+
+async def test_vertex_default_modality_is_audio(server: EmulatorServer) -> None:
+    client = vertex_client(server)
+    async with client.aio.live.connect(model=VERTEX_MODEL, config={}) as session:  # the SDK injects AUDIO
+        messages = await turn(session, "Say: good morning")
+    parts = [p for m in messages if m.server_content and m.server_content.model_turn
+             for p in m.server_content.model_turn.parts]
+    assert parts and {p.inline_data.mime_type for p in parts} == {"audio/pcm"}
+    assert sum(len(p.inline_data.data) for p in parts) > 24000
+    usage = messages[-1].usage_metadata  # Vertex candidatesTokenCount, mapped by the SDK
+    assert usage.response_token_count and usage.response_tokens_details[0].modality.name == "AUDIO"
+
+
+@pytest.mark.filterwarnings("ignore:The SDK's ephemeral token support is experimental")
+async def test_ephemeral_token_constrained_endpoint(start_server: Any) -> None:
+    server = await start_server(ephemeral_tokens=frozenset({"auth_tokens/good"}))
+    client = gemini_client(server, api_key="auth_tokens/good", version="v1alpha")
+    async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as session:
+        assert joined_text(await turn(session, "hi")) == 'You said: "hi"'
+    assert server.conversations[0]["credential_kind"] == "ephemeral"
+    client = gemini_client(server, api_key="auth_tokens/bad", version="v1alpha")
+    with pytest.raises(errors.APIError) as info:
+        async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as session:
+            await turn(session, "hi")
+    assert info.value.code == 1007
+
+
+async def test_aclose_with_a_stalled_session_is_prompt(start_server: Any) -> None:
+    server = await start_server()
+    client = gemini_client(server)
+    async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as session:
+        server.faults.add({"target": "all", "action": "stall"})  # a live session: stalls now
+        await session.send_client_content(turns={"role": "user", "parts": [{"text": "anyone there?"}]})
+        async with asyncio.timeout(5):  # the turn request reached the emulator (bounded poll of real state)
+            while len(server.conversations[0]["messages"]) < 2:
+                await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await server.aclose()
+        assert loop.time() - started < 4
+        with pytest.raises(errors.APIError) as info:
+            async for _ in session.receive():
+                pass
+        assert info.value.code == 1001
