@@ -75,20 +75,90 @@ def resample(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
     x = samples(pcm)
     if from_rate == to_rate or x.size == 0:
         return x.tobytes()
-    g = math.gcd(from_rate, to_rate)
-    up, down = to_rate // g, from_rate // g
-    table, half = _polyphase_table(up, down)
-    n_out = (x.size * up) // down
+    up, down = _ratio(from_rate, to_rate)
+    _, half = _polyphase_table(up, down)
     padded = np.concatenate([np.zeros(half, np.float64), x.astype(np.float64), np.zeros(half + 1, np.float64)])
-    offsets = np.arange(-half + 1, half + 1)  # taps at input index i + j
-    out = np.empty(n_out, dtype=np.float64)
-    for start in range(0, n_out, _RESAMPLE_BLOCK):
-        k = np.arange(start, min(start + _RESAMPLE_BLOCK, n_out), dtype=np.int64)
+    return to_pcm(_filter(padded, -half, 0, (x.size * up) // down, up, down))
+
+
+class Resampler:
+    """Streaming form of :func:`resample` for audio that arrives in chunks.
+
+    ``process()`` returns what can be computed so far (the filter looks ``half`` input samples
+    ahead, about 1 ms), ``flush()`` the rest; together they give exactly ``resample()`` of the
+    concatenated input, without the edge effects of resampling each chunk on its own.
+    """
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        if from_rate <= 0 or to_rate <= 0:
+            raise ValueError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
+        self.from_rate, self.to_rate = from_rate, to_rate
+        self._up, self._down = _ratio(from_rate, to_rate)
+        self._half = _polyphase_table(self._up, self._down)[1]
+        self._reset()
+
+    def _reset(self) -> None:
+        self._odd = b""
+        self._buf = np.zeros(self._half, np.float64)  # input samples from absolute index _start
+        self._start = -self._half
+        self._n_in = 0  # input samples received
+        self._k = 0  # next output sample
+
+    def __repr__(self) -> str:
+        return f"Resampler({self.from_rate}->{self.to_rate}, in={self._n_in}, out={self._k})"
+
+    def process(self, pcm: bytes) -> bytes:
+        data = self._odd + pcm
+        cut = len(data) - len(data) % 2
+        self._odd = data[cut:]
+        if self.from_rate == self.to_rate:
+            return data[:cut]
+        x = np.frombuffer(data, "<i2", count=cut // 2).astype(np.float64)
+        self._buf = np.concatenate([self._buf, x])
+        self._n_in += x.size
+        last_base = self._n_in - 1 - self._half  # outputs whose taps are all received
+        k_end = ((last_base + 1) * self._up - 1) // self._down + 1 if last_base >= 0 else 0
+        return self._emit(k_end)
+
+    def flush(self) -> bytes:
+        """The remaining output (the stream is treated as followed by silence); then reset."""
+        self._odd = b""
+        if self.from_rate == self.to_rate:
+            return b""
+        self._buf = np.concatenate([self._buf, np.zeros(self._half + 1, np.float64)])
+        out = self._emit((self._n_in * self._up) // self._down)
+        self._reset()
+        return out
+
+    def _emit(self, k_end: int) -> bytes:
+        if k_end <= self._k:
+            return b""
+        y = _filter(self._buf, self._start, self._k, k_end, self._up, self._down)
+        self._k = k_end
+        keep_from = (k_end * self._down) // self._up - self._half + 1
+        if keep_from > self._start:
+            self._buf = self._buf[keep_from - self._start :]
+            self._start = keep_from
+        return to_pcm(y)
+
+
+def _ratio(from_rate: int, to_rate: int) -> tuple[int, int]:
+    g = math.gcd(from_rate, to_rate)
+    return to_rate // g, from_rate // g
+
+
+def _filter(buf: npt.NDArray[np.float64], start: int, k0: int, k1: int, up: int, down: int) -> npt.NDArray[np.float64]:
+    """Output samples k0..k1-1; ``buf[i]`` is input sample ``start + i`` and covers every tap."""
+    table, half = _polyphase_table(up, down)
+    offsets = np.arange(-half + 1, half + 1)  # taps at input index base + j
+    out = np.empty(k1 - k0, dtype=np.float64)
+    for b0 in range(k0, k1, _RESAMPLE_BLOCK):
+        k = np.arange(b0, min(b0 + _RESAMPLE_BLOCK, k1), dtype=np.int64)
         pos = k * down
         base, phase = pos // up, pos % up
-        idx = base[:, None] + offsets[None, :] + half
-        out[start : start + k.size] = np.einsum("ij,ij->i", padded[idx], table[phase])
-    return to_pcm(out)
+        idx = base[:, None] + offsets[None, :] - start
+        out[b0 - k0 : b0 - k0 + k.size] = np.einsum("ij,ij->i", buf[idx], table[phase])
+    return out
 
 
 @functools.lru_cache(maxsize=32)

@@ -106,3 +106,19 @@ def test_levels_durations_silence_and_chunks() -> None:
     assert b"".join(parts) == pcm
     odd = audio.chunk(pcm[:-2] + b"\x05", 16000, 30)
     assert all(len(p) % 2 == 0 for p in odd) and b"".join(odd) == pcm[:-2]
+
+
+@pytest.mark.parametrize(("src", "dst"), [(48000, 16000), (44100, 16000), (22050, 24000), (8000, 16000), (16000, 16000)])
+def test_streaming_resampler_equals_whole_buffer_resampling(src: int, dst: int) -> None:
+    rng = np.random.default_rng(src)
+    pcm = audio.to_pcm(rng.standard_normal(src) * 3000)
+    resampler = audio.Resampler(src, dst)
+    out, i = [], 0
+    while i < len(pcm):
+        n = int(rng.integers(1, 3000))  # odd byte counts too
+        out.append(resampler.process(pcm[i : i + n]))
+        i += n
+    out.append(resampler.flush())
+    assert b"".join(out) == audio.resample(pcm, src, dst)
+    # flush() resets: the same object serves the next stream
+    assert resampler.process(pcm) + resampler.flush() == audio.resample(pcm, src, dst)
