@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import zlib
 from collections import OrderedDict
@@ -37,6 +38,7 @@ _CACHE_ENTRIES = 256
 _CACHE_BYTES = 64 * 1024 * 1024
 _ESPEAK_TIMEOUT_S = 30.0
 _MAX_TEXT_CHARS = 20000  # longer texts are cut (a model turn is never this long)
+_MAX_ESPEAK_PROCS = max(2, os.cpu_count() or 2)  # concurrent espeak-ng processes per Synthesizer
 
 
 class SynthesisError(RuntimeError):
@@ -46,7 +48,7 @@ class SynthesisError(RuntimeError):
 class Synthesizer:
     """Text -> 24 kHz s16le mono PCM, by espeak-ng or a numpy waveform."""
 
-    def __init__(self, engine: str = "auto") -> None:
+    def __init__(self, engine: str = "auto", *, max_processes: int = _MAX_ESPEAK_PROCS) -> None:
         if engine not in ENGINES:
             raise ValueError(f"unknown speech engine {engine!r}; expected one of {ENGINES}")
         espeak_path = shutil.which(ESPEAK_BINARY)
@@ -61,6 +63,8 @@ class Synthesizer:
         self._espeak_path = espeak_path
         self._cache: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._cache_bytes = 0
+        self._max_processes = max(1, max_processes)
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     @property
     def engine_name(self) -> str:
@@ -98,7 +102,18 @@ class Synthesizer:
             _, old = self._cache.popitem(last=False)
             self._cache_bytes -= len(old)
 
+    def _process_slots(self) -> asyncio.Semaphore:
+        """The semaphore bounding espeak-ng processes, made for the running loop."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self._max_processes))
+        return self._slots[1]
+
     async def _espeak(self, text: str, profile: VoiceProfile, lang: str) -> bytes:
+        async with self._process_slots():
+            return await self._run_espeak(text, profile, lang)
+
+    async def _run_espeak(self, text: str, profile: VoiceProfile, lang: str) -> bytes:
         assert self._espeak_path is not None
         args = [
             self._espeak_path, "--stdout", "-b", "1",

@@ -32,7 +32,7 @@ import logging
 import math
 import threading
 import zlib
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
@@ -201,9 +201,15 @@ def _pocketsphinx_available() -> bool:
 
 
 class Transcriber:
-    """16 kHz PCM -> text; the tone convention first, then pocketsphinx (if selected)."""
+    """16 kHz PCM -> text; the tone convention first, then pocketsphinx (if selected).
 
-    def __init__(self, engine: str = "auto") -> None:
+    Recognition runs on a small dedicated thread pool (``workers`` threads, default 2), each
+    thread with its own pocketsphinx ``Decoder`` (about 90 MB each, loaded on first use), so a
+    burst of utterances queues there instead of filling the event loop's default executor.
+    :meth:`close` (idempotent) releases the threads; they also end with the process.
+    """
+
+    def __init__(self, engine: str = "auto", *, workers: int = 2) -> None:
         if engine not in ENGINES:
             raise ValueError(f"unknown transcription engine {engine!r}; expected one of {ENGINES}")
         available = _pocketsphinx_available()
@@ -215,8 +221,10 @@ class Transcriber:
         if engine == "auto":
             engine = "pocketsphinx" if available else "convention"
         self._engine = engine
-        self._decoder: Any = None
-        self._lock = threading.Lock()  # one pocketsphinx Decoder, used by one thread at a time
+        self._workers = max(1, workers)
+        self._executor: ThreadPoolExecutor | None = None
+        self._local = threading.local()  # .decoder: this thread's pocketsphinx Decoder
+        self._decoders = 0
 
     @property
     def engine_name(self) -> str:
@@ -224,11 +232,21 @@ class Transcriber:
         return self._engine
 
     def __repr__(self) -> str:
-        return f"Transcriber(engine={self._engine!r}, loaded={self._decoder is not None})"
+        return f"Transcriber(engine={self._engine!r}, workers={self._workers}, decoders={self._decoders})"
 
     async def transcribe(self, pcm16k: bytes) -> str:
         """Text spoken in ``pcm16k``: tone-convention text verbatim, else lower-case words, else ``""``."""
-        return await asyncio.to_thread(self.transcribe_sync, pcm16k)
+        if self._engine != "pocketsphinx":
+            return await asyncio.to_thread(self.transcribe_sync, pcm16k)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="transcribe")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.transcribe_sync, pcm16k)
+
+    def close(self) -> None:
+        """Stop the recognition threads (queued work still runs); idempotent."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
 
     def transcribe_sync(self, pcm16k: bytes) -> str:
         """Blocking form of :meth:`transcribe` (call it from a worker thread)."""
@@ -242,14 +260,15 @@ class Transcriber:
         return self._recognize(pcm16k)
 
     def _recognize(self, pcm16k: bytes) -> str:
-        with self._lock:
-            if self._decoder is None:
-                from pocketsphinx import Decoder
+        d = getattr(self._local, "decoder", None)
+        if d is None:
+            from pocketsphinx import Decoder
 
-                self._decoder = Decoder(samprate=audio.IN_RATE, loglevel="FATAL")
-            d = self._decoder
-            d.start_utt()
-            d.process_raw(pcm16k[: len(pcm16k) - len(pcm16k) % 2], full_utt=True)
-            d.end_utt()
-            hyp = d.hyp()
+            # Whole utterances (full_utt=True) use batch CMN: results do not depend on earlier calls.
+            d = self._local.decoder = Decoder(samprate=audio.IN_RATE, loglevel="FATAL")
+            self._decoders += 1
+        d.start_utt()
+        d.process_raw(pcm16k[: len(pcm16k) - len(pcm16k) % 2], full_utt=True)
+        d.end_utt()
+        hyp = d.hyp()
         return " ".join(hyp.hypstr.lower().split()) if hyp is not None else ""

@@ -143,3 +143,12 @@ def test_engine_selection(monkeypatch: pytest.MonkeyPatch) -> None:
     if ESPEAK:
         monkeypatch.undo()
         assert Synthesizer("auto").engine_name == "espeak"
+
+
+@pytest.mark.skipif(not ESPEAK, reason="espeak-ng is not on PATH (apt-get install -y espeak-ng)")
+async def test_bounded_espeak_processes_serve_a_burst() -> None:
+    synth = Synthesizer("espeak", max_processes=2)
+    texts = [f"Reply number {i}." for i in range(12)]
+    burst = await asyncio.gather(*(synth.synthesize(t, voice="Leda") for t in texts))
+    fresh = Synthesizer("espeak")
+    assert burst == [await fresh.synthesize(t, voice="Leda") for t in texts]

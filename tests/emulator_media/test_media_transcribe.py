@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 
 import numpy as np
@@ -141,3 +142,23 @@ async def test_pocketsphinx_on_a_vad_utterance() -> None:
     assert [e.kind for e in events] == ["start", "end"]
     text = await Transcriber("pocketsphinx").transcribe(vad.take_utterance())
     assert len({"what", "is", "the", "weather", "today"} & set(text.split())) >= 2, text
+
+
+@requires_espeak
+async def test_concurrent_recognition_matches_sequential() -> None:
+    synth = Synthesizer("espeak")
+    clips = [
+        audio.resample(await synth.synthesize(p, voice=v), audio.OUT_RATE, RATE)
+        for p in ("open the door", "good morning how are you")
+        for v in ("Puck", "Orus")
+    ]
+    clips.append(encode_text_tones("a tone message"))
+    tr = Transcriber("pocketsphinx", workers=2)
+    try:
+        sequential = [await tr.transcribe(c) for c in clips]
+        concurrent = await asyncio.gather(*(tr.transcribe(c) for c in clips * 2))
+    finally:
+        tr.close()
+        tr.close()  # idempotent
+    assert concurrent == sequential * 2
+    assert sequential[-1] == "a tone message"
