@@ -8,13 +8,13 @@ import logging
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 
 from . import admin, auth, routes, tls
 from .auth import Credential
 from .config import EmulatorConfig
 from .conversation import Conversation
+from .deflate import SelectiveDeflateFactory
 from .faults import FaultBook, parse_rule
 from .resumption import HandleStore
 from .session import Session
@@ -24,13 +24,6 @@ from .tools import MemoryCorpora
 from .transcribe import Transcriber
 
 logger = logging.getLogger(__name__)
-
-
-def deflate_factory() -> ServerPerMessageDeflateFactory:
-    """permessage-deflate at zlib level 1: base64 audio hardly compresses, so spend little CPU on it."""
-    return ServerPerMessageDeflateFactory(
-        server_max_window_bits=12, client_max_window_bits=12, compress_settings={"level": 1, "memLevel": 5}
-    )
 
 
 class EmulatorServer:
@@ -83,7 +76,7 @@ class EmulatorServer:
             process_request=self._process_request,
             max_size=cfg.max_message_bytes * 2 + (1 << 20),  # beyond that websockets closes 1009
             compression=None,
-            extensions=[deflate_factory()] if cfg.deflate else None,
+            extensions=[SelectiveDeflateFactory()] if cfg.deflate else None,
             ping_interval=None,  # the real service does not ping; clients do
             close_timeout=2,
         )
@@ -99,6 +92,8 @@ class EmulatorServer:
             await asyncio.wait_for(self._server.wait_closed(), timeout=5)
         except TimeoutError:
             logger.warning("emulator: sessions did not close within 5 s")
+        if self.chunks is not None:
+            await self.chunks.aclose()
 
     async def __aenter__(self) -> EmulatorServer:
         await self.start()

@@ -27,6 +27,7 @@ class ChunkCache:
         self.synthesizer = synthesizer
         self._max = max_entries
         self._cache: OrderedDict[tuple[str, str, str, int], tuple[list[str], list[float]]] = OrderedDict()
+        self._inflight: dict[tuple[str, str, str, int], asyncio.Task[tuple[list[str], list[float]]]] = {}
 
     async def chunks(self, text: str, voice: str, language: str | None, chunk_ms: int) -> tuple[list[str], list[float]]:
         key = (text, voice, language or "", chunk_ms)
@@ -34,14 +35,33 @@ class ChunkCache:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
+        task = self._inflight.get(key)
+        if task is None:  # one synthesis per reply, shared by every session waiting for it
+            task = asyncio.get_running_loop().create_task(self._make(text, voice, language, chunk_ms))
+            self._inflight[key] = task
+            task.add_done_callback(lambda t, key=key: self._settle(key, t))  # type: ignore[misc]
+        return await asyncio.shield(task)
+
+    def _settle(self, key: tuple[str, str, str, int], task: asyncio.Task[tuple[list[str], list[float]]]) -> None:
+        self._inflight.pop(key, None)
+        if task.cancelled() or task.exception() is not None:
+            return
+        self._cache[key] = task.result()
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+
+    async def aclose(self) -> None:
+        """Cancels syntheses still running (the cache owns them)."""
+        tasks = list(self._inflight.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _make(self, text: str, voice: str, language: str | None, chunk_ms: int) -> tuple[list[str], list[float]]:
         pcm = await self.synthesizer.synthesize(text, voice=voice, language_code=language)
         step = max(2, BYTES_PER_S_OUT * chunk_ms // 1000 // 2 * 2)
         pieces = [pcm[i : i + step] for i in range(0, len(pcm), step)]
-        value = ([frames.b64(p) for p in pieces], [len(p) / BYTES_PER_S_OUT for p in pieces])
-        self._cache[key] = value
-        while len(self._cache) > self._max:
-            self._cache.popitem(last=False)
-        return value
+        return [frames.b64(p) for p in pieces], [len(p) / BYTES_PER_S_OUT for p in pieces]
 
 
 class Speaker:
