@@ -33,9 +33,10 @@ def samples(pcm: bytes) -> npt.NDArray[np.int16]:
     return np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2)
 
 
-def to_pcm(x: npt.NDArray[np.floating] | npt.NDArray[np.integer]) -> bytes:
+def to_pcm(x: npt.ArrayLike) -> bytes:
     """Round and clip an array of sample values (int16 scale) to s16le bytes."""
-    return np.clip(np.rint(x), -32768, 32767).astype("<i2").tobytes()
+    clipped: npt.NDArray[np.float64] = np.clip(np.rint(np.asarray(x, dtype=np.float64)), -32768, 32767)
+    return clipped.astype("<i2").tobytes()
 
 
 def duration_s(pcm: bytes, rate: int) -> float:
