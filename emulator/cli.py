@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import Any
 
 from .config import EmulatorConfig
 from .server import EmulatorServer
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max-closed-conversations", type=int, default=d.max_closed_conversations)
     a("--faults", dest="faults_file", help="JSON scenario file of fault rules")
     a("--no-admin", action="store_true", help="disable /emulator/v1/* endpoints")
+    a("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="event loop (auto: uvloop if installed)")
     a("--log-level", default="INFO")
     return p
 
@@ -131,11 +133,23 @@ async def serve(config: EmulatorConfig) -> int:
     return 0
 
 
+def _run(coro: Any, loop: str) -> int:
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise
+        else:
+            return int(uvloop.run(coro))
+    return int(asyncio.run(coro))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(serve(config_from_args(args)))
+        return _run(serve(config_from_args(args)), args.loop)
     except KeyboardInterrupt:
         return 130
     except OSError as exc:

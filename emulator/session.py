@@ -98,10 +98,10 @@ class Session:
         if msg.kind != "setup":
             raise invalid("first message must be setup")
         setup = parse_setup(msg.body, self.route, strict_models=self.config.strict_models)
-        conv = self._conversation_for(setup)
-        if not self.server.quota_acquire(self.credential):
+        if not self.server.quota_acquire(self.credential):  # rejected sessions leave no conversation
             raise SessionClosed.of(closes.QUOTA)
         self._counted_quota = True
+        conv = self._conversation_for(setup)
         self.setup, self.conv = setup, conv
         conv.connections += 1
         conv.session_ids.append(self.id)

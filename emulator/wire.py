@@ -11,8 +11,8 @@ Only the top level is strict about unknown keys; unknown inner fields are ignore
 
 from __future__ import annotations
 
-import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,11 +61,11 @@ def normalise(value: Any) -> Any:
 def b64decode(data: Any) -> bytes:
     if not isinstance(data, str):
         raise invalid("bytes field is not a string")
-    s = data.translate(_B64)
+    s = data.translate(_B64) if ("-" in data or "_" in data) else data
     if len(s) % 4:
         s += "=" * (-len(s) % 4)
     try:
-        return base64.b64decode(s, validate=True)
+        return binascii.a2b_base64(s, strict_mode=True)
     except (binascii.Error, ValueError):
         raise invalid("bad base64") from None
 
@@ -260,6 +260,7 @@ def parse_function_response(value: Any) -> FunctionResponse:
     )
 
 
+@functools.lru_cache(maxsize=256)
 def audio_rate(mime_type: str) -> int | None:
     """16000 for 'audio/pcm', N for 'audio/pcm;rate=N', None for anything that is not raw PCM."""
     base, _, params = mime_type.partition(";")
