@@ -26,6 +26,19 @@ def joined_text(messages: list[Any]) -> str:
     return "".join(m.text or "" for m in messages)
 
 
+def client_for(server: EmulatorServer, flavour: str, credential: str | None = None) -> Any:
+    if flavour == "gemini":
+        return gemini_client(server, api_key=credential or "test-key")
+    return vertex_client(server, token=credential or "test-token")
+
+
+def model_for(flavour: str) -> str:
+    return MODEL if flavour == "gemini" else VERTEX_MODEL
+
+
+FLAVOURS = pytest.mark.parametrize("flavour", ["gemini", "vertex"])
+
+
 @pytest.mark.parametrize("flavour", ["gemini", "vertex"])
 async def test_text_to_text_and_history(server: EmulatorServer, flavour: str) -> None:
     client = gemini_client(server) if flavour == "gemini" else vertex_client(server)
@@ -46,19 +59,21 @@ async def test_text_to_text_and_history(server: EmulatorServer, flavour: str) ->
     assert [m["kind"] for m in conv["messages"]] == ["setup", "clientContent", "clientContent"]
 
 
-async def test_text_to_audio_is_24khz_pcm(server: EmulatorServer) -> None:
-    client = gemini_client(server)
+@FLAVOURS
+async def test_text_to_audio_is_24khz_pcm(server: EmulatorServer, flavour: str) -> None:
+    client = client_for(server, flavour)
     config = {
         "response_modalities": ["AUDIO"],
         "speech_config": {"voice_config": {"prebuilt_voice_config": {"voice_name": "Kore"}}},
         "output_audio_transcription": {},
     }
-    async with client.aio.live.connect(model=MODEL, config=config) as session:
+    async with client.aio.live.connect(model=model_for(flavour), config=config) as session:
         messages = await turn(session, "Say: hello there")
     pcm = b"".join(m.data for m in messages if m.data)
     parts = [p for m in messages if m.server_content and m.server_content.model_turn
              for p in m.server_content.model_turn.parts]
-    assert parts and all(p.inline_data.mime_type == "audio/pcm;rate=24000" for p in parts)
+    mime = "audio/pcm;rate=24000" if flavour == "gemini" else "audio/pcm"
+    assert parts and all(p.inline_data.mime_type == mime for p in parts)
     assert len(pcm) % 2 == 0 and len(pcm) > 24000  # more than half a second of 16-bit audio
     samples = array.array("h", pcm)
     assert max(abs(s) for s in samples) > 1000  # not silence
@@ -110,10 +125,11 @@ async def test_function_call_reply_uses_the_response(server: EmulatorServer) -> 
     assert "".join(texts) == 'turn_on_the_lights returned {"result":"ok"}.'
 
 
-async def test_code_execution_parts(server: EmulatorServer) -> None:
-    client = gemini_client(server)
+@FLAVOURS
+async def test_code_execution_parts(server: EmulatorServer, flavour: str) -> None:
+    client = client_for(server, flavour)
     config = {"response_modalities": ["TEXT"], "tools": [{"code_execution": {}}]}
-    async with client.aio.live.connect(model=MODEL, config=config) as session:
+    async with client.aio.live.connect(model=model_for(flavour), config=config) as session:
         messages = await turn(session, "Compute 12 * (3 + 4)")
     parts = [p for m in messages if m.server_content and m.server_content.model_turn
              for p in m.server_content.model_turn.parts]
@@ -124,10 +140,11 @@ async def test_code_execution_parts(server: EmulatorServer) -> None:
     assert "84" in joined_text(messages)
 
 
-async def test_search_grounding(server: EmulatorServer) -> None:
-    client = gemini_client(server)
+@FLAVOURS
+async def test_search_grounding(server: EmulatorServer, flavour: str) -> None:
+    client = client_for(server, flavour)
     config = {"response_modalities": ["TEXT"], "tools": [{"google_search": {}}]}
-    async with client.aio.live.connect(model=MODEL, config=config) as session:
+    async with client.aio.live.connect(model=model_for(flavour), config=config) as session:
         messages = await turn(session, "When did the last Brazil vs. Argentina soccer match happen?")
     grounding = [m.server_content.grounding_metadata for m in messages
                  if m.server_content and m.server_content.grounding_metadata]
@@ -136,14 +153,15 @@ async def test_search_grounding(server: EmulatorServer) -> None:
     assert grounding[0].grounding_chunks[0].web.uri.startswith("https://")
 
 
-async def test_input_transcription_of_audio(server: EmulatorServer) -> None:
+@FLAVOURS
+async def test_input_transcription_of_audio(server: EmulatorServer, flavour: str) -> None:
     from emulator.transcribe import encode_text_tones
 
-    client = gemini_client(server)
+    client = client_for(server, flavour)
     config = {"response_modalities": ["TEXT"], "input_audio_transcription": {}}
     speech = encode_text_tones("book a table for two")
     silence = bytes(16000 * 2)  # one second
-    async with client.aio.live.connect(model=MODEL, config=config) as session:
+    async with client.aio.live.connect(model=model_for(flavour), config=config) as session:
         for i in range(0, len(speech), 3200):
             await session.send_realtime_input(audio=types.Blob(data=speech[i:i + 3200], mime_type="audio/pcm;rate=16000"))
         await session.send_realtime_input(audio=types.Blob(data=silence, mime_type="audio/pcm;rate=16000"))
@@ -178,10 +196,11 @@ async def test_resumption_on_a_second_connection(server: EmulatorServer, flavour
         (1, 0, "setup"), (1, 1, "clientContent"), (2, 0, "setup"), (2, 1, "clientContent")]
 
 
-async def test_go_away_then_deadline_close(start_server: Any) -> None:
+@FLAVOURS
+async def test_go_away_then_deadline_close(start_server: Any, flavour: str) -> None:
     server = await start_server(connection_lifetime_s=1.0, go_away_lead_s=0.5)
-    client = gemini_client(server)
-    async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as session:
+    client = client_for(server, flavour)
+    async with client.aio.live.connect(model=model_for(flavour), config={"response_modalities": ["TEXT"]}) as session:
         go_away = None
         with pytest.raises(errors.APIError) as info:
             async with asyncio.timeout(10):
@@ -194,38 +213,50 @@ async def test_go_away_then_deadline_close(start_server: Any) -> None:
     assert server.conversations[0]["go_aways"] == 1
 
 
-async def test_quota_close(start_server: Any) -> None:
+@FLAVOURS
+async def test_quota_close(start_server: Any, flavour: str) -> None:
     server = await start_server(max_sessions_per_credential=1)
-    client = gemini_client(server)
-    async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as first:
+    client = client_for(server, flavour)
+    config = {"response_modalities": ["TEXT"]}
+    async with client.aio.live.connect(model=model_for(flavour), config=config) as first:
         with pytest.raises(errors.APIError) as info:
-            async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as second:
+            async with client.aio.live.connect(model=model_for(flavour), config=config) as second:
                 await turn(second, "hi")
         assert info.value.code == 1011 and "You exceeded your current quota" in str(info.value)
         assert joined_text(await turn(first, "still here")) == 'You said: "still here"'
 
 
-async def test_bad_api_key(start_server: Any) -> None:
-    server = await start_server(api_keys=frozenset({"good"}))
-    client = gemini_client(server, api_key="bad")
+@FLAVOURS
+async def test_bad_credentials(start_server: Any, flavour: str) -> None:
+    server = await start_server(api_keys=frozenset({"good"}), bearer_tokens=frozenset({"good"}))
+    client = client_for(server, flavour, credential="bad")
     with pytest.raises(errors.APIError) as info:
-        async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as session:
-            await turn(session, "hi")
-    assert info.value.code == 1007 and "API key not valid. Please pass a valid API key." in str(info.value)
+        async with client.aio.live.connect(model=model_for(flavour), config={"response_modalities": ["TEXT"]}) as s:
+            await turn(s, "hi")
+    if flavour == "gemini":
+        assert info.value.code == 1007 and "API key not valid. Please pass a valid API key." in str(info.value)
+    else:
+        assert info.value.code == 1008 and "Request had invalid authentication credentials" in str(info.value)
 
 
-async def test_unknown_model(server: EmulatorServer) -> None:
-    client = gemini_client(server, version="v1beta")
+@FLAVOURS
+async def test_unknown_model(server: EmulatorServer, flavour: str) -> None:
+    client = gemini_client(server, version="v1beta") if flavour == "gemini" else vertex_client(server)
     with pytest.raises(errors.APIError) as info:
         async with client.aio.live.connect(model="gemini-nope", config={"response_modalities": ["TEXT"]}) as session:
             await turn(session, "hi")
     assert info.value.code == 1008
-    assert "models/gemini-nope is not found for API version v1beta" in str(info.value)
+    if flavour == "gemini":
+        assert "models/gemini-nope is not found for API version v1beta" in str(info.value)
+    else:
+        assert "Publisher Model `projects/p/locations/us-central1/publishers/google/models/gemini-nope`" in str(
+            info.value)
 
 
-async def test_second_setup_rejected(server: EmulatorServer) -> None:
-    client = gemini_client(server)
-    async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as session:
+@FLAVOURS
+async def test_second_setup_rejected(server: EmulatorServer, flavour: str) -> None:
+    client = client_for(server, flavour)
+    async with client.aio.live.connect(model=model_for(flavour), config={"response_modalities": ["TEXT"]}) as session:
         await session._ws.send('{"setup": {"model": "models/gemini-live-2.5-flash-preview"}}')
         with pytest.raises(errors.APIError) as info:
             async for _ in session.receive():
