@@ -18,8 +18,9 @@ The tone convention (16 kHz s16le), produced by :func:`encode_text_tones`:
   (high nibble first), then the end marker.  ``crc16`` is the low 16 bits of
   ``zlib.crc32(utf8(text))``, big-endian.  A byte costs 80 ms of audio.
 
-:func:`decode_text_tones` segments bursts by their 2 ms energy envelope (so leading and
-trailing silence, chunking and VAD padding do not matter), identifies each burst's
+:func:`decode_text_tones` segments bursts by their 2 ms energy envelope (above -45 dBFS, 25 dB
+below the peak and 12 dB above the 10th-percentile level, so leading and trailing silence,
+chunking, VAD padding and white noise up to about -25 dBFS do not matter), identifies each burst's
 strongest low and high tone with Hann-windowed single-bin DFTs, and accepts a message
 only if every burst is a clean dual tone and the CRC matches; ordinary speech therefore
 decodes to ``None``.
@@ -103,7 +104,8 @@ def _bursts(x: npt.NDArray[np.float64]) -> list[tuple[int, int]]:
     peak = float(energy.max())
     if peak <= 0.0:
         return []
-    threshold = max(peak * 10 ** (-25 / 10), (32768.0 * 10 ** (-45 / 20)) ** 2)
+    floor = float(np.percentile(energy, 10))  # the gaps between symbols, or leading silence
+    threshold = max(peak * 10 ** (-25 / 10), floor * 10 ** (12 / 10), (32768.0 * 10 ** (-45 / 20)) ** 2)
     loud = np.concatenate([[False], energy > threshold, [False]])
     edges = np.flatnonzero(np.diff(loud.astype(np.int8)))
     return [(int(a) * _HOP, int(b) * _HOP) for a, b in zip(edges[::2], edges[1::2], strict=True)]

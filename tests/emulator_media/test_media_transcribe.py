@@ -32,7 +32,7 @@ def split_at(pcm: bytes, cuts: list[int]) -> list[bytes]:
     trail_ms=st.integers(0, 300),
     cuts=st.lists(st.integers(0, 400_000), max_size=40),
     padding_ms=st.sampled_from([0, 20, 100, 300]),
-    hiss_dbfs=st.sampled_from([None, -70.0, -50.0]),
+    hiss_dbfs=st.sampled_from([None, -70.0, -50.0, -35.0]),
 )
 def test_tone_convention_round_trips_through_chunked_vad(
     text: str, lead_ms: int, trail_ms: int, cuts: list[int], padding_ms: int, hiss_dbfs: float | None
@@ -74,6 +74,8 @@ def test_tones_survive_resampling_and_gain() -> None:
     pcm = encode_text_tones(text)
     assert decode_text_tones(audio.resample(audio.resample(pcm, RATE, 24000), 24000, RATE)) == text
     assert decode_text_tones(audio.to_pcm(audio.samples(pcm) * 0.1)) == text
+    hiss = np.random.default_rng(9).standard_normal(len(pcm) // 2) * 32768 * 10 ** (-28 / 20)  # 20 dB SNR
+    assert decode_text_tones(audio.to_pcm(audio.samples(pcm) + hiss)) == text
 
 
 def test_corrupted_or_absent_tones_decode_to_none(speech16k: dict[str, bytes]) -> None:
