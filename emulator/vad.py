@@ -4,11 +4,10 @@ The stream is cut into 20 ms frames (:data:`FRAME_MS`); each frame's RMS level i
 is computed with numpy (one vectorised pass per ``feed``), and a small per-frame state
 machine applies the rules below.  Offsets are seconds from the start of the stream.
 
-Levels.  A slow noise-floor tracker follows the non-speech frames (falls fast, rises
-slowly; starts at -90 dBFS).  The *start threshold* is
-``max(START_DBFS[s], floor + START_MARGIN_DB[s])`` for start sensitivity ``s``; once in
-speech a frame stays voiced down to ``start threshold - HOLD_DB[e]`` (hysteresis) for end
-sensitivity ``e``.
+Levels.  A noise-floor tracker (starts at -90 dBFS; see *Noise floor* below) sets the
+*start threshold* ``max(START_DBFS[s], floor + START_MARGIN_DB[s])`` for start sensitivity
+``s``; once in speech a frame stays voiced down to ``start threshold - HOLD_DB[e]``
+(hysteresis) for end sensitivity ``e``.
 
 =========================  ======================  =====================
 rule                       HIGH                    LOW
@@ -28,6 +27,12 @@ silence that ends speech   ``silence_duration_ms``   2 x ``silence_duration_ms``
 * **End**: ``silence_duration_ms`` (500 ms when 0 or negative) of consecutive unvoiced
   frames, doubled for ``END_SENSITIVITY_LOW``, rounded up to whole frames.  The end
   event's ``offset_s`` is the end of the last voiced frame (where the silence began).
+* **Noise floor**: outside activities it follows unvoiced frames (falls with weight 0.5, rises
+  with 0.02 per frame).  During an activity, once per second it moves 15 % of the way up to
+  that second's quietest frame: speech always has quieter frames, so this stays below it,
+  but a steady noise louder than the start level (a fan at -45 dBFS with HIGH) ends its
+  activity after about 20 s instead of holding it open forever, and is ignored afterwards.
+  (Tone-convention messages, steady too, therefore stay one activity up to about 20 s.)
 * :meth:`Vad.flush` (``audioStreamEnd``) ends an open activity at the end of the last
   voiced frame; an uncommitted run is dropped.
 * :meth:`Vad.take_utterance` pops the audio of the last completed activity:
@@ -63,6 +68,8 @@ END_SILENCE_FACTOR = {END_HIGH: 1, END_LOW: 2}
 _FLOOR_INIT_DBFS = -90.0
 _FLOOR_FALL = 0.5  # per-frame smoothing towards a quieter level
 _FLOOR_RISE = 0.02  # per-frame smoothing towards a louder (non-speech) level
+_FLOOR_RISE_IN_SPEECH = 0.15  # per second of activity, towards that second's quietest frame
+_FRAMES_PER_S = 1000 // FRAME_MS
 _MIN_DBFS = -120.0
 
 
@@ -123,6 +130,8 @@ class Vad:
         self._silent = 0  # consecutive unvoiced frames while in speech
         self._onset = 0  # frame index where the current activity started
         self._last_voiced = 0  # frame index of the last voiced frame in the activity
+        self._second_min = 0.0  # quietest frame level in the current second of activity
+        self._second_frames = 0
         self._utterance = b""
 
     def __repr__(self) -> str:
@@ -192,12 +201,14 @@ class Vad:
                     self._last_voiced = index
                     self._silent = 0
                     self._run = 0
+                    self._second_min, self._second_frames = level, 0
                     events.append(VadEvent("start", self._seconds(self._onset)))
             else:
                 self._run = 0
                 rate = _FLOOR_FALL if level < self._floor else _FLOOR_RISE
                 self._floor += rate * (level - self._floor)
             return
+        self._track_floor_in_speech(level)
         if level >= start_level - self._hold_db:
             self._last_voiced = index
             self._silent = 0
@@ -205,6 +216,16 @@ class Vad:
         self._silent += 1
         if self._silent >= self._end_frames:
             self._finish(events, through_sample=(self._last_voiced + 1) * self._frame + self._tail_samples)
+
+    def _track_floor_in_speech(self, level: float) -> None:
+        """Let a steady noise (no quiet frame for seconds) raise the floor, so it cannot hold an
+        activity open forever; speech always has quieter frames, which keep the floor below it."""
+        self._second_min = min(self._second_min, level)
+        self._second_frames += 1
+        if self._second_frames >= _FRAMES_PER_S:
+            if self._second_min > self._floor:
+                self._floor += _FLOOR_RISE_IN_SPEECH * (self._second_min - self._floor)
+            self._second_min, self._second_frames = level, 0
 
     def _finish(self, events: list[VadEvent], through_sample: int) -> None:
         end_frame = self._last_voiced + 1

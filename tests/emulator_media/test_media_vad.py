@@ -195,3 +195,19 @@ def test_cheap_enough_for_hundreds_of_sessions() -> None:
     per_chunk_us = (time.perf_counter() - t0) / len(chunks) * 1e6
     assert kinds(events) == ["start", "end"] * 12
     assert per_chunk_us < 200, f"{per_chunk_us:.0f} us per 20 ms chunk"
+
+
+def test_steady_noise_cannot_hold_an_activity_open_forever(speech16k: dict[str, bytes]) -> None:
+    rng = np.random.default_rng(11)
+    seconds = 40
+    fan = rng.standard_normal(RATE * seconds) * 32768 * 10 ** (-45 / 20)  # louder than HIGH's -50 dBFS
+    speech = audio.samples(speech16k["weather"]).astype(np.float64)
+    speech *= 10 ** ((-20 - audio.rms_dbfs(speech16k["weather"])) / 20)
+    at = RATE * 32
+    mix = fan.copy()
+    mix[at : at + speech.size] += speech
+    events, _ = run(HIGH, audio.chunk(audio.to_pcm(mix), RATE, 20))
+    assert kinds(events) == ["start", "end", "start", "end"]
+    assert events[0].offset_s < 0.5 and 10 < events[1].offset_s < 30  # the fan, until the floor adapts
+    assert events[2].offset_s == pytest.approx(32, abs=0.3)  # then only the speech
+    assert events[3].offset_s == pytest.approx(32 + speech.size / RATE, abs=0.3)
