@@ -86,12 +86,12 @@ def query_spec(query: dict[str, str]) -> dict[str, Any]:
     """Fault rule from query parameters (?json=... or one parameter per field)."""
     if "json" in query:
         try:
-            spec = json.loads(query["json"])
+            parsed = json.loads(query["json"])
         except ValueError as exc:
             raise FaultSpecError(f"json parameter: {exc}") from None
-        if not isinstance(spec, dict):
+        if not isinstance(parsed, dict):
             raise FaultSpecError("json parameter must be an object")
-        return spec
+        return parsed
     spec: dict[str, Any] = dict(query)
     try:
         for key in _INT_FIELDS:

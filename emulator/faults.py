@@ -114,7 +114,7 @@ class FaultBook:
 
     def claim(self, ids: tuple[str, ...], *, new_connection: bool) -> list[FaultRule]:
         """Rules now owned by a session with these ids; `next` rules only go to new connections."""
-        claimed = []
+        claimed: list[FaultRule] = []
         for rule in list(self._rules):
             if rule.target == "next":
                 if not new_connection or any(r.target == "next" for r in claimed):

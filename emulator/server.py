@@ -58,10 +58,11 @@ class EmulatorServer:
         ssl_ctx = None
         if cfg.tls:
             if cfg.cert_path and cfg.key_path:
-                self.cert_path, self.key_path = cfg.cert_path, cfg.key_path
+                cert, key = cfg.cert_path, cfg.key_path
             else:
-                self.cert_path, self.key_path = await asyncio.to_thread(tls.ensure_self_signed, cfg.cert_dir)
-            ssl_ctx = tls.server_context(self.cert_path, self.key_path)
+                cert, key = await asyncio.to_thread(tls.ensure_self_signed, cfg.cert_dir)
+            self.cert_path, self.key_path = cert, key
+            ssl_ctx = tls.server_context(cert, key)
         self.synthesizer = Synthesizer(cfg.speech_engine)
         self.transcriber = Transcriber(cfg.transcribe_engine)
         self.chunks = ChunkCache(self.synthesizer)

@@ -7,7 +7,7 @@ import asyncio
 import math
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import audio, frames
 from .model import AUDIO_TOKENS_PER_S, Reply, text_tokens
@@ -95,7 +95,7 @@ class Speaker:
             return {"TEXT": text_tokens(reply.text)}
         return await self._speak_audio(reply, extra, first)
 
-    async def _speak_audio(self, reply: Reply, extra: dict[str, object], first: bool) -> dict[str, int]:
+    async def _speak_audio(self, reply: Reply, extra: dict[str, Any], first: bool) -> dict[str, int]:
         setup, cfg = self.s.setup, self.s.config
         assert setup is not None
         b64s, durations = await self.s.server.chunks.chunks(

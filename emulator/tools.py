@@ -8,6 +8,7 @@ import random
 import re
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -137,7 +138,7 @@ def call_id(flavour: str, rng: random.Random) -> str:
 
 # --- code execution -------------------------------------------------------------------------------
 
-_OPS = {
+_OPS: dict[type[ast.AST], Callable[..., Any]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
@@ -177,7 +178,7 @@ def evaluate(expression: str) -> int | float | None:
         return None
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    return value
+    return value if isinstance(value, (int, float)) else None
 
 
 def code_for(text: str) -> tuple[str, str]:
