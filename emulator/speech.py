@@ -37,7 +37,7 @@ SYNTH_CHAR_S = 0.060  # synthetic engine: seconds of audio per character
 _CACHE_ENTRIES = 256
 _CACHE_BYTES = 64 * 1024 * 1024
 _ESPEAK_TIMEOUT_S = 30.0
-_MAX_TEXT_CHARS = 20000  # longer texts are cut (a model turn is never this long)
+_MAX_TEXT_CHARS = 5000  # longer texts are cut (about 5 minutes of speech)
 _MAX_ESPEAK_PROCS = max(2, os.cpu_count() or 2)  # concurrent espeak-ng processes per Synthesizer
 
 
@@ -161,10 +161,12 @@ _TARGET_RMS = 0.12  # of full scale, about -18 dBFS
 
 
 def synthetic_speech(text: str, profile: VoiceProfile, rate: int = audio.OUT_RATE) -> bytes:
-    """A deterministic, speech-like s16le waveform: ``SYNTH_CHAR_S`` per character, never silent."""
+    """A deterministic, speech-like s16le waveform: ``SYNTH_CHAR_S`` per character, never silent.
+
+    Computed in one-second blocks, so memory stays bounded for long texts.
+    """
     chars = text or " "
     n = max(1, int(round(len(chars) * SYNTH_CHAR_S * rate)))
-    t = np.arange(n, dtype=np.float64) / rate
     dur = n / rate
     # Per-character targets, interpolated between character centres.
     f1, f2, f3, gain = (np.empty(len(chars)) for _ in range(4))
@@ -179,26 +181,29 @@ def synthetic_speech(text: str, profile: VoiceProfile, rate: int = audio.OUT_RAT
             f3[i] = 2300.0 + (h >> 20) % 700
             gain[i] = 0.15 if ch.isspace() else 0.08 if ch in _PAUSE_CHARS else 0.6
     centres = (np.arange(len(chars)) + 0.5) * SYNTH_CHAR_S
-    formants = [np.interp(t, centres, f) for f in (f1, f2, f3)]
-    envelope = np.interp(t, centres, gain)
-    # Voice pitch with slow intonation and declination.
-    f0 = profile.f0_hz * (1.0 + 0.07 * np.sin(2 * np.pi * 0.8 * t)) * (1.0 - 0.12 * t / max(dur, 1e-9))
-    phase = 2 * np.pi * np.cumsum(f0) / rate
-    voiced = np.zeros(n)
     n_harm = int(min(24, 3800.0 // profile.f0_hz))
-    for k in range(1, n_harm + 1):
-        hk = k * f0
-        amp = sum(1.0 / (1.0 + ((hk - fc) / (60.0 + 0.06 * fc)) ** 2) for fc in formants) / k**0.5
-        voiced += amp * np.sin(k * phase)
-    seed = zlib.crc32(f"{profile.name}\0{text}".encode())
-    noise = np.random.default_rng(seed).standard_normal(n) * 0.05
-    syllables = 0.6 - 0.4 * np.cos(2 * np.pi * _SYLLABLE_HZ * t)
-    x = (voiced + noise) * syllables * envelope
+    rng = np.random.default_rng(zlib.crc32(f"{profile.name}\0{text}".encode()))
+    out = np.empty(n, dtype=np.float32)
+    phase0 = 0.0
+    for a in range(0, n, rate):
+        t = np.arange(a, min(a + rate, n), dtype=np.float64) / rate
+        formants = [np.interp(t, centres, f) for f in (f1, f2, f3)]
+        # Voice pitch with slow intonation and declination.
+        f0 = profile.f0_hz * (1.0 + 0.07 * np.sin(2 * np.pi * 0.8 * t)) * (1.0 - 0.12 * t / dur)
+        phase = phase0 + 2 * np.pi * np.cumsum(f0) / rate
+        phase0 = float(phase[-1])
+        voiced = np.zeros(t.size)
+        for k in range(1, n_harm + 1):
+            hk = k * f0
+            amp = sum(1.0 / (1.0 + ((hk - fc) / (60.0 + 0.06 * fc)) ** 2) for fc in formants) / k**0.5
+            voiced += amp * np.sin(k * phase)
+        syllables = 0.6 - 0.4 * np.cos(2 * np.pi * _SYLLABLE_HZ * t)
+        noise = rng.standard_normal(t.size) * 0.05
+        out[a : a + t.size] = (voiced + noise) * syllables * np.interp(t, centres, gain)
     ramp = min(n // 2, int(0.01 * rate))
     if ramp:
-        fade = np.linspace(0.0, 1.0, ramp)
-        x[:ramp] *= fade
-        x[n - ramp :] *= fade[::-1]
-    rms = float(np.sqrt(np.mean(x**2))) or 1.0
-    x *= _TARGET_RMS * 32767.0 / rms
-    return audio.to_pcm(x)
+        fade = np.linspace(0.0, 1.0, ramp, dtype=np.float32)
+        out[:ramp] *= fade
+        out[n - ramp :] *= fade[::-1]
+    rms = float(np.sqrt(np.mean(np.square(out, dtype=np.float64)))) or 1.0
+    return audio.to_pcm(out * (_TARGET_RMS * 32767.0 / rms))
