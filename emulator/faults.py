@@ -113,13 +113,14 @@ class FaultBook:
         return list(self._rules)
 
     def claim(self, ids: tuple[str, ...], *, new_connection: bool) -> list[FaultRule]:
-        """Rules now owned by a session with these ids; `next` rules only go to new connections."""
+        """Rules now owned by a session with these ids. A new connection takes one `next` rule and the
+        `all` rules; a later claim (after setup, with the conversation id) only takes rules naming an id."""
         claimed: list[FaultRule] = []
         for rule in list(self._rules):
-            if rule.target == "next":
-                if not new_connection or any(r.target == "next" for r in claimed):
+            if rule.target in ("next", "all"):
+                if not new_connection or (rule.target == "next" and any(r.target == "next" for r in claimed)):
                     continue
-            elif rule.target != "all" and rule.target not in ids:
+            elif rule.target not in ids:
                 continue
             claimed.append(rule)
             self.consume(rule)

@@ -59,6 +59,7 @@ class Generator:
         self.speaker = Speaker(session, self)
         self.spoken = ""  # what the current turn has sent so far (kept in history on interruption)
         self.running_index: int | None = None  # message index of the turn being generated
+        self.in_turn = False  # between the start of a turn and its turnComplete
 
     def __repr__(self) -> str:
         busy = self.task is not None and not self.task.done()
@@ -168,10 +169,12 @@ class Generator:
                     request = TurnRequest(tool_results=self.idle_results, index=self.s.index)
                     self.idle_results = []
                 self.running_index = request.index
+                self.in_turn = True
                 try:
                     await self._run_turn(request)
                 finally:
                     self.running_index = None
+                    self.in_turn = False
         except SessionClosed as exc:
             await self.s.close(exc.code, exc.reason)
         except Exception as exc:  # ConnectionClosed, transport gone
@@ -179,8 +182,9 @@ class Generator:
                 logger.exception("session %s: turn failed", self.s.id[:8])
 
     async def interrupt(self) -> None:
-        """Barge-in: stop the turn, `interrupted`, `toolCallCancellation` for pending calls, `turnComplete`."""
-        if not self.busy:
+        """Barge-in: stop the turn, `interrupted`, `toolCallCancellation` for pending calls, `turnComplete`.
+        Nothing to interrupt once the turn's turnComplete went out (the worker is only sending updates)."""
+        if not self.busy or not self.in_turn:
             return
         assert self.task is not None
         self.task.cancel()
@@ -233,6 +237,7 @@ class Generator:
             reply = mdl.reply(ctx)
         self._store_context(text if req.tool_results is None else "")
         if reply.silent:
+            self.in_turn = False
             await self.s.send(frames.turn_complete(self.flavour, self._usage_of(prompt, {})))
             await self._after_turn()
             return
@@ -242,6 +247,7 @@ class Generator:
         self.history.append(Entry.of_text("model", self.spoken or reply.text, tokens=sum(response.values())))
         self.spoken = ""
         await self.s.send(frames.server_content(generationComplete=True))
+        self.in_turn = False
         await self.s.send(frames.turn_complete(self.flavour, self._usage_of(prompt, response)))
         await self._after_turn()
 

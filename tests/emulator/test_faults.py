@@ -169,3 +169,14 @@ def test_cli_runs_until_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()  # drains and closes the pipes
+
+
+async def test_rule_for_all_counts_each_session_once(server: EmulatorServer) -> None:
+    server.faults.add({"target": "all", "when": "before_setup_complete", "close": "unavailable", "count": 2})
+    for _ in range(2):
+        ws = await raw_connect(server)
+        await ws.send(json.dumps({"setup": {"model": GEMINI_MODEL}}))
+        assert await closed(ws) == (1011, "The service is currently unavailable.")
+    assert server.faults.rules() == []
+    ws = await open_session(server)
+    await ws.close()
