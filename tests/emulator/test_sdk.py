@@ -307,3 +307,15 @@ async def test_aclose_with_a_stalled_session_is_prompt(start_server: Any) -> Non
             async for _ in session.receive():
                 pass
         assert info.value.code == 1001
+
+
+async def test_back_to_back_turns_are_never_spuriously_interrupted(server: EmulatorServer) -> None:
+    client = gemini_client(server)
+    config = {"response_modalities": ["TEXT"], "session_resumption": {}}
+    async with client.aio.live.connect(model=MODEL, config=config) as session:
+        for i in range(30):
+            messages = await turn(session, f"message {i}")
+            assert not any(m.server_content and m.server_content.interrupted for m in messages)
+            assert f'You said: "message {i}"' in joined_text(messages)
+    [conv] = server.conversations
+    assert [m["text"] for m in conv["messages"][1:]] == [f"message {i}" for i in range(30)]
