@@ -262,3 +262,18 @@ async def test_context_update_and_system_role(server: EmulatorServer) -> None:
     await ws.send(json.dumps({"realtimeInput": {"text": "what are your instructions?"}}))
     assert text_of(await recv_until(ws, "turnComplete")) == 'Your instructions are: "Speak French."'
     await ws.close()
+
+
+@pytest.mark.parametrize("sensitivity, heard", [("START_SENSITIVITY_HIGH", True), ("START_SENSITIVITY_LOW", False)])
+async def test_start_sensitivity_honoured(server: EmulatorServer, sensitivity: str, heard: bool) -> None:
+    import numpy as np
+
+    quiet = (np.frombuffer(encode_text_tones("quiet please"), dtype="<i2") * 0.04).astype("<i2").tobytes()
+    ws = await open_session(server, {"realtimeInputConfig": {"automaticActivityDetection": {
+        "startOfSpeechSensitivity": sensitivity}}})
+    await ws.send(audio_msg(quiet + SILENCE_1S))
+    if not heard:  # the next turn must then be this one (an audio turn would come first, or be interrupted)
+        await ws.send(json.dumps({"realtimeInput": {"text": "marker"}}))
+    frames = await recv_until(ws, "turnComplete")
+    assert text_of(frames) == ('You said: "quiet please"' if heard else 'You said: "marker"')
+    await ws.close()
