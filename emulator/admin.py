@@ -1,7 +1,8 @@
 """Admin HTTP endpoints on the emulator's own port (plain HTTP requests that are not upgrades).
 
     GET    /emulator/v1/health                 {"status": "ok", "sessions": N, "conversations": N}
-    GET    /emulator/v1/conversations          {"conversations": [...]}   (see Conversation.snapshot)
+    GET    /emulator/v1/conversations          {"conversations": [...]}   (see Conversation.snapshot;
+                                               ?messages=0 leaves out the message lists)
     GET    /emulator/v1/conversations/<id>     one conversation, 404 if unknown
     DELETE /emulator/v1/conversations          forget closed conversations
     GET    /emulator/v1/sessions               live sessions {session_id, conversation_id, flavour, index}
@@ -56,7 +57,8 @@ def handle(server: EmulatorServer, connection: ServerConnection, request: Reques
         )
     if resource == "conversations":
         if method == "GET" and not rest:
-            return json_response(connection, 200, {"conversations": server.conversations})
+            include = query.get("messages", "1").lower() not in ("0", "false", "no")
+            return json_response(connection, 200, {"conversations": server.list_conversations(include)})
         if method == "GET" and len(rest) == 1:
             conv = server.conversation(rest[0])
             return json_response(connection, 200 if conv else 404, conv or {"error": "unknown conversation"})

@@ -63,8 +63,8 @@ class Conversation:
     def is_open(self) -> bool:
         return self.open_session is not None
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
+    def snapshot(self, include_messages: bool = True) -> dict[str, Any]:
+        out = {
             "id": self.id,
             "flavour": self.flavour,
             "model": self.model,
@@ -76,8 +76,11 @@ class Conversation:
             "history_turns": len(self.history),
             "closes": list(self.closes),
             "messages_dropped": self.messages_dropped,
-            "messages": [m.as_json() for m in self.messages],
+            "message_count": len(self.messages) + self.messages_dropped,
         }
+        if include_messages:
+            out["messages"] = [m.as_json() for m in self.messages]
+        return out
 
     def __repr__(self) -> str:
         return (

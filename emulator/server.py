@@ -129,7 +129,10 @@ class EmulatorServer:
     @property
     def conversations(self) -> list[dict[str, Any]]:
         """Every conversation (a session and its resumptions), as GET /emulator/v1/conversations."""
-        return [c.snapshot() for c in self._conversations.values()]
+        return self.list_conversations()
+
+    def list_conversations(self, include_messages: bool = True) -> list[dict[str, Any]]:
+        return [c.snapshot(include_messages) for c in self._conversations.values()]
 
     def conversation(self, conversation_id: str) -> dict[str, Any] | None:
         conv = self._conversations.get(conversation_id)

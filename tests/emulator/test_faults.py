@@ -132,6 +132,8 @@ async def test_conversations_endpoint_lists_every_message(server: EmulatorServer
         (0, "setup"), (1, "realtimeInput.audio"), (2, "clientContent")]
     assert conv["messages"][1]["audio_bytes"] == 4
     assert conv["messages"][2]["text"] == "hello"
+    _, light = await call(server, "GET", "/emulator/v1/conversations", messages=0)
+    assert "messages" not in light["conversations"][0] and light["conversations"][0]["message_count"] == 3
     status, one = await call(server, "GET", f"/emulator/v1/conversations/{conv['id']}")
     assert status == 200 and one["id"] == conv["id"]
     async with asyncio.timeout(5):  # the close is processed asynchronously; poll the real state
