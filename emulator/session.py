@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 from websockets.frames import Opcode
 
 from . import closes, frames
@@ -125,7 +126,7 @@ class Session:
         conv = snap.conversation
         if conv.model != setup.model:
             raise invalid("the model cannot change on resumption")
-        if conv.is_open:
+        if conv.is_open and conv.open_session.ws.state is State.OPEN:  # a closing socket no longer counts
             if self.config.reject_resume_while_open:
                 raise SessionClosed.of(closes.UNAVAILABLE)
             old: Session = conv.open_session
@@ -184,6 +185,7 @@ class Session:
             return
         self._closing = True
         self._close_code = code
+        self._detach()
         if self.conv is not None:
             self.conv.closes.append({"code": code, "reason": closes.truncate_reason(reason), "by": "server"})
         try:
@@ -191,7 +193,15 @@ class Session:
         except Exception:  # the transport may already be gone
             pass
 
+    def _detach(self) -> None:
+        """The conversation no longer has this socket open (a resume may take over from now on)."""
+        conv = self.conv
+        if conv is not None and conv.open_session is self:
+            conv.open_session = None
+            conv.last_closed_at = time.monotonic()
+
     async def _finish(self) -> None:
+        self._detach()
         self.server.faults.unsubscribe(self)
         if self.generator is not None:
             await self.generator.aclose()
@@ -200,9 +210,6 @@ class Session:
             self.server.quota_release(self.credential)
         conv = self.conv
         if conv is not None:
-            if conv.open_session is self:
-                conv.open_session = None
-            conv.last_closed_at = time.monotonic()
             if not self._closing:
                 rcvd = self.ws.protocol.close_rcvd
                 conv.closes.append(
@@ -298,6 +305,7 @@ class Session:
             raise SessionClosed(rule.code, rule.reason)
         if rule.action == "drop":
             self._closing = True
+            self._detach()
             if self.conv is not None:
                 self.conv.closes.append({"code": 1006, "reason": "", "by": "fault-drop"})
             transport = self.ws.transport

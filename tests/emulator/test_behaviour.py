@@ -277,3 +277,21 @@ async def test_start_sensitivity_honoured(server: EmulatorServer, sensitivity: s
     frames = await recv_until(ws, "turnComplete")
     assert text_of(frames) == ('You said: "quiet please"' if heard else 'You said: "marker"')
     await ws.close()
+
+
+@pytest.mark.parametrize("flavour", ["gemini", "vertex"])
+async def test_resume_right_after_the_deadline_close(start_server: Any, flavour: str) -> None:
+    server = await start_server(connection_lifetime_s=0.8, go_away_lead_s=0.4)
+    auth = {"Authorization": "Bearer t"} if flavour == "vertex" else None
+    ws = await open_session(server, {"sessionResumption": {}}, flavour=flavour, headers=auth)
+    await ws.send(json.dumps({"realtimeInput": {"text": "remember the number 42"}}))
+    handle = (await recv_until(ws, "sessionResumptionUpdate"))[-1]["sessionResumptionUpdate"]["newHandle"]
+    assert "goAway" in await recv_json(ws)
+    assert await closed(ws) == (1011, "Deadline expired before operation could complete.")
+    # reconnect at once, as a gateway does on the close frame: the closing socket no longer counts as open
+    ws = await open_session(server, {"sessionResumption": {"handle": handle}}, flavour=flavour, headers=auth)
+    await ws.send(json.dumps({"realtimeInput": {"text": "what did I say?"}}))
+    assert text_of(await recv_until(ws, "turnComplete")) == 'You said: "remember the number 42"'
+    await ws.close()
+    [conv] = server.conversations
+    assert conv["connections"] == 2 and conv["go_aways"] == 1
