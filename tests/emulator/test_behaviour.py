@@ -295,3 +295,15 @@ async def test_resume_right_after_the_deadline_close(start_server: Any, flavour:
     await ws.close()
     [conv] = server.conversations
     assert conv["connections"] == 2 and conv["go_aways"] == 1
+
+
+async def test_not_resumable_mid_generation(start_server: Any) -> None:
+    server = await start_server(pacing=0.5, audio_chunk_ms=100, resumption_update_interval_s=0.1)
+    ws = await open_session(server, {"generationConfig": {"responseModalities": ["AUDIO"]}, "sessionResumption": {}})
+    await ws.send(json.dumps({"realtimeInput": {"text": "Say: a reply that lasts for a couple of seconds at least"}}))
+    frames = await recv_until(ws, "turnComplete")
+    updates = [f["sessionResumptionUpdate"] for f in frames if "sessionResumptionUpdate" in f]
+    assert updates and all(u == {"newHandle": "", "resumable": False} for u in updates)
+    final = (await recv_until(ws, "sessionResumptionUpdate"))[-1]["sessionResumptionUpdate"]
+    assert final["resumable"] is True and final["newHandle"]
+    await ws.close()
