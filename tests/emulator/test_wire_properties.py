@@ -6,12 +6,14 @@ import base64
 import json
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emulator import wire
 
 keys = st.text(alphabet="abcdefgXYZ_019", min_size=1, max_size=12)
+NO_DB = settings(database=None)  # no .hypothesis/ directory in the work tree
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
@@ -19,12 +21,14 @@ json_values = st.recursive(
 )
 
 
+@NO_DB
 @given(st.binary(max_size=300), st.booleans(), st.booleans())
 def test_b64_accepts_both_alphabets_with_or_without_padding(data: bytes, urlsafe: bool, strip: bool) -> None:
     text = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(data).decode()
     assert wire.b64decode(text.rstrip("=") if strip else text) == data
 
 
+@NO_DB
 @given(st.dictionaries(keys, json_values, max_size=4), st.dictionaries(keys, json_values, max_size=4))
 def test_opaque_json_is_never_rewritten(args: dict[str, Any], response: dict[str, Any]) -> None:
     frame = json.dumps({"tool_response": {"function_responses": [
@@ -37,6 +41,7 @@ def test_opaque_json_is_never_rewritten(args: dict[str, Any], response: dict[str
     assert msg.content is not None and msg.content.turns[0].parts[0].function_call == {"name": "f", "args": args}
 
 
+@NO_DB
 @given(st.lists(st.sampled_from(["camel", "snake"]), min_size=4, max_size=4))
 def test_mixed_casing_parses_the_same(styles: list[str]) -> None:
     def k(camel: str, snake: str, i: int) -> str:
