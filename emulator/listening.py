@@ -41,6 +41,7 @@ class Listener:
         self.pending_since: int | None = None  # first message index of an utterance in progress
         self.audio_bytes = 0
         self.video_frames = 0
+        self.last_video: tuple[str, int] | None = None
 
     def __repr__(self) -> str:
         return f"Listener(vad={self.vad!r}, manual_active={self.manual_active}, pending={self.pending_since})"
@@ -55,6 +56,7 @@ class Listener:
             await self._on_audio(pcm)
         elif kind == "video":
             self.video_frames += 1
+            self.last_video = (event.mime_type, len(event.data))
             conv = self.session.conv
             assert conv is not None
             if not conv.video_seen:

@@ -6,6 +6,7 @@ Rules, first match wins, on the user's text (typed, or transcribed from audio):
  3. "what did I (just) say"                          -> You said: "<previous user text>"
  4. "repeat after me: X" / "say: X"                  -> X
  5. "what are your instructions" / "system instruction" -> Your instructions are: "<system instruction>"
+ 5b. video frames received and see/look/camera/video/screen/show -> I have seen N video frames; the last ...
  6. a declared function matches (tools.match_functions) -> toolCall
  7. codeExecution declared and "compute/calculate/run/code" or arithmetic -> executableCode + result
  8. an arithmetic expression                        -> "<expr> = <value>"
@@ -66,6 +67,7 @@ _REPEAT = re.compile(r"^\s*(?:please\s+)?(?:repeat after me|say)\s*[:,]\s*(.+?)\
 _INSTRUCTIONS = re.compile(r"\b(your instructions|system instruction)", re.I)
 _CODE_WORDS = re.compile(r"\b(compute|calculate|run|code|execute|python)\b", re.I)
 _ADDRESSED = re.compile(r"\b(gemini|assistant)\b", re.I)
+_SEE = re.compile(r"\b(see|look|camera|video|screen|show)\b", re.I)
 _SAD = re.compile(r"\b(sad|upset|unhappy|angry|depressed|lonely|terrible)\b", re.I)
 
 
@@ -84,6 +86,8 @@ class Context:
     audio_s: float = 0.0
     proactive: bool = False
     affective: bool = False
+    video_frames: int = 0
+    last_video: tuple[str, int] | None = None  # (mime type, bytes) of the latest frame
 
 
 def reply(ctx: Context) -> Reply:
@@ -114,6 +118,9 @@ def _reply(ctx: Context, text: str) -> Reply:
         if not ctx.system_instruction:
             return Reply("I have no system instruction.")
         return Reply(f'Your instructions are: "{ctx.system_instruction}"')
+    if ctx.video_frames and ctx.last_video and _SEE.search(text):
+        mime, size = ctx.last_video
+        return Reply(f"I have seen {ctx.video_frames} video frames; the last one is {mime}, {size} bytes.")
     hits = toolmod.match_functions(text, ctx.toolbox)
     if hits:
         return Reply(calls=[(d, toolmod.extract_args(text, d)) for d in hits])

@@ -233,6 +233,8 @@ class Generator:
                 audio_s=audio_s,
                 proactive=self.setup.proactive_audio,
                 affective=self.setup.affective_dialog,
+                video_frames=self.s.listener.video_frames if self.s.listener else 0,
+                last_video=self.s.listener.last_video if self.s.listener else None,
             )
             reply = mdl.reply(ctx)
         self._store_context(text if req.tool_results is None else "")

@@ -307,3 +307,15 @@ async def test_not_resumable_mid_generation(start_server: Any) -> None:
     final = (await recv_until(ws, "sessionResumptionUpdate"))[-1]["sessionResumptionUpdate"]
     assert final["resumable"] is True and final["newHandle"]
     await ws.close()
+
+
+async def test_video_frames_are_seen(server: EmulatorServer) -> None:
+    ws = await open_session(server)
+    for _ in range(3):
+        await ws.send(json.dumps({"realtimeInput": {"video": {"mimeType": "image/jpeg", "data": "/9j/4AAQ"}}}))
+    await ws.send(json.dumps({"realtimeInput": {"text": "What do you see?"}}))
+    frames = await recv_until(ws, "turnComplete")
+    assert text_of(frames) == "I have seen 3 video frames; the last one is image/jpeg, 6 bytes."
+    details = {d["modality"]: d["tokenCount"] for d in frames[-1]["usageMetadata"]["promptTokensDetails"]}
+    assert details["VIDEO"] == 3 * 258
+    await ws.close()
