@@ -78,9 +78,11 @@ def go_away(time_left_s: float) -> Frame:
 
 
 def duration(seconds: float) -> str:
-    if float(seconds).is_integer():
-        return f"{int(seconds)}s"
-    return f"{seconds:.3f}".rstrip("0") + "s"
+    """proto3 JSON Duration: "50s", or exactly 3 fractional digits ("0.400s")."""
+    millis = round(seconds * 1000)
+    if millis % 1000 == 0:
+        return f"{millis // 1000}s"
+    return f"{millis // 1000}.{millis % 1000:03d}s"
 
 
 def resumption_update(handle: str, resumable: bool, last_index: int | None = None) -> Frame:

@@ -253,7 +253,8 @@ class Session:
             if self.go_away_sent_at is None and now >= go_away_at:
                 self.go_away_sent_at = now
                 conv.go_aways += 1
-                await self.send(frames.go_away(max(0.0, deadline - now)))
+                left = max(0.0, deadline - now)
+                await self.send(frames.go_away(round(left) if left >= 1 else left))  # "50s" like the service
                 continue
             if now >= cap_at:
                 await self.close(*closes.DEADLINE)

@@ -211,3 +211,9 @@ async def test_native_audio_features_and_hd_voices(server: EmulatorServer) -> No
     assert any("modelTurn" in f.get("serverContent", {}) for f in frames)
     assert any("generationComplete" in f.get("serverContent", {}) for f in frames)
     await ws.close()
+
+
+def test_durations_are_proto3_json() -> None:
+    from emulator.frames import duration
+
+    assert [duration(x) for x in (50, 0.4, 0.39987, 1.05, 0)] == ["50s", "0.400s", "0.400s", "1.050s", "0s"]
