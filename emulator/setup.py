@@ -148,13 +148,7 @@ def parse_setup(body: dict[str, Any], route: Route, *, strict_models: bool) -> S
     window = as_dict(compression.get("slidingWindow"), "slidingWindow")
     target = as_int(window.get("targetTokens", 0), "targetTokens")
 
-    tools = tuple(as_dict(t, "tool") for t in as_list(body.get("tools"), "tools"))
-    for tool in tools:
-        if "retrieval" in tool and route.flavour != "vertex":
-            raise invalid("retrieval is Vertex only")
-        for decl in as_list(tool.get("functionDeclarations"), "functionDeclarations"):
-            if not as_str(as_dict(decl, "functionDeclaration").get("name"), "name"):
-                raise invalid("function declaration without a name")
+    tools = validate_tools(body.get("tools"), route.flavour)
 
     instruction = body.get("systemInstruction")
     history_cfg = as_dict(body.get("historyConfig"), "historyConfig")
@@ -180,6 +174,31 @@ def parse_setup(body: dict[str, Any], route: Route, *, strict_models: bool) -> S
         affective_dialog=affective,
         initial_history=as_bool(history_cfg.get("initialHistoryInClientContent"), "initialHistory"),
     )
+
+
+def validate_tools(raw: Any, flavour: str) -> tuple[dict[str, Any], ...]:
+    """`tools` (setup or contextUpdate) with the shapes the emulator reads checked; 1007 otherwise."""
+    tools = tuple(as_dict(t, "tool") for t in as_list(raw, "tools"))
+    for tool in tools:
+        for decl in as_list(tool.get("functionDeclarations"), "functionDeclarations"):
+            d = as_dict(decl, "functionDeclaration")
+            if not as_str(d.get("name"), "name"):
+                raise invalid("function declaration without a name")
+            as_str(d.get("behavior"), "behavior")
+            for key in ("parameters", "parametersJsonSchema"):
+                as_dict(as_dict(d.get(key), key).get("properties"), "properties")
+        for key in ("codeExecution", "googleSearch", "googleSearchRetrieval"):
+            as_dict(tool.get(key), key)
+        if "retrieval" in tool:
+            if flavour != "vertex":
+                raise invalid("retrieval is Vertex only")
+            store = as_dict(as_dict(tool.get("retrieval"), "retrieval").get("vertexRagStore"), "vertexRagStore")
+            for corpus in as_list(store.get("ragCorpora"), "ragCorpora"):
+                as_str(corpus, "ragCorpora")
+            for res in as_list(store.get("ragResources"), "ragResources"):
+                as_str(as_dict(res, "ragResource").get("ragCorpus"), "ragCorpus")
+            as_bool(store.get("storeContext"), "storeContext")
+    return tools
 
 
 def _well_formed(resource: str, route: Route) -> bool:

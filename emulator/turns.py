@@ -18,6 +18,7 @@ from . import audio, frames
 from . import model as mdl
 from .closes import SessionClosed
 from .model import AUDIO_TOKENS_PER_S, Entry, Reply, text_tokens
+from .setup import validate_tools
 from .speaking import Speaker
 from .tools import Declaration, Toolbox, call_id
 from .wire import ClientContent, ContextUpdate, FunctionResponse, invalid
@@ -150,7 +151,7 @@ class Generator:
         if update.system_instruction is not None:
             self.system_instruction = update.system_instruction
         if update.tools is not None:
-            self.toolbox = Toolbox.from_tools(update.tools)
+            self.toolbox = Toolbox.from_tools(validate_tools(update.tools, self.flavour))
 
     # --- the worker ---------------------------------------------------------------------------
 

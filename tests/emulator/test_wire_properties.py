@@ -12,7 +12,19 @@ from hypothesis import strategies as st
 from emulator import wire
 
 keys = st.text(alphabet="abcdefgXYZ_019", min_size=1, max_size=12)
-NO_DB = settings(database=None)  # no .hypothesis/ directory in the work tree
+NO_DB = settings(database=None, max_examples=300)  # no .hypothesis/ directory in the work tree
+TOP = ["setup", "clientContent", "realtimeInput", "toolResponse", "contextUpdate", "client_content"]
+FIELDS = [
+    "model", "generationConfig", "responseModalities", "speechConfig", "voiceConfig", "prebuiltVoiceConfig",
+    "voiceName", "languageCode", "systemInstruction", "parts", "text", "tools", "functionDeclarations", "name",
+    "parameters", "properties", "type", "behavior", "codeExecution", "googleSearch", "retrieval", "vertexRagStore",
+    "ragCorpora", "ragResources", "ragCorpus", "storeContext", "realtimeInputConfig", "automaticActivityDetection",
+    "disabled", "silenceDurationMs", "prefixPaddingMs", "sessionResumption", "handle", "transparent",
+    "contextWindowCompression", "triggerTokens", "slidingWindow", "targetTokens", "proactivity", "proactiveAudio",
+    "turns", "role", "turnComplete", "inlineData", "mimeType", "data", "audio", "video", "mediaChunks",
+    "activityStart", "audioStreamEnd", "functionResponses", "id", "response", "scheduling", "historyConfig",
+    "enableAffectiveDialog", "inputAudioTranscription", "functionCall", "args",
+]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=8),
@@ -55,3 +67,63 @@ def test_mixed_casing_parses_the_same(styles: list[str]) -> None:
                                                                   k("turnComplete", "turn_complete", 2): True}})
     msg = wire.decode_frame(frame)
     assert msg.content is not None and msg.content.turn_complete and msg.content.turns[0].text == "x"
+
+
+anything = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.floats(allow_nan=False) | st.sampled_from(
+        ["", "x", "AUDIO", "TEXT", "Kore", "models/gemini-live-2.5-flash-preview", "audio/pcm", "AAAA", "en-US"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(FIELDS), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@NO_DB
+@given(st.dictionaries(st.sampled_from(FIELDS), anything, max_size=6), st.sampled_from(TOP))
+def test_any_shape_is_parsed_or_rejected_with_1007(body: dict[str, Any], top: str) -> None:
+    """Whatever the shape, the parser either accepts or raises SessionClosed 1007/1008 — never crashes."""
+    from emulator.closes import SessionClosed
+    from emulator.routes import Route
+    from emulator.setup import parse_setup
+    from emulator.tools import Toolbox
+
+    frame = json.dumps({top: body})
+    for route in (Route("gemini", "v1beta", "BidiGenerateContent"), Route("vertex", "v1", "BidiGenerateContent")):
+        try:
+            msg = wire.decode_frame(frame)
+            if msg.kind == "setup":
+                setup = parse_setup(msg.body, route, strict_models=False)
+                Toolbox.from_tools(setup.tools)
+            elif msg.context_update is not None and msg.context_update.tools is not None:
+                Toolbox.from_tools(msg.context_update.tools)
+        except SessionClosed as exc:
+            assert exc.code in (1007, 1008)
+
+
+rag_store = st.dictionaries(st.sampled_from(["ragCorpora", "ragResources", "storeContext"]), anything, max_size=3)
+tool_value = st.one_of(
+    anything,
+    st.lists(st.dictionaries(st.sampled_from(FIELDS), anything, max_size=4), max_size=2),
+    st.dictionaries(st.sampled_from(["vertexRagStore", "vertex_rag_store"]), rag_store),
+)
+tool_keys = st.sampled_from(
+    ["functionDeclarations", "codeExecution", "googleSearch", "retrieval", "google_search", "function_declarations"])
+tool_shapes = st.lists(st.dictionaries(tool_keys, tool_value, max_size=3), max_size=3)
+
+
+@NO_DB
+@given(tool_shapes, st.sampled_from(["gemini", "vertex"]))
+def test_any_tools_shape_is_accepted_or_1007(tools: list[Any], flavour: str) -> None:
+    from emulator.closes import SessionClosed
+    from emulator.routes import Route
+    from emulator.setup import parse_setup
+    from emulator.tools import Toolbox, extract_args, match_functions
+
+    body = wire.normalise({"model": "models/gemini-live-2.5-flash-preview", "tools": tools})
+    try:
+        setup = parse_setup(body, Route(flavour, "v1", "BidiGenerateContent"), strict_models=False)
+    except SessionClosed as exc:
+        assert exc.code == 1007
+        return
+    box = Toolbox.from_tools(setup.tools)
+    for decl in match_functions("x in Paris 3", box) + box.functions:
+        extract_args("x=1 type: 2 in Paris 3", decl)
