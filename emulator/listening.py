@@ -39,6 +39,7 @@ class Listener:
         self.manual_active = False
         self.manual_audio: list[bytes] = []
         self.pending_since: int | None = None  # first message index of an utterance in progress
+        self.resamplers: dict[int, audio.Resampler] = {}  # streaming, per input rate (no chunk-edge artefacts)
         self.audio_bytes = 0
         self.video_frames = 0
         self.last_video: tuple[str, int] | None = None
@@ -51,7 +52,13 @@ class Listener:
         assert gen is not None
         kind = event.kind
         if kind == "audio":
-            pcm = event.data if event.rate == audio.IN_RATE else audio.resample(event.data, event.rate, audio.IN_RATE)
+            if event.rate == audio.IN_RATE:
+                pcm = event.data
+            else:
+                resampler = self.resamplers.get(event.rate)
+                if resampler is None:
+                    resampler = self.resamplers[event.rate] = audio.Resampler(event.rate, audio.IN_RATE)
+                pcm = resampler.process(event.data)
             self.audio_bytes += len(pcm)
             await self._on_audio(pcm)
         elif kind == "video":
@@ -78,16 +85,23 @@ class Listener:
                 self.pending_since = self.session.index
                 await gen.interrupt_for_activity()
             elif self.manual_active:
+                await self._on_audio(self._flush_resamplers())
                 self.manual_active = False
                 pcm = b"".join(self.manual_audio)
                 self.manual_audio = []
                 self.pending_since = None
                 gen.start_audio_turn(pcm)
         elif kind == "audioStreamEnd" and self.vad is not None:
+            await self._on_audio(self._flush_resamplers())
             for ev in self.vad.flush():
                 await self._vad_event(ev.kind)
 
+    def _flush_resamplers(self) -> bytes:
+        return b"".join(r.flush() for r in self.resamplers.values())
+
     async def _on_audio(self, pcm: bytes) -> None:
+        if not pcm:
+            return
         if self.vad is None:
             if self.manual_active:
                 self.manual_audio.append(pcm)

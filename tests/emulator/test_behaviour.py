@@ -52,7 +52,8 @@ async def test_resampled_48k_input(server: EmulatorServer) -> None:
 
     ws = await open_session(server)
     pcm = audio.resample(encode_text_tones("hello") + SILENCE_1S, 16000, 48000)
-    await ws.send(audio_msg(pcm, mime="audio/pcm;rate=48000"))
+    for i in range(0, len(pcm), 3840):  # 40 ms chunks through the streaming resampler
+        await ws.send(audio_msg(pcm[i:i + 3840], mime="audio/pcm;rate=48000"))
     frames = await recv_until(ws, "turnComplete")
     assert text_of(frames) == 'You said: "hello"'
     await ws.close()
