@@ -287,6 +287,8 @@ class Session:
             await self._fire(rule)
         except SessionClosed as exc:
             await self.close(exc.code, exc.reason)
+        except ConnectionClosed:  # a drop: the transport is gone, the receive loop ends by itself
+            pass
 
     async def fault_point(self, when: str) -> None:
         await self._fault_point(when)
