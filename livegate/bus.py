@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -103,6 +103,22 @@ class Batcher:
             i += len(commands)
             if not fut.done():
                 fut.set_result(part)
+
+
+async def supervise(name: str, loop_fn: Callable[[], Awaitable[None]], *, max_backoff_s: float = 2.0) -> None:
+    """Run a process-lifetime loop; if it fails, log it and start it again (capped backoff). Only
+    cancellation ends it: a relay loop must never die silently."""
+    backoff = 0.05
+    while True:
+        try:
+            await loop_fn()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("%s failed; restarting in %.2fs", name, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff_s)
 
 
 def is_stale_id_error(reply: object) -> bool:

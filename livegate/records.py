@@ -119,10 +119,3 @@ return 1
 async def claim(redis: AnyRedis, sid: str, worker: str, *, expected: str = "", state: str = ACTIVE,
                 ttl_s: int = 900) -> int:
     return int(await redis.eval(CLAIM, 1, keys.session_meta(sid), worker, expected, state, ttl_s * 1000))
-
-
-async def fenced_update(redis: AnyRedis, sid: str, worker: str, epoch: int, fields: dict[str, Any]) -> bool:
-    args: list[Any] = [worker, epoch]
-    for k, v in fields.items():
-        args.extend((k, int(v) if isinstance(v, bool) else v))
-    return bool(await redis.eval(FENCED_HSET, 1, keys.session_meta(sid), *args))

@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from livegate import keys, records
-from livegate.bus import Batcher, read_stream
+from livegate.bus import Batcher, read_stream, supervise
 from livegate.errors import GatewayError, invalid_argument, not_found
 from livegate.redisconn import AnyRedis, connect
 from livegate.settings import Settings
@@ -49,6 +49,7 @@ class Front:
         self._stop: asyncio.Event | None = None
         self.port = 0
         self._closed = False
+        self._outbox_last_id = "0-0"
 
     def __repr__(self) -> str:
         return f"<Front {self.id} port={self.port} sessions={len(self.sessions)}>"
@@ -66,8 +67,8 @@ class Front:
         self._stop = asyncio.Event()
         await self.batcher.start()
         await self.redis.expire(keys.front_outbox(self.id), OUTBOX_TTL_S)
-        self._tasks = [asyncio.create_task(self._outbox_loop(), name="front-outbox"),
-                       asyncio.create_task(self._keepalive_loop(), name="front-keepalive")]
+        self._tasks = [asyncio.create_task(supervise("outbox", self._outbox_loop), name="front-outbox"),
+                       asyncio.create_task(supervise("keepalive", self._keepalive_loop), name="front-keepalive")]
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", self.settings.max_message_bytes),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -121,7 +122,8 @@ class Front:
     # -- outbox ------------------------------------------------------------------------------------
 
     async def _outbox_loop(self) -> None:
-        async for batch in read_stream(self.redis, keys.front_outbox(self.id), last_id="0-0", stop=self._stop):
+        async for batch in read_stream(self.redis, keys.front_outbox(self.id), last_id=self._outbox_last_id, stop=self._stop):
+            self._outbox_last_id = batch[-1][0].decode()
             for _eid, fields in batch:
                 session = self.sessions.get(fields[b"s"].decode())
                 if session is not None:

@@ -143,9 +143,13 @@ class FrontSession:
         self.index += 1
         s = self.front.settings
         now = time.time_ns()
+        log = keys.session_c2s(self.sid)
+        # only the first message creates the log (with a TTL): a late write never resurrects an ended session
         cmds: list[tuple[object, ...]] = [
-            ("XADD", keys.session_c2s(self.sid), "MAXLEN", "~", s.c2s_log_len, keys.stream_id(self.index),
-             "m", raw, "t", now)]
+            ("XADD", log, *(() if self.index == 1 else ("NOMKSTREAM",)), "MAXLEN", "~", s.c2s_log_len,
+             keys.stream_id(self.index), "m", raw, "t", now)]
+        if self.index == 1:
+            cmds.append(("EXPIRE", log, s.session_key_ttl_s))
         if self.worker:
             cmds.append(self._inbox_cmd("i", self.index, "m", raw, "t", now))
         await self.front.batcher.submit(cmds)
@@ -154,12 +158,13 @@ class FrontSession:
         """Ask the owning worker to end the session; if none owns it yet, end it here."""
         owner = await self.front.redis.eval(CLOSE_OR_OWNER, 1, keys.session_meta(self.sid))
         owner = owner.decode() if isinstance(owner, bytes) else owner
+        logger.debug("session %s: close (%s) -> owner %r", self.sid, kind, owner)
         if owner:
             self.worker = owner
             await self.front.batcher.submit([self._inbox_cmd("k", kind, "i", self.index)])
-        else:
-            await self.front.redis.delete(*keys.session_keys(self.sid))
-            await self.front.redis.zrem(keys.tenant_sessions(self.tenant), self.sid)
+        else:  # through the batcher: after any write of this session still queued
+            await self.front.batcher.submit([("DEL", *keys.session_keys(self.sid)),
+                                             ("ZREM", keys.tenant_sessions(self.tenant), self.sid)])
 
     def _inbox_cmd(self, *fields: object) -> tuple[object, ...]:
         return ("XADD", keys.worker_inbox(self.worker), "MAXLEN", "~", self.front.settings.inbox_len, "*",

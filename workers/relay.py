@@ -190,9 +190,8 @@ class SessionRelay:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _stop_tasks(tasks, ws, self.sid)
+        logger.debug("session %s: pump ended: %s", self.sid, [(t.get_name(), t.cancelled() or t.exception()) for t in tasks])
         for t in tasks:
             if t in done and not t.cancelled() and t.exception() is not None:
                 exc = t.exception()
@@ -296,7 +295,7 @@ class SessionRelay:
         msg.seq = self.seq
         data = msg.SerializeToString()
         replies = await self.worker.write_server_message(self, self.seq, data, t_ns or time.time_ns())
-        if is_stale_id_error(replies[0]):
+        if replies[0] is None or is_stale_id_error(replies[0]):  # log gone (session ended) or fenced
             raise SessionLost()
 
     # -- end ------------------------------------------------------------------------------------------
@@ -311,6 +310,21 @@ class SessionRelay:
 
     async def _finish(self, error: GatewayError | None) -> None:
         await self.worker.end_session(self, error)
+
+
+async def _stop_tasks(tasks: list[asyncio.Task[None]], ws: ClientConnection, sid: str) -> None:
+    """Cancel the relay tasks, bounded: a task that does not stop within a second (a library swallowed the
+    cancellation) is unblocked by aborting the upstream socket."""
+    for t in tasks:
+        t.cancel()
+    _, pending = await asyncio.wait(tasks, timeout=1.0)
+    if pending:
+        logger.error("session %s: relay tasks ignored cancellation; aborting the upstream socket", sid)
+        if ws.transport is not None:
+            ws.transport.abort()
+        for t in pending:
+            t.cancel()
+        await asyncio.wait(pending, timeout=1.0)
 
 
 def _close_info(exc: BaseException) -> tuple[int | None, str | None]:

@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 from websockets.asyncio.client import ClientConnection
 
 from livegate import keys, records
-from livegate.bus import Batcher, read_stream
+from livegate.bus import Batcher, read_stream, supervise
 from livegate.errors import GatewayError
 from livegate.redisconn import AnyRedis, connect
 from livegate.settings import Settings
@@ -50,6 +50,8 @@ class Worker:
         self._stop: asyncio.Event | None = None  # created in start(): constructors touch no event loop
         self._capacity: asyncio.Event | None = None
         self._credentials = upstream.credentials_for(self.settings)
+        self._inbox_last_id = "0-0"
+        self._claiming: dict[str, list[InboxItem]] = {}  # inbox entries of sessions being claimed
         self._ssl: ssl.SSLContext | None = None
         self._started = False
         self._closed = False
@@ -76,9 +78,9 @@ class Worker:
         await self.batcher.start()
         await self._heartbeat_once()
         self._loops = [
-            asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
-            asyncio.create_task(self._allocation_loop(), name="worker-allocation"),
-            asyncio.create_task(self._inbox_loop(), name="worker-inbox"),
+            asyncio.create_task(supervise("heartbeat", self._heartbeat_loop), name="worker-heartbeat"),
+            asyncio.create_task(supervise("allocation", self._allocation_loop), name="worker-allocation"),
+            asyncio.create_task(supervise("inbox", self._inbox_loop), name="worker-inbox"),
         ]
         logger.info("worker %s started (capacity %d)", self.id, self.settings.worker_capacity)
 
@@ -163,17 +165,25 @@ class Worker:
                     await self.redis.xdel(keys.ALLOC_STREAM, eid)
 
     async def _take(self, sid: str, expected_owner: str) -> None:
-        epoch = await records.claim(self.redis, sid, self.id, expected=expected_owner,
-                                    ttl_s=self.settings.session_key_ttl_s)
-        if epoch <= 0:
-            logger.info("worker %s: session %s not claimable (%s)", self.id, sid, "gone" if epoch < 0 else "owned")
-            return
-        record = await records.load(self.redis, sid)
-        if record is None:
-            return
-        last = await self.redis.xrevrange(keys.session_s2c(sid), "+", "-", count=1)
-        relay = SessionRelay(self, record, epoch, last_seq=keys.stream_seq(last[0][0]) if last else 0)
-        await self.redis.sadd(keys.worker_sessions(self.id), sid)
+        # Once the claim succeeds, fronts route this session's entries to our inbox; hold them until the
+        # relay exists (a close can arrive between the claim and the registration below).
+        self._claiming[sid] = []
+        try:
+            epoch = await records.claim(self.redis, sid, self.id, expected=expected_owner,
+                                        ttl_s=self.settings.session_key_ttl_s)
+            if epoch <= 0:
+                logger.info("worker %s: session %s not claimable (%s)", self.id, sid, "gone" if epoch < 0 else "owned")
+                return
+            record = await records.load(self.redis, sid)
+            if record is None:
+                return
+            last = await self.redis.xrevrange(keys.session_s2c(sid), "+", "-", count=1)
+            relay = SessionRelay(self, record, epoch, last_seq=keys.stream_seq(last[0][0]) if last else 0)
+            await self.redis.sadd(keys.worker_sessions(self.id), sid)
+            for item in self._claiming[sid]:
+                relay.deliver(item)
+        finally:
+            self._claiming.pop(sid, None)
         self.sessions[sid] = relay
         self.stats.taken += 1
         self._update_capacity()
@@ -193,13 +203,18 @@ class Worker:
 
     async def _inbox_loop(self) -> None:
         assert self._stop is not None
-        async for batch in read_stream(self.redis, keys.worker_inbox(self.id), last_id="0-0", stop=self._stop):
+        async for batch in read_stream(self.redis, keys.worker_inbox(self.id), last_id=self._inbox_last_id, stop=self._stop):
+            self._inbox_last_id = batch[-1][0].decode()
             for _eid, f in batch:
-                relay = self.sessions.get(f[b"s"].decode())
-                if relay is None:
-                    continue
-                kind = f.get(b"k", b"msg").decode()
-                relay.deliver(InboxItem(kind, int(f.get(b"i", 0)), f.get(b"m", b""), int(f.get(b"t", 0))))
+                sid = f[b"s"].decode()
+                item = InboxItem(f.get(b"k", b"msg").decode(), int(f.get(b"i", 0)), f.get(b"m", b""), int(f.get(b"t", 0)))
+                relay = self.sessions.get(sid)
+                if relay is not None:
+                    relay.deliver(item)
+                elif sid in self._claiming:
+                    self._claiming[sid].append(item)
+                else:
+                    logger.debug("worker %s: inbox entry for a session it does not hold: %r", self.id, f)
 
     # -- services for relays -----------------------------------------------------------------------
 
@@ -207,24 +222,34 @@ class Worker:
         return await upstream.open_upstream(self.settings, self._credentials, ssl_ctx=self._ssl)
 
     def write_server_message(self, relay: SessionRelay, seq: int, data: bytes, t_ns: int) -> asyncio.Future[list[Any]]:
+        """The s2c log entry and the front's outbox entry, in one pipeline. Only the first message creates
+        the log (with a TTL); later ones use NOMKSTREAM, so a late write never resurrects an ended session."""
         s = self.settings
         self.stats.s2c += 1
-        return self.batcher.submit([
-            ("XADD", keys.session_s2c(relay.sid), "MAXLEN", "~", s.s2c_history_len, keys.stream_id(seq),
-             "m", data, "t", t_ns),
+        log = keys.session_s2c(relay.sid)
+        cmds: list[tuple[Any, ...]] = [
+            ("XADD", log, *(() if seq == 1 else ("NOMKSTREAM",)), "MAXLEN", "~", s.s2c_history_len,
+             keys.stream_id(seq), "m", data, "t", t_ns),
             ("XADD", keys.front_outbox(relay.record.front), "MAXLEN", "~", s.inbox_len, "*",
-             "s", relay.sid, "q", seq, "m", data, "t", t_ns, "w", self.id),
-        ])
+             "s", relay.sid, "q", seq, "m", data, "t", t_ns, "w", self.id)]
+        if seq == 1:
+            cmds.append(("EXPIRE", log, s.session_key_ttl_s))
+        return self.batcher.submit(cmds)
 
     async def save_handle(self, relay: SessionRelay, handle: str, index: int) -> bool:
-        ok = await records.fenced_update(self.redis, relay.sid, self.id, relay.epoch,
-                                         {"handle": handle, "resumable": True, "handle_index": index,
-                                          "connects": relay.record.connects, "resumes": relay.record.resumes,
-                                          "go_aways": relay.record.go_aways})
-        if ok and index > 0:
-            # the handle covers these client messages: the upstream replay log no longer needs them
-            await self.redis.xtrim(keys.session_c2s(relay.sid), minid=keys.stream_id(index + 1))
-        return ok
+        """Store the upstream handle (fenced by epoch) and trim the client log it covers. Writes from relay
+        tasks go through the batcher: a relay task then only awaits a plain future, which cancels cleanly
+        (redis-py's own awaits were seen to swallow a task cancellation on Python 3.11)."""
+        fields = {"handle": handle, "resumable": True, "handle_index": index, "connects": relay.record.connects,
+                  "resumes": relay.record.resumes, "go_aways": relay.record.go_aways}
+        args: list[Any] = [self.id, relay.epoch]
+        for k, v in fields.items():
+            args.extend((k, int(v) if isinstance(v, bool) else v))
+        cmds: list[tuple[Any, ...]] = [("EVAL", records.FENCED_HSET, 1, keys.session_meta(relay.sid), *args)]
+        if index > 0:  # the handle covers these client messages: the replay log no longer needs them
+            cmds.append(("XTRIM", keys.session_c2s(relay.sid), "MINID", keys.stream_id(index + 1)))
+        replies = await self.batcher.submit(cmds)
+        return replies[0] == 1
 
     async def publish_handle(self, relay: SessionRelay, token: str, upstream_handle: str) -> None:
         """Store the caller-facing resumption handle ``token``: it maps to the upstream handle inside Redis
@@ -232,24 +257,23 @@ class Worker:
         this conversation."""
         key = keys.handle(token)
         r = relay.record
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(key, mapping={"tenant": r.tenant, "model": r.model, "flavour": r.flavour, "handle": upstream_handle})
-        pipe.expire(key, self.settings.handle_ttl_s)
-        await pipe.execute()
+        await self.batcher.submit([
+            ("HSET", key, "tenant", r.tenant, "model", r.model, "flavour", r.flavour, "handle", upstream_handle),
+            ("EXPIRE", key, self.settings.handle_ttl_s)])
 
     async def end_session(self, relay: SessionRelay, error: GatewayError | None) -> None:
+        """Tell the front how the session ended and delete its keys, through the batcher so that every
+        write this session queued before lands first."""
         sid = relay.sid
         r = relay.record
         try:
             await self.batcher.submit([
                 ("XADD", keys.front_outbox(r.front), "MAXLEN", "~", self.settings.inbox_len, "*",
                  "s", sid, "w", self.id, *[x for kv in end_fields(error).items() for x in kv]),
+                ("DEL", *keys.session_keys(sid)),
+                ("SREM", keys.worker_sessions(self.id), sid),
+                ("ZREM", keys.tenant_sessions(r.tenant), sid),
             ])
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.delete(*keys.session_keys(sid))
-            pipe.srem(keys.worker_sessions(self.id), sid)
-            pipe.zrem(keys.tenant_sessions(r.tenant), sid)
-            await pipe.execute()
         except Exception as exc:
             logger.warning("session %s: cleanup failed (%r); keys expire by TTL", sid, exc)
 

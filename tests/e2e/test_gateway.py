@@ -57,13 +57,18 @@ async def still_serving(client: Any) -> None:
         assert text_of(await collect_turn(session)) == 'You said: "still there?"'
 
 
-async def assert_no_session_keys(redis: Any) -> None:
-    async with asyncio.timeout(10):
-        while True:
-            leftover = [k for k in await redis_keys(redis) if k.startswith("lg:{s-") or k.startswith("lg:{t:")]
-            if not leftover:
-                return
-            await asyncio.sleep(0.05)
+async def assert_no_session_keys(redis: Any, timeout_s: float = 10.0) -> None:
+    """Session keys are deleted when sessions end (polls: the worker deletes them just after the end)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        leftover = [k for k in await redis_keys(redis) if k.startswith("lg:{s-") or k.startswith("lg:{t:")]
+        if not leftover:
+            return
+        if loop.time() > deadline:
+            details = {k: (await redis.type(k), await redis.ttl(k)) for k in leftover}
+            raise AssertionError(f"session keys left in Redis: {details}")
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
