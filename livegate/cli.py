@@ -71,12 +71,17 @@ def cmd_front(args: argparse.Namespace) -> int:
     async def main(stop: asyncio.Event) -> int:
         from service.server import Front
 
+        from livegate.ops import OpsServer
+
         front = Front(settings)
         await front.start()
+        ops = OpsServer(settings.metrics_listen, ready=lambda: front.serving)
+        await ops.start()
         print(f"livegate front {front.id} listening on {front.address}", flush=True)
         await stop.wait()
         await front.drain()  # 1. health NOT_SERVING, callers told to reattach elsewhere
         await front.aclose()  # 2. stop within the grace period, 3. close clients
+        await ops.aclose()
         return 0
 
     return _run(main)
@@ -89,12 +94,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     async def main(stop: asyncio.Event) -> int:
         from workers.worker import Worker
 
+        from livegate.ops import OpsServer
+
         worker = Worker(settings)
         await worker.start()
+        ops = OpsServer(settings.metrics_listen, ready=worker.ready)
+        await ops.start()
         print(f"livegate worker {worker.id} started", flush=True)
         await stop.wait()
-        await worker.drain()  # stop taking sessions; live ones finish or move within the drain timeout
+        await worker.drain()  # stop taking sessions; live ones move to other workers within the drain timeout
         await worker.aclose()
+        await ops.aclose()
         return 0
 
     return _run(main)

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     upstream_ping_interval_s: float = Field(30.0, description="keepalive; Google's pongs take 8-30 s")
     upstream_ping_timeout_s: float = 60.0
     upstream_max_frame_bytes: int = 16 * 1024 * 1024
+    upstream_stall_s: float = Field(15.0, description="renew the upstream after this long without a frame during a turn")
+    go_away_margin_s: float = Field(5.0, description="renew the upstream at least this long before go_away's deadline")
     vertex_project: str = ""
     vertex_location: str = "us-central1"
     google_credentials_file: str = Field("", description="service-account JSON; empty: application default")
@@ -72,6 +74,9 @@ class Settings(BaseSettings):
         (),
         description="model ids callers may use (short form); empty: the built-in list of Live models",
     )
+
+    # --- operations ------------------------------------------------------------------------------------
+    metrics_listen: str = Field("", description="host:port of /metrics /healthz /readyz (empty: off), e.g. 0.0.0.0:9090")
 
     # --- logging -----------------------------------------------------------------------------------
     log_level: str = "INFO"

@@ -50,9 +50,14 @@ class Front:
         self.port = 0
         self._closed = False
         self._outbox_last_id = "0-0"
+        self._draining = False
 
     def __repr__(self) -> str:
         return f"<Front {self.id} port={self.port} sessions={len(self.sessions)}>"
+
+    @property
+    def serving(self) -> bool:
+        return self._server is not None and not self._draining and not self._closed
 
     @property
     def address(self) -> str:
@@ -91,6 +96,7 @@ class Front:
 
     async def drain(self) -> None:
         """Health NOT_SERVING; tell every connected caller to reattach elsewhere."""
+        self._draining = True
         await self.health.enter_graceful_shutdown()
         msg = gw.ServerMessage(drain=gw.Drain(reason="front shutting down; reattach to another front")).SerializeToString()
         for session in list(self.sessions.values()):

@@ -84,6 +84,12 @@ class SessionRelay:
         self._handle_index = record.handle_index
         self._setup_sent_to_client = last_seq > 0  # a takeover never repeats setup_complete
         self._gw_handle = ""  # the caller-facing handle (see Worker.publish_handle)
+        self._resumable = False  # the latest update said the upstream is at a resumable point
+        self._renew = asyncio.Event()  # set: renew the upstream now (go_away at a resumable point or deadline)
+        self._renew_timer: asyncio.TimerHandle | None = None
+        self._conn_base = 0  # session index of the message before this connection's first
+        self._turn_open = False  # a user turn was sent or model output is streaming, and no turn_complete yet
+        self._last_frame = time.monotonic()
         self.started = time.monotonic()
 
     def __repr__(self) -> str:
@@ -160,6 +166,7 @@ class SessionRelay:
 
     async def _connect(self) -> None:
         w = self.worker
+        self._reset_renewal()
         ws = await w.open_upstream()
         self.ws = ws
         self.record.connects += 1
@@ -179,6 +186,9 @@ class SessionRelay:
             await self._emit(msg)
         # Re-send what the upstream has not consumed: every logged client message after the handle's index.
         self.next_index = self._handle_index + 1 if self._handle else 1
+        # lastConsumedClientMessageIndex counts this connection's messages from 1 (after setup); messages
+        # go out strictly in session index order, so session index = connection index + this base.
+        self._conn_base = self.next_index - 1
         await self._fill()
 
     async def _pump(self) -> None:
@@ -186,7 +196,9 @@ class SessionRelay:
         assert self.ws is not None
         ws = self.ws
         tasks = [asyncio.create_task(self._s2c_loop(ws), name=f"s2c-{self.sid}"),
-                 asyncio.create_task(self._c2s_loop(ws), name=f"c2s-{self.sid}")]
+                 asyncio.create_task(self._c2s_loop(ws), name=f"c2s-{self.sid}"),
+                 asyncio.create_task(self._renew_waiter(), name=f"renew-{self.sid}"),
+                 asyncio.create_task(self._stall_watchdog(), name=f"stall-{self.sid}")]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -198,6 +210,39 @@ class SessionRelay:
                 if isinstance(exc, ConnectionClosed):  # a send failed: the upstream went away
                     raise UpstreamClosed(*_close_info(exc))
                 raise exc  # type: ignore[misc]
+
+    async def _renew_waiter(self) -> None:
+        await self._renew.wait()
+        raise GoAwayReceived()
+
+    async def _stall_watchdog(self) -> None:
+        """A silent upstream in the middle of a turn (socket open, nothing sent) is renewed like a drop."""
+        stall_s = self.worker.settings.upstream_stall_s
+        while True:
+            await asyncio.sleep(stall_s / 4)
+            if self._turn_open and time.monotonic() - self._last_frame > stall_s:
+                logger.warning("session %s: upstream silent for %.1fs during a turn; renewing it", self.sid, stall_s)
+                raise UpstreamClosed(None, "upstream stalled")
+
+    def _reset_renewal(self) -> None:
+        self._renew.clear()
+        self._resumable = False
+        if self._renew_timer is not None:
+            self._renew_timer.cancel()
+            self._renew_timer = None
+
+    def _on_go_away(self, time_left_s: float) -> None:
+        """Plan the renewal: at the first resumable point (no turn in flight, nothing sent since the handle),
+        at the latest ``go_away_margin_s`` before the upstream's deadline."""
+        self.record.go_aways += 1
+        if self._renew_timer is None:
+            delay = max(0.0, time_left_s - self.worker.settings.go_away_margin_s)
+            self._renew_timer = asyncio.get_running_loop().call_later(delay, self._renew.set)
+        if self._at_resumable_point():
+            self._renew.set()
+
+    def _at_resumable_point(self) -> bool:
+        return bool(self._handle) and self._resumable and self.next_index - 1 <= self._handle_index
 
     # -- client -> upstream ---------------------------------------------------------------------------
 
@@ -236,6 +281,9 @@ class SessionRelay:
     async def _send_client(self, ws: ClientConnection | None, payload: bytes) -> None:
         assert ws is not None
         msg = gw.ClientMessage.FromString(payload)
+        if not self._turn_open and _starts_turn(msg):
+            self._turn_open = True
+            self._last_frame = time.monotonic()
         await ws.send(codec.client_to_live(msg), text=True)
         self.worker.stats.c2s += 1
 
@@ -248,6 +296,7 @@ class SessionRelay:
             except ConnectionClosed as exc:
                 raise UpstreamClosed(*_close_info(exc)) from None
             t_ns = time.time_ns()
+            self._last_frame = time.monotonic()
             msg = codec.server_from_live(frame, self.record.flavour)
             if msg is None:
                 logger.warning("session %s: upstream frame not understood: %.200r", self.sid, frame)
@@ -257,21 +306,29 @@ class SessionRelay:
                 await self._on_resumption_update(msg)
                 continue
             if kind == "go_away":
-                self.record.go_aways += 1
-                logger.info("session %s: go_away (time left %ss); renewing the upstream", self.sid,
-                            msg.go_away.time_left.seconds)
-                raise GoAwayReceived()
+                time_left = msg.go_away.time_left.ToNanoseconds() / 1e9
+                logger.info("session %s: go_away (time left %.1fs); renewing the upstream at a resumable point",
+                            self.sid, time_left)
+                self._on_go_away(time_left)
+                continue
+            if kind == "server_content":
+                self._turn_open = not msg.server_content.turn_complete
+            elif kind == "tool_call":
+                self._turn_open = False  # the caller's tool_response reopens it
             await self._emit(msg, t_ns)
 
     async def _on_resumption_update(self, msg: gw.ServerMessage) -> None:
         upd = msg.session_resumption_update
+        self._resumable = upd.resumable
         if upd.resumable and upd.new_handle:
             self._handle = upd.new_handle
-            self._handle_index = (upd.last_consumed_client_message_index
+            self._handle_index = (self._conn_base + upd.last_consumed_client_message_index
                                   if upd.HasField("last_consumed_client_message_index") else self.next_index - 1)
             ok = await asyncio.shield(self.worker.save_handle(self, self._handle, self._handle_index))
             if not ok:
                 raise SessionLost()
+            if self._renew_timer is not None and self._at_resumable_point():
+                self._renew.set()  # a go_away is pending and this is a clean point to renew
         if self.record.wants_resumption:
             out = gw.ServerMessage()
             out.session_resumption_update.resumable = upd.resumable
@@ -301,15 +358,33 @@ class SessionRelay:
     # -- end ------------------------------------------------------------------------------------------
 
     async def _close_ws(self, code: int) -> None:
+        """Close the upstream socket, bounded: a stalled peer that does not answer the close handshake is
+        aborted, so the resume that follows is not refused as 'still open'."""
         ws, self.ws = self.ws, None
+        self._turn_open = False
         if ws is not None:
             try:
                 await asyncio.wait_for(ws.close(code), timeout=2.0)
             except (asyncio.TimeoutError, OSError, ConnectionClosed):
                 pass
+            if ws.transport is not None and not ws.transport.is_closing():
+                ws.transport.abort()
 
     async def _finish(self, error: GatewayError | None) -> None:
         await self.worker.end_session(self, error)
+
+
+def _starts_turn(msg: gw.ClientMessage) -> bool:
+    """A client message after which the upstream owes a reply (so its silence is a stall)."""
+    kind = msg.WhichOneof("message")
+    if kind == "client_content":
+        return msg.client_content.turn_complete
+    if kind == "tool_response":
+        return True
+    if kind == "realtime_input":
+        ri = msg.realtime_input
+        return bool(ri.text) or ri.HasField("activity_end") or ri.audio_stream_end
+    return False
 
 
 async def _stop_tasks(tasks: list[asyncio.Task[None]], ws: ClientConnection, sid: str) -> None:

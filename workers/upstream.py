@@ -129,6 +129,6 @@ async def open_upstream(settings: Settings, credentials: Credentials, *, url: st
         ping_timeout=settings.upstream_ping_timeout_s,
         max_size=settings.upstream_max_frame_bytes,
         compression=None,
-        close_timeout=2.0,
+        close_timeout=1.0,
         proxy=None,
     )

@@ -55,6 +55,7 @@ class Worker:
         self._ssl: ssl.SSLContext | None = None
         self._started = False
         self._closed = False
+        self._last_heartbeat = 0.0
         self.stats = WorkerStats()
 
     def __repr__(self) -> str:
@@ -77,6 +78,7 @@ class Worker:
                 raise
         await self.batcher.start()
         await self._heartbeat_once()
+        self._last_heartbeat = time.monotonic()
         self._loops = [
             asyncio.create_task(supervise("heartbeat", self._heartbeat_loop), name="worker-heartbeat"),
             asyncio.create_task(supervise("allocation", self._allocation_loop), name="worker-allocation"),
@@ -132,8 +134,14 @@ class Worker:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
             try:
                 await self._heartbeat_once()
+                self._last_heartbeat = time.monotonic()
             except Exception as exc:
                 logger.warning("worker %s: heartbeat failed: %r", self.id, exc)
+
+    def ready(self) -> bool:
+        """Taking sessions: started, not draining, and the last heartbeat reached Redis within its TTL."""
+        fresh = time.monotonic() - self._last_heartbeat < self.settings.heartbeat_ttl_s
+        return self._started and not self._closed and not (self._stop and self._stop.is_set()) and fresh
 
     # -- allocation ----------------------------------------------------------------------------------
 
