@@ -26,7 +26,7 @@ import websockets.exceptions
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from livegate import codec, keys
+from livegate import codec, keys, metrics, records
 from livegate.bus import is_stale_id_error
 from livegate.errors import GatewayError, classify_close, unavailable
 from livegate.records import SessionRecord
@@ -69,7 +69,8 @@ class GoAwayReceived(Exception):
 
 
 class SessionRelay:
-    def __init__(self, worker: Worker, record: SessionRecord, epoch: int, *, last_seq: int = 0) -> None:
+    def __init__(self, worker: Worker, record: SessionRecord, epoch: int, *, last_seq: int = 0,
+                 cause: str = "new", since_ms: int = 0) -> None:
         self.worker = worker
         self.record = record
         self.sid = record.sid
@@ -91,12 +92,19 @@ class SessionRelay:
         self._turn_open = False  # a user turn was sent or model output is streaming, and no turn_complete yet
         self._last_frame = time.monotonic()
         self.started = time.monotonic()
+        self.cause = cause  # new | takeover | migrate
+        self.since_ms = since_ms  # takeover: the previous owner's last heartbeat
+        self._abandoned = False
 
     def __repr__(self) -> str:
         return (f"<SessionRelay {self.sid} epoch={self.epoch} seq={self.seq} next_index={self.next_index} "
                 f"handle={'yes' if self._handle else 'no'} connects={self.record.connects}>")
 
     # -- inbox side -----------------------------------------------------------------------------------
+
+    def abandon(self) -> None:
+        """Another worker owns this session now: stop without touching its keys."""
+        self._abandoned = True
 
     def deliver(self, item: InboxItem) -> None:
         self.queue.put_nowait(item)
@@ -128,7 +136,7 @@ class SessionRelay:
 
     async def _relay_forever(self) -> None:
         attempt = 0
-        reason = "connect"
+        reason = self.cause
         while True:
             gap_started = time.monotonic()
             try:
@@ -149,8 +157,14 @@ class SessionRelay:
                 logger.warning("session %s: upstream connect failed (%r); retry %d in %.2fs", self.sid, exc, attempt, delay)
                 await asyncio.sleep(delay)
                 continue
-            if self.record.connects > 1:
-                await self._renewed(reason, time.monotonic() - gap_started)
+            if self.record.connects > 1 or self.cause != "new":
+                gap = time.monotonic() - gap_started
+                if reason in ("takeover", "migrate") and self.since_ms:
+                    gap = max(gap, (records.now_ms() - self.since_ms) / 1000)
+                    if reason == "takeover":
+                        metrics.TAKEOVERS.labels("dead_worker").inc()
+                        metrics.TAKEOVER_SECONDS.observe(gap)
+                await self._renewed(reason, gap)
             attempt = 0
             try:
                 await self._pump()

@@ -25,6 +25,7 @@ from livegate.redisconn import AnyRedis, connect
 from livegate.settings import Settings
 from workers import upstream
 from workers.relay import InboxItem, SessionRelay, end_fields
+from workers.takeover import Reaper
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Worker:
         self._started = False
         self._closed = False
         self._last_heartbeat = 0.0
+        self.reaper = Reaper(self)
         self.stats = WorkerStats()
 
     def __repr__(self) -> str:
@@ -83,6 +85,7 @@ class Worker:
             asyncio.create_task(supervise("heartbeat", self._heartbeat_loop), name="worker-heartbeat"),
             asyncio.create_task(supervise("allocation", self._allocation_loop), name="worker-allocation"),
             asyncio.create_task(supervise("inbox", self._inbox_loop), name="worker-inbox"),
+            asyncio.create_task(supervise("reaper", self.reaper.run), name="worker-reaper"),
         ]
         logger.info("worker %s started (capacity %d)", self.id, self.settings.worker_capacity)
 
@@ -119,6 +122,11 @@ class Worker:
 
     async def _heartbeat_once(self) -> None:
         s = self.settings
+        if self._last_heartbeat and not await self.redis.zadd(keys.WORKERS, {self.id: records.now_ms()}, xx=True, ch=True):
+            # another worker declared us dead (our heartbeat stalled) and requeued our sessions: they are
+            # someone else's now. Stop relaying them (no cleanup: their keys are not ours) and start afresh.
+            logger.error("worker %s: declared dead by the fleet; abandoning %d sessions", self.id, len(self.sessions))
+            await self._abandon_all()
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(keys.worker_heartbeat(self.id), f"{len(self.sessions)}/{s.worker_capacity}",
                  px=int(s.heartbeat_ttl_s * 1000))
@@ -137,6 +145,14 @@ class Worker:
                 self._last_heartbeat = time.monotonic()
             except Exception as exc:
                 logger.warning("worker %s: heartbeat failed: %r", self.id, exc)
+
+    async def _abandon_all(self) -> None:
+        tasks = list(self._tasks.values())
+        for relay in self.sessions.values():
+            relay.abandon()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def ready(self) -> bool:
         """Taking sessions: started, not draining, and the last heartbeat reached Redis within its TTL."""
@@ -167,12 +183,13 @@ class Worker:
                 continue
             for eid, fields in _entries(reply):
                 try:
-                    await self._take(fields[b"s"].decode(), fields.get(b"from", b"").decode())
+                    await self._take(fields[b"s"].decode(), fields.get(b"from", b"").decode(),
+                                     cause=fields.get(b"k", b"new").decode(), last_heartbeat_ms=int(fields.get(b"hb", 0)))
                 finally:
                     await self.redis.xack(keys.ALLOC_STREAM, keys.ALLOC_GROUP, eid)
                     await self.redis.xdel(keys.ALLOC_STREAM, eid)
 
-    async def _take(self, sid: str, expected_owner: str) -> None:
+    async def _take(self, sid: str, expected_owner: str, *, cause: str = "new", last_heartbeat_ms: int = 0) -> None:
         # Once the claim succeeds, fronts route this session's entries to our inbox; hold them until the
         # relay exists (a close can arrive between the claim and the registration below).
         self._claiming[sid] = []
@@ -186,7 +203,8 @@ class Worker:
             if record is None:
                 return
             last = await self.redis.xrevrange(keys.session_s2c(sid), "+", "-", count=1)
-            relay = SessionRelay(self, record, epoch, last_seq=keys.stream_seq(last[0][0]) if last else 0)
+            relay = SessionRelay(self, record, epoch, last_seq=keys.stream_seq(last[0][0]) if last else 0,
+                                 cause=cause, since_ms=last_heartbeat_ms)
             await self.redis.sadd(keys.worker_sessions(self.id), sid)
             for item in self._claiming[sid]:
                 relay.deliver(item)
@@ -196,7 +214,7 @@ class Worker:
         self.stats.taken += 1
         self._update_capacity()
         self._tasks[sid] = asyncio.create_task(self._run_session(relay), name=f"session-{sid}")
-        logger.info("worker %s took session %s (epoch %d, model %s)", self.id, sid, epoch, record.model)
+        logger.info("worker %s took session %s (%s, epoch %d, model %s)", self.id, sid, cause, epoch, record.model)
 
     async def _run_session(self, relay: SessionRelay) -> None:
         try:

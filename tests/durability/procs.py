@@ -1,0 +1,82 @@
+"""Real livegate processes for fault tests: workers and fronts started as ``python -m livegate.cli ...``
+subprocesses, so they can be SIGKILLed and SIGTERMed like pods."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from livegate.devstack import free_port
+
+
+class Proc:
+    def __init__(self, role: str, proc: subprocess.Popen[bytes], ident: str, address: str = "") -> None:
+        self.role = role
+        self.proc = proc
+        self.id = ident
+        self.address = address
+
+    def __repr__(self) -> str:
+        return f"<Proc {self.role} {self.id} pid={self.proc.pid}>"
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self.proc.send_signal(sig)
+
+    async def wait(self, timeout_s: float) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.proc.poll() is None:
+            if loop.time() > deadline:
+                raise TimeoutError(f"{self} did not exit within {timeout_s}s")
+            await asyncio.sleep(0.05)
+        return int(self.proc.returncode)
+
+
+class ProcStack:
+    """Workers and fronts as subprocesses sharing one Redis and one upstream (the in-process emulator)."""
+
+    def __init__(self, redis_url: str, emulator: Any, **env: Any) -> None:
+        self.env = {**os.environ, "LIVEGATE_REDIS_URL": redis_url, "LIVEGATE_UPSTREAM_URL": emulator.url,
+                    "LIVEGATE_UPSTREAM_CA_FILE": str(emulator.cert_path), "LIVEGATE_UPSTREAM_API_KEY": "test-key",
+                    "LIVEGATE_LOG_JSON": "false", "LIVEGATE_HEARTBEAT_INTERVAL_S": "0.2",
+                    "LIVEGATE_HEARTBEAT_TTL_S": "1.0", "LIVEGATE_SETUP_TIMEOUT_S": "10",
+                    **{f"LIVEGATE_{k.upper()}": str(v) for k, v in env.items()}}
+        self.procs: list[Proc] = []
+
+    async def _start(self, role: str, args: list[str], pattern: str) -> Proc:
+        proc = subprocess.Popen([sys.executable, "-m", "livegate.cli", role, *args], env=self.env,
+                                stdout=subprocess.PIPE, stderr=None)
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=30)
+        m = re.search(pattern, line.decode())
+        if not m:
+            proc.kill()
+            raise RuntimeError(f"{role} did not start: {line!r}")
+        p = Proc(role, proc, m.group(1), m.groupdict().get("addr") or "")
+        self.procs.append(p)
+        return p
+
+    async def worker(self, capacity: int = 10) -> Proc:
+        return await self._start("worker", ["--capacity", str(capacity)], r"livegate worker (\S+) started")
+
+    async def front(self) -> Proc:
+        return await self._start("front", ["--listen", f"127.0.0.1:{free_port()}"],
+                                 r"livegate front (\S+) listening on (?P<addr>\S+)")
+
+    async def aclose(self) -> None:
+        for p in self.procs:
+            if p.proc.poll() is None:
+                p.proc.terminate()
+        for p in self.procs:
+            try:
+                await p.wait(15)
+            except TimeoutError:
+                p.proc.kill()
+                p.proc.wait()
+            if p.proc.stdout:
+                p.proc.stdout.close()

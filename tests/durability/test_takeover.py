@@ -1,0 +1,118 @@
+"""Worker crash takeover with real processes: SIGKILL the worker that owns a session in the middle of a
+model turn while audio streams in; another worker continues it with its history."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from emulator.transcribe import encode_text_tones
+from livegate.client import Client
+from livegate.v1 import gateway_pb2 as gw
+from tests.durability.procs import ProcStack
+
+MODEL = "gemini-live-2.5-flash"
+FRAME = 640  # 20 ms at 16 kHz
+
+
+@pytest.fixture
+async def emulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    from emulator.config import EmulatorConfig
+    from emulator.server import EmulatorServer
+
+    emu = EmulatorServer(EmulatorConfig(port=0, pacing=1.0, cert_dir=str(tmp_path_factory.getbasetemp() / "emulator-cert")))
+    await emu.start()
+    try:
+        yield emu
+    finally:
+        await emu.aclose()
+
+
+@pytest.fixture
+async def procs(redis: Any, redis_url: str, emulator: Any) -> AsyncIterator[ProcStack]:
+    stack = ProcStack(redis_url, emulator)
+    try:
+        yield stack
+    finally:
+        await stack.aclose()
+
+
+async def stream_audio(session: Any, pcm: bytes, stop: asyncio.Event | None = None) -> int:
+    """Send ``pcm`` in 20 ms frames at real-time pace (then silence until ``stop``); return frames sent."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    sent = 0
+    silence = b"\x00" * FRAME
+    i = 0
+    while True:
+        chunk = pcm[i:i + FRAME] if i < len(pcm) else silence
+        if i >= len(pcm) and (stop is None or stop.is_set()):
+            return sent
+        await session.send_realtime_input(audio={"data": chunk, "mime_type": "audio/pcm;rate=16000"})
+        sent += 1
+        i += FRAME
+        await asyncio.sleep(max(0.0, t0 + sent * 0.02 - loop.time()))
+
+
+async def test_sigkill_owner_mid_turn(procs: ProcStack, redis_url: str, emulator: Any) -> None:
+    workers = [await procs.worker(), await procs.worker()]
+    front = await procs.front()
+    config = {"response_modalities": ["AUDIO"], "input_audio_transcription": {}, "output_audio_transcription": {}}
+    async with Client(front.address) as client, client.aio.live.connect(
+            model=MODEL, config=config, options=gw.SessionOptions(upstream_events=True)) as s:
+        stub = client.stub()
+        # a first turn, so the upstream has given a resumption handle before the crash
+        await s.send_client_content(turns={"role": "user", "parts": [{"text": "Hello, is this thing on?"}]})
+        async with asyncio.timeout(30):
+            async for m in s.receive_raw():
+                if m.server_content.turn_complete:
+                    break
+        stop = asyncio.Event()
+        streamer = asyncio.create_task(stream_audio(s, encode_text_tones("what is two plus two") + b"\x00" * 32000, stop))
+        killed_at = None
+        owner = None
+        audio_after_kill = 0
+        renewed: list[gw.UpstreamRenewed] = []
+        async with asyncio.timeout(60):
+            async for m in s.receive_raw():
+                if m.HasField("upstream_renewed"):
+                    renewed.append(m.upstream_renewed)
+                if m.server_content.model_turn.parts and killed_at is None:
+                    # the model is talking (paced in real time): kill the worker that relays this session
+                    info = await stub.GetSession(gw.GetSessionRequest(session_id=s.session_id))
+                    owner = next(w for w in workers if w.id == info.worker_id)
+                    owner.kill(signal.SIGKILL)
+                    killed_at = time.monotonic()
+                elif killed_at is not None and m.server_content.model_turn.parts:
+                    audio_after_kill += 1
+                    if audio_after_kill == 1:
+                        gap = time.monotonic() - killed_at
+                if m.server_content.turn_complete:
+                    break
+        stop.set()
+        await streamer
+        assert owner is not None and await owner.wait(5) == -signal.SIGKILL
+        assert audio_after_kill > 0, "the turn did not continue after the takeover"
+        print(f"caller-visible gap after SIGKILL: {gap:.2f} s")
+        assert [r.reason for r in renewed] == ["takeover"]
+        # the conversation goes on, on the other worker, with its history
+        info = await stub.GetSession(gw.GetSessionRequest(session_id=s.session_id))
+        assert info.worker_id != owner.id and info.worker_id in {w.id for w in workers}
+        await s.send_client_content(turns={"role": "user", "parts": [{"text": "What was the last question I asked?"}]})
+        said = []
+        async with asyncio.timeout(30):
+            async for m in s.receive_raw():
+                if m.server_content.output_transcription.text:
+                    said.append(m.server_content.output_transcription.text)
+                if m.server_content.turn_complete:
+                    break
+        assert "".join(said) == 'You asked: "what is two plus two"'
+    [conv] = emulator.conversations
+    assert conv["connections"] == 2  # resumed from the stored handle on the new worker
+    # three turns in the history (user + model each): the spoken one once, nothing lost, nothing doubled
+    assert conv["history_turns"] == 6
