@@ -114,10 +114,10 @@ def test_engine_selection() -> None:
         Transcriber("whisper")
 
 
-# Observed with espeak-ng 1.51 + pocketsphinx 5.1.1 (bundled en-us model): word recall 0.38 over
-# 7 short commands x 30 voices (0.14-0.66 per voice; Puck 0.45: "hello world" -> "hello world",
-# "turn on the lights" -> "turn on that i").  Results move with leading silence (Puck's "hello world"
-# becomes "so will" after 20 ms of it: live CMN), female variants often lose the first word.  So assert little.
+# Observed with espeak-ng 1.51 + pocketsphinx 5.1.1 (bundled en-us model), after the Transcriber's
+# -66 dBFS dither: word recall 0.62 over 7 short commands x 30 voices (male 0.72, female 0.51; per
+# voice 0.34-0.86).  Puck: "hello world" -> "hello world", "turn on the lights" -> "turn on the
+# nights", "please call my mother" -> "please calm i'd rather".  So assert little.
 PHRASES = ("hello world", "turn on the lights", "what is the weather today", "please call my mother")
 
 
@@ -131,7 +131,7 @@ async def test_pocketsphinx_hears_espeak_speech() -> None:
     for phrase in ("hello world", "turn on the lights"):
         assert set(phrase.split()) & set(heard[phrase].split()), heard
     recall = sum(len(set(p.split()) & set(heard[p].split())) for p in PHRASES) / sum(len(p.split()) for p in PHRASES)
-    assert recall >= 0.3, heard
+    assert recall >= 0.5, heard
     assert all(h == h.lower() for h in heard.values())
 
 
