@@ -79,6 +79,19 @@ EXPECTED = [
 ]
 
 
+async def assert_sessions_cleaned_up(redis: Any, timeout_s: float = 10.0) -> None:
+    """Every session key is gone: the caller's half-closes ended its sessions (the worker deletes the keys just
+    after the stream's end, so this polls up to a deadline)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        left = [k async for k in redis.scan_iter(match="lg:{s-*")] + [k async for k in redis.scan_iter(match="lg:{t:*")]
+        if not left:
+            return
+        assert loop.time() < deadline, f"session keys left in Redis after the node caller: {left}"
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize("flavour", ["gemini", "vertex"])
 async def test_node_caller(node_caller: Path, stack: dict[str, Any], flavour: str) -> None:
     target = stack["front"].address
@@ -93,6 +106,7 @@ async def test_node_caller(node_caller: Path, stack: dict[str, Any], flavour: st
     uuid = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
     call_id = r"function-call-\d{19}" if flavour == "gemini" else uuid
     assert re.fullmatch(call_id, match["call"]), match["call"]
+    await assert_sessions_cleaned_up(stack["redis"])
 
 
 async def test_node_caller_reports_grpc_errors(node_caller: Path, stack: dict[str, Any]) -> None:
