@@ -1,0 +1,492 @@
+"""helm/livegate: `helm lint --strict` and `helm template` of every ci/*-values.yaml scenario, with assertions over
+the rendered manifests (parsed with PyYAML). No cluster here: what Kubernetes would do with them is not tested."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import CHART, NAMESPACE, RELEASE, SCENARIOS, run_helm, template
+
+Manifest = dict[str, Any]
+LIVEGATE_COMPONENTS = ("front", "worker", "emulator", "test")
+COMPONENT = "app.kubernetes.io/component"
+FULL = f"{RELEASE}-livegate"
+
+
+def test_scenarios_are_the_expected_ones() -> None:
+    assert set(SCENARIOS) == {"default", "external-redis-secret", "bundled-redis-emulator",
+                              "monitoring-hpa-networkpolicy", "vertex-workload-identity"}
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+def kinds(docs: list[Manifest], kind: str) -> list[Manifest]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[Manifest], kind: str, name: str) -> Manifest:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} rendered"
+    return found[0]
+
+
+def pod_spec(d: Manifest) -> Manifest:
+    return d["spec"] if d["kind"] == "Pod" else d["spec"]["template"]["spec"]
+
+
+def pod_labels(d: Manifest) -> dict[str, str]:
+    return d["metadata"]["labels"] if d["kind"] == "Pod" else d["spec"]["template"]["metadata"]["labels"]
+
+
+def workloads(docs: list[Manifest]) -> list[Manifest]:
+    return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Pod")]
+
+
+def env_of(container: Manifest) -> dict[str, Manifest]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def container(docs: list[Manifest], component: str) -> Manifest:
+    d = one(docs, "Deployment", f"{FULL}-{component}")
+    (c,) = [c for c in pod_spec(d)["containers"] if c["name"] == component]
+    return c
+
+
+def selector_of(d: Manifest) -> dict[str, str] | None:
+    """matchLabels-equivalent selector of a resource that selects pods (None: it selects none)."""
+    kind, spec = d["kind"], d.get("spec", {})
+    if kind in ("Deployment", "StatefulSet", "PodDisruptionBudget"):
+        assert not spec["selector"].get("matchExpressions"), d["metadata"]["name"]
+        return spec["selector"]["matchLabels"]
+    if kind == "Service":
+        return spec["selector"]
+    if kind == "NetworkPolicy":
+        return spec["podSelector"]["matchLabels"]
+    return None
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+# -- lint and render ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_lint_strict(helm: None, scenario: str) -> None:
+    proc = run_helm("lint", "--strict", str(CHART), "--namespace", NAMESPACE,
+                    "-f", str(CHART / "ci" / f"{scenario}-values.yaml"))
+    assert "0 chart(s) failed" in proc.stdout
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_renders_and_every_resource_is_labelled(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    docs = rendered[scenario]
+    assert {"Deployment", "Service", "ServiceAccount", "Pod"} <= {d["kind"] for d in docs}
+    for d in docs:
+        labels = d["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "livegate"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert d["metadata"]["namespace"] == NAMESPACE
+        assert len(d["metadata"]["name"]) <= 63
+    names = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    assert len(names) == len(set(names)), "duplicate resources"
+
+
+# -- components: labels and selectors ----------------------------------------------------------------
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_component_labels_and_selectors_never_overlap(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    docs = rendered[scenario]
+    pods = {(d["kind"], d["metadata"]["name"]): pod_labels(d) for d in workloads(docs)}
+    for labels in pods.values():
+        assert labels[COMPONENT] in (*LIVEGATE_COMPONENTS, "redis")
+    selectors: list[tuple[str, str, dict[str, str]]] = []
+    for d in docs:
+        sel = selector_of(d)
+        if sel is None:
+            continue
+        assert COMPONENT in sel, f"{d['kind']}/{d['metadata']['name']} selects without a component"
+        assert sel[COMPONENT] == d["metadata"]["labels"][COMPONENT]
+        selectors.append((d["kind"], d["metadata"]["name"], sel))
+        # a selector picks exactly the pods of its own component
+        picked = {k for k, labels in pods.items() if selects(sel, labels)}
+        expected = {k for k, labels in pods.items() if labels[COMPONENT] == sel[COMPONENT] and k[0] != "Pod"}
+        assert picked == expected, f"{d['kind']}/{d['metadata']['name']} selects {picked}"
+    for (k1, n1, s1), (k2, n2, s2) in itertools.combinations(selectors, 2):
+        if s1[COMPONENT] != s2[COMPONENT]:
+            assert any(k in s2 and s2[k] != v for k, v in s1.items()), f"{k1}/{n1} and {k2}/{n2} overlap"
+    for d in kinds(docs, "Deployment") + kinds(docs, "StatefulSet"):
+        assert selects(d["spec"]["selector"]["matchLabels"], pod_labels(d)), d["metadata"]["name"]
+        assert d["metadata"]["labels"][COMPONENT] == pod_labels(d)[COMPONENT]
+
+
+# -- the front --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_front_service_is_grpc_h2c(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    docs = rendered[scenario]
+    svc = one(docs, "Service", f"{FULL}-front")
+    (port,) = svc["spec"]["ports"]
+    assert port["name"] == "grpc" and port["appProtocol"] in ("grpc", "kubernetes.io/h2c")
+    assert port["targetPort"] == "grpc"
+    c = container(docs, "front")
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert set(ports) == {"grpc", "metrics"}
+    env = env_of(c)
+    assert env["LIVEGATE_FRONT_LISTEN"]["value"] == f"0.0.0.0:{ports['grpc']}"
+    assert env["LIVEGATE_METRICS_LISTEN"]["value"] == f"0.0.0.0:{ports['metrics']}"
+    assert c["args"] == ["front"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_front_native_grpc_probes(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    c = container(rendered[scenario], "front")
+    grpc_port = next(p["containerPort"] for p in c["ports"] if p["name"] == "grpc")
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert c[probe]["grpc"]["port"] == grpc_port, probe
+        assert "httpGet" not in c[probe] and "exec" not in c[probe]
+    assert c["readinessProbe"]["grpc"]["service"] == "livegate.v1.LiveGateway"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_front_termination_grace_above_its_shutdown(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    d = one(rendered[scenario], "Deployment", f"{FULL}-front")
+    c = container(rendered[scenario], "front")
+    grace = float(env_of(c)["LIVEGATE_FRONT_GRACE_S"]["value"])
+    sleep = int(c["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert c["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
+    assert 0 < sleep <= 15, "a short preStop sleep"
+    assert pod_spec(d)["terminationGracePeriodSeconds"] > grace + sleep
+
+
+# -- the worker -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_worker_http_probes_on_metrics_port(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    c = container(rendered[scenario], "worker")
+    assert [p["name"] for p in c["ports"]] == ["metrics"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["args"] == ["worker"]
+    assert env_of(c)["LIVEGATE_METRICS_LISTEN"]["value"] == f"0.0.0.0:{c['ports'][0]['containerPort']}"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_worker_termination_grace_above_drain_timeout(rendered: dict[str, list[Manifest]], scenario: str,
+                                                      scenario_values: dict[str, dict[str, Any]]) -> None:
+    d = one(rendered[scenario], "Deployment", f"{FULL}-worker")
+    c = container(rendered[scenario], "worker")
+    drain = float(env_of(c)["LIVEGATE_DRAIN_TIMEOUT_S"]["value"])
+    assert drain == scenario_values[scenario]["worker"]["drainTimeoutSeconds"]
+    sleep = int(c["lifecycle"]["preStop"]["exec"]["command"][1]) if "lifecycle" in c else 0
+    assert pod_spec(d)["terminationGracePeriodSeconds"] > drain + sleep
+    # rolling updates start a new worker before an old one drains
+    assert d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+# -- security ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_security_contexts(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    for d in workloads(rendered[scenario]):
+        spec = pod_spec(d)
+        name = f"{d['kind']}/{d['metadata']['name']}"
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert spec["automountServiceAccountToken"] is False, name
+        tmp = [v for v in spec["volumes"] if v["name"] == "tmp"]
+        assert tmp and "emptyDir" in tmp[0], f"{name}: no emptyDir /tmp"
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"], name
+            assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0, name
+            assert sc["seccompProfile"]["type"] == "RuntimeDefault", name
+            assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], name
+            image = c["image"]
+            assert not image.endswith(":latest") and (":" in image.rsplit("/", 1)[-1] or "@sha256:" in image), image
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_secret_references_resolve(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    """Every reference to the chart's own Secret names a key it holds; others point at existingSecrets."""
+    docs = rendered[scenario]
+    own = {d["metadata"]["name"]: set(d["data"]) for d in kinds(docs, "Secret")}
+    refs: list[tuple[str, str]] = []
+    for d in workloads(docs):
+        spec = pod_spec(d)
+        for c in spec["containers"]:
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    refs.append((ref["name"], ref["key"]))
+        for v in spec.get("volumes", []):
+            if "secret" in v:
+                refs.extend((v["secret"]["secretName"], i["key"]) for i in v["secret"]["items"])
+    for name, key in refs:
+        if name == FULL:
+            assert key in own.get(FULL, set()), f"{key} missing from the chart's Secret"
+        else:
+            assert name.startswith("livegate-"), f"unexpected Secret {name}"  # the scenarios' existingSecrets
+    for name, data in own.items():
+        for value in (d["data"] for d in kinds(docs, "Secret") if d["metadata"]["name"] == name):
+            assert all(v for v in value.values()), "empty Secret value"
+
+
+# -- scenarios ---------------------------------------------------------------------------------------
+
+def test_default_scenario(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["default"]
+    present = {d["kind"] for d in docs}
+    assert not present & {"ServiceMonitor", "PodMonitor", "HorizontalPodAutoscaler", "NetworkPolicy", "ConfigMap",
+                          "StatefulSet"}
+    assert {d["metadata"]["name"] for d in kinds(docs, "PodDisruptionBudget")} == {f"{FULL}-front", f"{FULL}-worker"}
+    for pdb in kinds(docs, "PodDisruptionBudget"):
+        assert pdb["spec"]["maxUnavailable"] == 1
+    for comp in ("front", "worker"):
+        assert one(docs, "Deployment", f"{FULL}-{comp}")["spec"]["replicas"] == 2
+    w = env_of(container(docs, "worker"))
+    assert w["LIVEGATE_UPSTREAM_URL"]["value"] == "https://generativelanguage.googleapis.com"
+    assert w["LIVEGATE_UPSTREAM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "livegate-upstream", "key": "api-key"}
+    assert w["LIVEGATE_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": FULL, "key": "redis-url"}
+    assert "LIVEGATE_UPSTREAM_API_KEY" not in env_of(container(docs, "front")), "the front never holds upstream keys"
+    sa = one(docs, "ServiceAccount", FULL)
+    assert "iam.gke.io/gcp-service-account" not in (sa["metadata"].get("annotations") or {})
+    # helm test: a gRPC health check of the front Service with the livegate image
+    (test_pod,) = kinds(docs, "Pod")
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    tc = test_pod["spec"]["containers"][0]
+    assert tc["command"][:2] == ["python", "-c"] and "grpc_health.v1" in tc["command"][2]
+    assert tc["command"][3] == f"{FULL}-front:50051" and tc["command"][4] == "livegate.v1.LiveGateway"
+    assert tc["image"] == container(docs, "front")["image"]
+    compile(tc["command"][2], "helm-test", "exec")
+
+
+def test_external_redis_from_existing_secret(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["external-redis-secret"]
+    assert not kinds(docs, "StatefulSet") and not kinds(docs, "Secret"), "nothing inline: no chart Secret"
+    for comp in ("front", "worker"):
+        ref = env_of(container(docs, comp))["LIVEGATE_REDIS_URL"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "livegate-redis", "key": "url"}
+    w = env_of(container(docs, "worker"))
+    assert w["LIVEGATE_UPSTREAM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "livegate-upstream",
+                                                                           "key": "gemini-api-key"}
+    assert w["LIVEGATE_DRAIN_TIMEOUT_S"]["value"] == "45"
+    assert pod_spec(one(docs, "Deployment", f"{FULL}-worker"))["terminationGracePeriodSeconds"] == 55
+    front = container(docs, "front")
+    assert env_of(front)["LIVEGATE_CALLER_KEYS_FILE"]["value"] == "/etc/livegate/caller-keys/caller-keys"
+    vol = next(v for v in pod_spec(one(docs, "Deployment", f"{FULL}-front"))["volumes"] if v["name"] == "caller-keys")
+    assert vol["secret"]["secretName"] == "livegate-caller-keys"
+    assert vol["secret"]["items"] == [{"key": "keys", "path": "caller-keys"}]
+    assert front["image"].endswith("@sha256:" + "0123456789abcdef" * 4)
+    assert one(docs, "Service", f"{FULL}-front")["spec"]["type"] == "LoadBalancer"
+
+
+def test_bundled_redis_and_emulator(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["bundled-redis-emulator"]
+    sts = one(docs, "StatefulSet", f"{FULL}-redis")
+    assert sts["spec"]["replicas"] == 1 and "latest" not in pod_spec(sts)["containers"][0]["image"]
+    redis_svc = one(docs, "Service", f"{FULL}-redis")
+    for comp in ("front", "worker"):
+        assert env_of(container(docs, comp))["LIVEGATE_REDIS_URL"]["value"] == f"redis://{FULL}-redis:6379/0"
+    assert redis_svc["spec"]["ports"][0]["port"] == 6379
+    emu = container(docs, "emulator")
+    assert emu["args"][:6] == ["emulator", "--host", "0.0.0.0", "--port", "8443", "--plain"]
+    one(docs, "Service", f"{FULL}-emulator")
+    w = env_of(container(docs, "worker"))
+    assert w["LIVEGATE_UPSTREAM_URL"]["value"] == f"http://{FULL}-emulator:8443"
+    assert w["LIVEGATE_UPSTREAM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": FULL, "key": "upstream-api-key"}
+    assert not kinds(docs, "PodDisruptionBudget")
+    secret = one(docs, "Secret", FULL)
+    assert set(secret["data"]) == {"upstream-api-key", "caller-keys"}
+
+
+def test_monitoring_hpa_networkpolicy(rendered: dict[str, list[Manifest]], yaml: Any) -> None:
+    docs = rendered["monitoring-hpa-networkpolicy"]
+    # HPAs own the replica counts
+    for comp in ("front", "worker"):
+        assert "replicas" not in one(docs, "Deployment", f"{FULL}-{comp}")["spec"]
+        hpa = one(docs, "HorizontalPodAutoscaler", f"{FULL}-{comp}")
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"{FULL}-{comp}"}
+    worker_hpa = one(docs, "HorizontalPodAutoscaler", f"{FULL}-worker")
+    assert {m["type"] for m in worker_hpa["spec"]["metrics"]} == {"Resource", "Pods"}
+    assert worker_hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    # ServiceMonitor -> the front's metrics Service; PodMonitor -> worker pods
+    sm = one(docs, "ServiceMonitor", f"{FULL}-front")
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    metrics_svc = one(docs, "Service", f"{FULL}-front-metrics")
+    assert selects(sm["spec"]["selector"]["matchLabels"], metrics_svc["metadata"]["labels"])
+    assert not selects(sm["spec"]["selector"]["matchLabels"], one(docs, "Service", f"{FULL}-front")["metadata"]["labels"])
+    assert [p["name"] for p in metrics_svc["spec"]["ports"]] == ["metrics"]
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+    pm = one(docs, "PodMonitor", FULL)
+    (expr,) = pm["spec"]["selector"]["matchExpressions"]
+    assert expr == {"key": COMPONENT, "operator": "In", "values": ["worker"]}
+    assert pm["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    # NetworkPolicies
+    front_np = one(docs, "NetworkPolicy", f"{FULL}-front")
+    grpc_rule = next(r for r in front_np["spec"]["ingress"] if r["ports"][0]["port"] == "grpc")
+    assert {"namespaceSelector": {"matchLabels": {"livegate.io/caller": "true"}}} in grpc_rule["from"]
+    for comp in ("front", "worker"):
+        np = one(docs, "NetworkPolicy", f"{FULL}-{comp}")
+        assert set(np["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        metrics_rule = next(r for r in np["spec"]["ingress"] if r["ports"][0]["port"] == "metrics")
+        assert metrics_rule["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+        egress_ports = {(p["port"], p.get("protocol", "TCP")) for r in np["spec"]["egress"] for p in r["ports"]}
+        assert {(53, "UDP"), (53, "TCP"), (6380, "TCP")} <= egress_ports
+        redis_rule = next(r for r in np["spec"]["egress"] if r["ports"][0]["port"] == 6380)
+        assert redis_rule["to"] == [{"ipBlock": {"cidr": "10.20.0.0/24"}}]
+    worker_egress = {p["port"] for r in one(docs, "NetworkPolicy", f"{FULL}-worker")["spec"]["egress"] for p in r["ports"]}
+    front_egress = {p["port"] for r in front_np["spec"]["egress"] for p in r["ports"]}
+    assert 443 in worker_egress and 443 not in front_egress, "only workers reach the upstream"
+    # dashboards: one ConfigMap each, sidecar label, the JSON byte for byte (Grafana's {{ }} intact)
+    cms = kinds(docs, "ConfigMap")
+    files = {p.stem: p for p in (CHART / "dashboards").glob("*.json")}
+    assert {cm["metadata"]["name"] for cm in cms} == {f"{FULL}-dashboard-{n}" for n in files}
+    for cm in cms:
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert cm["metadata"]["annotations"] == {"grafana_folder": "livegate"}
+        ((key, text),) = cm["data"].items()
+        stem = cm["metadata"]["name"].removeprefix(f"{FULL}-dashboard-")
+        assert key == f"livegate-{stem}.json"
+        assert text == files[stem].read_text().rstrip("\n")
+        board = json.loads(text)
+        assert any(v["name"] == "datasource" and v["type"] == "datasource" for v in board["templating"]["list"])
+        assert "{{" in text, "legend templates survive rendering"
+
+
+def test_vertex_with_service_account_secret_and_workload_identity(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["vertex-workload-identity"]
+    sa = one(docs, "ServiceAccount", FULL)
+    assert sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == "livegate@my-project.iam.gserviceaccount.com"
+    assert sa["metadata"]["annotations"]["example.com/owner"] == "platform"
+    for comp in ("front", "worker"):
+        assert pod_spec(one(docs, "Deployment", f"{FULL}-{comp}"))["serviceAccountName"] == FULL
+    c = container(docs, "worker")
+    env = env_of(c)
+    assert env["LIVEGATE_UPSTREAM_FLAVOUR"]["value"] == "vertex"
+    assert env["LIVEGATE_VERTEX_PROJECT"]["value"] == "my-project"
+    assert env["LIVEGATE_VERTEX_LOCATION"]["value"] == "europe-west4"
+    assert env["LIVEGATE_UPSTREAM_URL"]["value"] == "https://europe-west4-aiplatform.googleapis.com"
+    assert "LIVEGATE_UPSTREAM_API_KEY" not in env, "vertex uses Google credentials"
+    assert env["LIVEGATE_GOOGLE_CREDENTIALS_FILE"]["value"] == "/etc/livegate/google/credentials.json"
+    assert env["LIVEGATE_UPSTREAM_CA_FILE"]["value"] == "/etc/livegate/upstream-ca/ca.crt"
+    assert env["LIVEGATE_ALLOWED_MODELS"]["value"] == '["gemini-live-2.5-flash"]'
+    assert env["LIVEGATE_LOG_LEVEL"]["value"] == "DEBUG"
+    vols = {v["name"]: v for v in pod_spec(one(docs, "Deployment", f"{FULL}-worker"))["volumes"]}
+    assert vols["google-credentials"]["secret"]["secretName"] == "livegate-vertex-sa"
+    assert vols["google-credentials"]["secret"]["items"] == [{"key": "key.json", "path": "credentials.json"}]
+    assert vols["upstream-ca"]["configMap"]["name"] == "corp-ca"
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert mounts["google-credentials"]["mountPath"] == "/etc/livegate/google" and mounts["google-credentials"]["readOnly"]
+
+
+def test_workload_identity_alone(helm: None, yaml: Any) -> None:
+    """Vertex with workload identity and no credentials file: application default credentials."""
+    out = template("-f", str(CHART / "ci" / "vertex-workload-identity-values.yaml"),
+                   "--set", "upstream.credentials.existingSecret=").stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    env = env_of(container(docs, "worker"))
+    assert "LIVEGATE_GOOGLE_CREDENTIALS_FILE" not in env
+    assert "google-credentials" not in {v["name"] for v in pod_spec(one(docs, "Deployment", f"{FULL}-worker"))["volumes"]}
+
+
+# -- the schema and the render-time checks ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("front.replcas=3", "replcas"),                                   # typo in a chart object
+    ("worker.drainTimeoutSecond=5", "drainTimeoutSecond"),
+    ("metric.serviceMonitor.enabled=true", "metric"),                 # typo at the top level
+    ("networkPolicy.enable=true", "enable"),
+    ("image.tag=latest", "tag"),
+    ("upstream.flavour=openai", "flavour"),
+    ("redis.external.url=http://redis:6379", "url"),
+    ("metrics.podMonitor.components={front,redis}", "components"),
+])
+def test_schema_rejects_bad_values(helm: None, setting: str, message: str) -> None:
+    proc = template("-f", str(CHART / "ci" / "default-values.yaml"), "--set", setting, check=False)
+    assert proc.returncode != 0, f"--set {setting} rendered"
+    assert message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ((), "Redis is required"),
+    (("redis.enabled=true", "redis.external.url=redis://x:6379"), "exclusive"),
+    (("redis.enabled=true", "upstream.flavour=vertex"), "upstream.vertex.project"),
+    (("redis.enabled=true",), "needs an API key"),
+    (("redis.enabled=true", "emulator.enabled=true", "callerKeys.enabled=true"), "callerKeys"),
+])
+def test_render_fails_on_incomplete_values(helm: None, settings: tuple[str, ...], message: str) -> None:
+    args = [a for s in settings for a in ("--set", s)]
+    proc = template(*args, check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+def test_values_file_documents_every_key() -> None:
+    """Every key of values.yaml has a comment line right above it, and every key is camelCase (the insides of
+    Kubernetes pass-through objects excepted)."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    passthrough_parents = ("resources", "podSecurityContext", "securityContext", "livenessProbe", "readinessProbe",
+                           "startupProbe", "behavior", "namespaceSelector", "to", "upstreamTo", "requests", "limits",
+                           "matchLabels", "podSelector", "policies", "capabilities", "seccompProfile")
+    stack: list[tuple[int, str]] = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("- ") or ":" not in stripped:
+            continue
+        indent = len(line) - len(line.lstrip())
+        key = stripped.split(":", 1)[0]
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        parents = [k for _, k in stack]
+        stack.append((indent, key))
+        if any(p in passthrough_parents for p in parents):
+            continue
+        assert key[0].islower() and "_" not in key and "-" not in key, f"values.yaml:{i + 1}: {key} is not camelCase"
+        assert lines[i - 1].strip().startswith("#"), f"values.yaml:{i + 1}: {key} has no comment above it"
+
+
+def test_schema_is_draft07_and_closed(yaml: Any) -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        if node.get("type") == "object" and "properties" in node:
+            assert node.get("additionalProperties") is False, f"{path or '/'} accepts unknown keys"
+            for k, v in node["properties"].items():
+                walk(v, f"{path}/{k}")
+
+    walk(schema, "")
+    # every key of values.yaml is in the schema (and the other way round)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def keys(v: Any, s: dict[str, Any], path: str) -> None:
+        if isinstance(v, dict) and "properties" in s:
+            assert set(v) <= set(s["properties"]), f"{path}: {set(v) - set(s['properties'])} not in the schema"
+            assert set(s["properties"]) - {"global"} <= set(v), f"{path}: schema keys without a default"
+            for k, sub in v.items():
+                keys(sub, s["properties"][k], f"{path}/{k}")
+
+    keys(values, schema, "")
+
+
+def test_chart_metadata(yaml: Any) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2" and chart["kubeVersion"] and chart["appVersion"]
+    import tomllib
+
+    project = tomllib.loads((Path(CHART).parents[1] / "pyproject.toml").read_text())["project"]
+    assert chart["appVersion"] == project["version"], "appVersion follows the package version"
+    templates = sorted(p.name for p in (CHART / "templates").glob("*.yaml"))
+    for name in templates:
+        text = (CHART / "templates" / name).read_text()
+        kind_lines = {ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("kind:")}
+        assert len(kind_lines) == 1, f"{name}: one kind per template file, found {kind_lines}"
+        assert name.split("-")[0].removesuffix(".yaml") == next(iter(kind_lines)).lower(), name
