@@ -122,3 +122,19 @@ def test_dashboards_cover_every_metric() -> None:
         for _, expr in exprs(json.loads(path.read_text())):
             seen |= {defs[m].name for m in usage(expr).metrics if m in defs}
     assert {d.name for d in defs.values()} - seen == set()
+
+
+def test_docs_describe_every_panel_and_metric() -> None:
+    dashboards_md = (CHART.parents[1] / "docs" / "dashboards.md").read_text()
+    for path in DASHBOARDS:
+        board = json.loads(path.read_text())
+        assert f"## {board['title']}" in dashboards_md, board["title"]
+        for p in panels(board):
+            heading = f"### {p['title']}" if p["type"] == "row" else f"**{p['title']}**"
+            assert heading in dashboards_md, f"docs/dashboards.md does not describe {path.stem} / {p['title']}"
+    metrics_md = (CHART.parents[1] / "docs" / "metrics.md").read_text()
+    for sample, d in metric_defs().items():
+        shown = d.name + {"counter": "_total", "info": "_info"}.get(d.type, "")
+        assert f"`{shown}`" in metrics_md, f"docs/metrics.md does not list {shown}"
+        for label in d.labels:
+            assert f"`{label}`" in metrics_md, f"docs/metrics.md does not name the label {label} of {shown}"
