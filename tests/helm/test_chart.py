@@ -490,3 +490,41 @@ def test_chart_metadata(yaml: Any) -> None:
         kind_lines = {ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("kind:")}
         assert len(kind_lines) == 1, f"{name}: one kind per template file, found {kind_lines}"
         assert name.split("-")[0].removesuffix(".yaml") == next(iter(kind_lines)).lower(), name
+
+
+def test_helm_test_pod_script_against_a_real_health_service(rendered: dict[str, list[Manifest]]) -> None:
+    """The `helm test` pod's script, run here against a grpc.health.v1 server on a free port: exit 0 while
+    SERVING, 1 while NOT_SERVING (as a draining front reports)."""
+    import os
+    import subprocess
+    import sys
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    (pod,) = kinds(rendered["default"], "Pod")
+    command = pod["spec"]["containers"][0]["command"]
+    script, service = command[2], command[4]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+    try:
+        for status, rc in ((health_pb2.HealthCheckResponse.SERVING, 0), (health_pb2.HealthCheckResponse.NOT_SERVING, 1)):
+            servicer.set(service, status)
+            proc = subprocess.run([sys.executable, "-c", script, f"127.0.0.1:{port}", service],
+                                  capture_output=True, text=True, timeout=60, env=env)
+            assert proc.returncode == rc, proc.stdout + proc.stderr
+            assert health_pb2.HealthCheckResponse.ServingStatus.Name(status) in proc.stdout
+    finally:
+        server.stop(0)
+
+
+@pytest.mark.parametrize("kube_version", ["1.27.0", "1.35.0"])
+def test_renders_on_the_supported_kubernetes_range(helm: None, kube_version: str) -> None:
+    template("-f", str(CHART / "ci" / "monitoring-hpa-networkpolicy-values.yaml"), "--kube-version", kube_version)
+    proc = template("-f", str(CHART / "ci" / "default-values.yaml"), "--kube-version", "1.26.0", check=False)
+    assert proc.returncode != 0 and "kubeVersion" in proc.stderr + proc.stdout, proc.stderr
