@@ -13,11 +13,12 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from livegate.redisconn import AnyRedis
+from livegate.redisconn import AnyRedis, execute_ordered
 
 logger = logging.getLogger(__name__)
 
@@ -81,14 +82,21 @@ class Batcher:
             await self._flush(groups)
 
     async def _flush(self, groups: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        n = 0
-        for commands, _ in groups:
-            for cmd in commands:
-                pipe.execute_command(*cmd)
-                n += 1
+        n = sum(len(commands) for commands, _ in groups)
         try:
-            replies = await pipe.execute(raise_on_error=False)
+            if isinstance(self._redis, RedisCluster):
+                # Redis Cluster: the commands live on several masters. Keep the single-node guarantees (a
+                # group's commands in order, commands on one key in submission order) at two round trips
+                # per batch in the common case, and retry commands whose connection dropped mid-pipeline
+                # (redis-py's cluster pipeline returns those errors as replies instead of retrying).
+                replies = await execute_ordered(self._redis, [(cmd, {}) for commands, _ in groups for cmd in commands],
+                                                [len(commands) for commands, _ in groups])
+            else:
+                pipe = self._redis.pipeline(transaction=False)
+                for commands, _ in groups:
+                    for cmd in commands:
+                        pipe.execute_command(*cmd)
+                replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # connection lost beyond the retry policy: fail this batch, keep running
             logger.warning("redis pipeline of %d commands failed: %r", n, exc)
             for _, fut in groups:

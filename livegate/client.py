@@ -98,11 +98,32 @@ def build_setup(model: str, config: Any = None) -> live.BidiGenerateContentSetup
     return msg
 
 
-class LiveSession:
-    """One livegate session: the gRPC stream, shaped like google-genai's ``AsyncSession``."""
+_REATTACH_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
+                   grpc.StatusCode.UNKNOWN)
 
-    def __init__(self, call: grpc.aio.StreamStreamCall) -> None:
+
+def _broken_stream(err: grpc.aio.AioRpcError) -> bool:
+    """A transport failure (worth a reattach), not a status the gateway decided: those carry google.rpc
+    details (ErrorInfo) and are final for this stream."""
+    if err.code() not in _REATTACH_CODES:
+        return False
+    return not any(k == "grpc-status-details-bin" for k, _ in (err.trailing_metadata() or ()))
+
+
+class LiveSession:
+    """One livegate session: the gRPC stream, shaped like google-genai's ``AsyncSession``.
+
+    With ``auto_reattach`` (the default) a broken stream (network, a front restarting or draining) is
+    replaced transparently: the session reattaches with its id, token and last seen ``seq`` and receives
+    every server message it missed, in order."""
+
+    def __init__(self, call: grpc.aio.StreamStreamCall, connect: Any = None, *, auto_reattach: bool = True,
+                 reattach_timeout_s: float = 30.0) -> None:
         self._call = call
+        self._connect = connect  # () -> a new Connect call, for reattaching
+        self.auto_reattach = auto_reattach and connect is not None
+        self.reattach_timeout_s = reattach_timeout_s
+        self.reattaches = 0
         self.session_id = ""
         self.reattach_token = ""
         self.last_seq = 0
@@ -130,6 +151,42 @@ class LiveSession:
             self.last_seq = msg.seq
         return msg
 
+    async def reattach(self) -> None:
+        """Replace the stream: reattach to this session on a (possibly different) front, retrying with
+        backoff for up to ``reattach_timeout_s`` while fronts restart."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reattach_timeout_s
+        delay = 0.05
+        old = self._call
+        while True:
+            call = self._connect()
+            try:
+                await call.write(gw.ClientMessage(reattach=gw.Reattach(
+                    session_id=self.session_id, reattach_token=self.reattach_token, last_seq=self.last_seq)))
+                first = await call.read()
+                if first is grpc.aio.EOF or first.WhichOneof("message") != "session":
+                    raise RuntimeError("livegate did not accept the reattach")
+                break
+            except grpc.aio.AioRpcError as err:
+                call.cancel()
+                if not _broken_stream(err) or loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        self._call = call
+        old.cancel()
+        self.reattaches += 1
+        logger.info("livegate session %s reattached at seq %d", self.session_id, self.last_seq)
+
+    async def _write(self, msg: gw.ClientMessage) -> None:
+        try:
+            await self._call.write(msg)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
+            if not self.auto_reattach:
+                raise
+            await self.reattach()
+            await self._call.write(msg)
+
     # -- sending ------------------------------------------------------------------------------------
 
     async def send_client_content(self, *, turns: Any = None, turn_complete: bool = True) -> None:
@@ -139,7 +196,7 @@ class LiveSession:
             body["turns"] = [_content(t) for t in items]
         msg = gw.ClientMessage()
         json_format.ParseDict(body, msg.client_content)
-        await self._call.write(msg)
+        await self._write(msg)
 
     async def send_realtime_input(self, *, audio: Any = None, video: Any = None, text: str | None = None,
                                   media: Any = None, activity_start: Any = None, activity_end: Any = None,
@@ -163,13 +220,13 @@ class LiveSession:
         else:
             raise ValueError("send_realtime_input needs exactly one of audio, video, text, media, "
                              "activity_start, activity_end, audio_stream_end")
-        await self._call.write(msg)
+        await self._write(msg)
 
     async def send_tool_response(self, *, function_responses: Any) -> None:
         items = function_responses if isinstance(function_responses, (list, tuple)) else [function_responses]
         msg = gw.ClientMessage()
         json_format.ParseDict({"function_responses": [_plain(f) for f in items]}, msg.tool_response)
-        await self._call.write(msg)
+        await self._write(msg)
 
     async def send_context_update(self, *, system_instruction: Any = None, tools: Sequence[Any] | None = None) -> None:
         body: dict[str, Any] = {}
@@ -179,16 +236,29 @@ class LiveSession:
             body["tools"] = {"tools": [_plain(t) for t in tools]}
         msg = gw.ClientMessage()
         json_format.ParseDict(body, msg.context_update)
-        await self._call.write(msg)
+        await self._write(msg)
 
     # -- receiving ----------------------------------------------------------------------------------
 
     async def receive_raw(self) -> AsyncIterator[gw.ServerMessage]:
-        """Every server message (including gateway events) until the stream ends."""
+        """Every server message (including gateway events) until the session ends; reattaches transparently
+        on a broken stream or a front's ``drain``."""
         while True:
-            msg = await self._read()
+            try:
+                msg = await self._read()
+            except grpc.aio.AioRpcError as err:
+                if not self.auto_reattach or not _broken_stream(err) or not self.session_id:
+                    raise
+                logger.info("livegate stream broke (%s); reattaching", err.code().name)
+                await self.reattach()
+                continue
             if msg is None:
                 return
+            if msg.WhichOneof("message") == "drain" and self.auto_reattach:
+                await self.reattach()
+                continue
+            if msg.WhichOneof("message") == "session":
+                continue  # the answer to a reattach
             yield msg
 
     async def receive(self) -> AsyncIterator[Any]:
@@ -245,7 +315,8 @@ class _Live:
                       options: gw.SessionOptions | None = None) -> AsyncIterator[LiveSession]:
         stub = self._client.stub()
         call = stub.Connect(metadata=self._client.metadata)
-        session = LiveSession(call)
+        session = LiveSession(call, lambda: stub.Connect(metadata=self._client.metadata),
+                              auto_reattach=self._client.auto_reattach)
         try:
             await session._start(build_setup(model, config), options)
             yield session
@@ -263,8 +334,9 @@ class Client:
     """``Client(target)`` -> ``client.aio.live.connect(model=..., config=...)``."""
 
     def __init__(self, target: str, *, credentials: grpc.ChannelCredentials | None = None,
-                 metadata: Sequence[tuple[str, str]] = ()) -> None:
+                 metadata: Sequence[tuple[str, str]] = (), auto_reattach: bool = True) -> None:
         self.target = target
+        self.auto_reattach = auto_reattach
         self._credentials = credentials
         self.metadata = tuple(metadata)
         self._channel: grpc.aio.Channel | None = None

@@ -11,7 +11,7 @@ Layout (see docs/redis.md for the table with owners and TTLs):
   ``lg:{w:wid}:sessions`` (set of owned session ids, for takeover).
 - Per front, hash tag ``{f:<fid>}``: ``lg:{f:fid}:outbox`` (stream, fast-path delivery of server messages).
 - Fleet-wide: ``lg:{alloc}:pending`` (stream + consumer group: sessions waiting for a worker),
-  ``lg:{fleet}:workers`` (zset worker id -> last heartbeat ms).
+  ``lg:{fleet}:workers`` / ``lg:{fleet}:fronts`` (zsets: process id -> last heartbeat ms).
 - Per tenant, hash tag ``{t:<tenant>}``: ``lg:{t:tenant}:sessions`` (zset sid -> created ms, for ListSessions).
 - Gateway resumption handles given to callers: ``lg:{h:<handle>}:handle`` (hash, TTL).
 
@@ -26,6 +26,7 @@ PREFIX = "lg"
 ALLOC_STREAM = f"{PREFIX}:{{alloc}}:pending"
 ALLOC_GROUP = "workers"
 WORKERS = f"{PREFIX}:{{fleet}}:workers"
+FRONTS = f"{PREFIX}:{{fleet}}:fronts"
 
 
 def session_meta(sid: str) -> str:

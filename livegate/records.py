@@ -23,6 +23,17 @@ DETACHED = "detached"  # caller gone, within the reattach grace
 CLOSING = "closing"
 
 
+def reattach_grace_s(options: bytes, settings: Any) -> float:
+    """How long a session whose caller is gone waits for a reattach: its SessionOptions.reattach_grace,
+    bounded by ``max_reattach_grace_s``, else ``reattach_grace_s``."""
+    from livegate.v1 import gateway_pb2 as gw
+
+    opts = gw.SessionOptions.FromString(options) if options else gw.SessionOptions()
+    if opts.HasField("reattach_grace"):
+        return min(max(0.0, opts.reattach_grace.ToNanoseconds() / 1e9), settings.max_reattach_grace_s)
+    return float(settings.reattach_grace_s)
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     front_id: str = ""
     max_message_bytes: int = Field(4 * 1024 * 1024, description="largest gRPC message accepted from a caller")
     setup_timeout_s: float = Field(30.0, description="time for a worker to take a session and the upstream to answer setup")
-    close_timeout_s: float = Field(10.0, description="time a front waits for the worker to confirm a close")
+    close_timeout_s: float = Field(20.0, description="time a front waits for the worker to confirm a close")
+    close_turn_s: float = Field(15.0, description="on a caller's half-close, time the worker lets the turn in flight finish")
     front_grace_s: float = Field(10.0, description="bounded shutdown of the front")
     session_queue_len: int = Field(1024, description="server messages buffered per session at the front")
 
@@ -53,6 +54,8 @@ class Settings(BaseSettings):
     s2c_history_len: int = Field(2000, description="server messages kept per session for reattach replay")
     c2s_log_len: int = Field(3000, description="client messages kept per session for upstream replay")
     inbox_len: int = Field(10000, description="approximate cap of a worker inbox / front outbox stream")
+    reattach_grace_s: float = Field(30.0, description="a session whose caller is gone waits this long for a reattach")
+    max_reattach_grace_s: float = Field(600.0, description="upper bound of SessionOptions.reattach_grace")
     handle_ttl_s: int = Field(7200, description="lifetime of a gateway resumption handle given to callers")
 
     # --- upstream (the Live API, or the emulator) ------------------------------------------------

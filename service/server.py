@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from livegate import keys, records
+from livegate import keys, metrics, records
 from livegate.bus import Batcher, read_stream, supervise
 from livegate.errors import GatewayError, invalid_argument, not_found
 from livegate.redisconn import AnyRedis, connect
@@ -23,7 +23,7 @@ from livegate.settings import Settings
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
 from service.auth import Authenticator, OpenAccess
-from service.servicer import LiveGatewayServicer, SERVICE_NAME
+from service.servicer import SERVICE_NAME, LiveGatewayServicer
 from service.session import FrontSession
 from service.validate import validate_setup
 
@@ -71,7 +71,13 @@ class Front:
             return
         self._stop = asyncio.Event()
         await self.batcher.start()
-        await self.redis.expire(keys.front_outbox(self.id), OUTBOX_TTL_S)
+        # the outbox is created by its owner only (workers write with NOMKSTREAM): a dead front's outbox
+        # expires and is never recreated
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(keys.front_outbox(self.id), {"k": "hello"})
+        pipe.expire(keys.front_outbox(self.id), OUTBOX_TTL_S)
+        pipe.zadd(keys.FRONTS, {self.id: records.now_ms()})
+        await pipe.execute()
         self._tasks = [asyncio.create_task(supervise("outbox", self._outbox_loop), name="front-outbox"),
                        asyncio.create_task(supervise("keepalive", self._keepalive_loop), name="front-keepalive")]
         server = grpc.aio.server(options=[
@@ -118,6 +124,7 @@ class Front:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             await self.redis.delete(keys.front_outbox(self.id))
+            await self.redis.zrem(keys.FRONTS, self.id)
         except Exception as exc:
             logger.warning("front %s: could not delete its outbox: %r", self.id, exc)
         await self.batcher.aclose()
@@ -129,19 +136,25 @@ class Front:
 
     async def _outbox_loop(self) -> None:
         async for batch in read_stream(self.redis, keys.front_outbox(self.id), last_id=self._outbox_last_id, stop=self._stop):
-            self._outbox_last_id = batch[-1][0].decode()
             for _eid, fields in batch:
-                session = self.sessions.get(fields[b"s"].decode())
+                sid = fields.get(b"s")
+                session = self.sessions.get(sid.decode()) if sid else None  # no sid: the outbox's creation marker
                 if session is not None:
                     session.offer(fields)
+            self._outbox_last_id = batch[-1][0].decode()
 
     async def _keepalive_loop(self) -> None:
+        """The front's heartbeat (workers detach the sessions of a front that stops beating) and its
+        outbox's TTL."""
         while True:
-            await asyncio.sleep(OUTBOX_TTL_S / 4)
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
             try:
-                await self.redis.expire(keys.front_outbox(self.id), OUTBOX_TTL_S)
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.zadd(keys.FRONTS, {self.id: records.now_ms()})
+                pipe.expire(keys.front_outbox(self.id), OUTBOX_TTL_S)
+                await pipe.execute()
             except Exception as exc:
-                logger.warning("front %s: outbox keepalive failed: %r", self.id, exc)
+                logger.warning("front %s: heartbeat failed: %r", self.id, exc)
 
     # -- sessions ----------------------------------------------------------------------------------
 
@@ -162,6 +175,7 @@ class Front:
             reattach_hash=records.hash_token(token), wants_resumption=first.setup.HasField("session_resumption"),
             handle=upstream_handle)
         session = FrontSession(self, sid, tenant)
+        session.grace_s = records.reattach_grace_s(record.options, self.settings)
         self.sessions[sid] = session
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(keys.session_meta(sid), mapping=record.to_redis())
@@ -171,6 +185,40 @@ class Front:
         await pipe.execute()
         logger.info("session %s created for tenant %s (model %s)", sid, tenant, model)
         return session, token
+
+    async def reattach_session(self, tenant: str, req: gw.Reattach) -> tuple[FrontSession, str]:
+        """A caller returns to a live session (after a network break or a front restart): check the token,
+        make this front its front, and have the caller's stream replay everything after ``last_seq``."""
+        sid = req.session_id
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.session_meta(sid))
+        pipe.xinfo_stream(keys.session_c2s(sid))
+        pipe.xrange(keys.session_s2c(sid), "-", "+", count=1)
+        raw, c2s, first = await pipe.execute(raise_on_error=False)
+        unknown = not_found(f"no live session {sid!r} for this caller (ended, expired, or a wrong reattach token)",
+                            "SESSION_NOT_FOUND")
+        if not isinstance(raw, dict) or not raw:
+            raise unknown
+        r = records.SessionRecord.from_redis(raw)
+        if r.tenant != tenant or not req.reattach_token or not records.token_matches(req.reattach_token, r.reattach_hash):
+            raise unknown
+        oldest = keys.stream_seq(first[0][0]) if isinstance(first, list) and first else 0
+        if oldest and req.last_seq + 1 < oldest:
+            raise GatewayError(grpc.StatusCode.OUT_OF_RANGE, "REPLAY_TRIMMED",
+                               f"server messages after seq {req.last_seq} are no longer kept (the oldest is {oldest}); "
+                               "start a new session (or resume it with its resumption handle)")
+        session = FrontSession(self, sid, tenant, last_index=_last_id(c2s), last_seq=req.last_seq, worker=r.worker)
+        session.grace_s = records.reattach_grace_s(r.options, self.settings)
+        self.sessions[sid] = session
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(keys.session_meta(sid), mapping={"front": self.id})
+        pipe.hincrby(keys.session_meta(sid), "reattaches", 1)
+        await pipe.execute()
+        if r.worker:
+            await session.tell_worker("attach", self.id)
+        metrics.REATTACHES.labels("ok").inc()
+        logger.info("session %s reattached at seq %d (tenant %s)", sid, req.last_seq, tenant)
+        return session, req.reattach_token
 
     async def _resolve_handle(self, tenant: str, model: str, token: str) -> str:
         raw = await self.redis.hgetall(keys.handle(token)) if token.startswith("lgh_") else {}

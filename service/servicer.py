@@ -69,27 +69,31 @@ class LiveGatewayServicer:
                 raise invalid_argument("could not parse the first message as livegate.v1.ClientMessage",
                                        "MALFORMED_MESSAGE")
             kind = msg.WhichOneof("message")
-            if kind == "reattach":
-                raise GatewayError(grpc.StatusCode.UNIMPLEMENTED, "REATTACH_UNAVAILABLE",
-                                   "reattach is not available on this gateway version")
-            if kind != "setup":
+            reattach = kind == "reattach"
+            if reattach:
+                session, token = await front.reattach_session(tenant, msg.reattach)
+            elif kind == "setup":
+                session, token = await front.open_session(tenant, msg)
+            else:
                 raise invalid_argument(f"the first message must be `setup` (or `reattach`), got `{kind or 'nothing'}`",
                                        "SETUP_REQUIRED")
-            session, token = await front.open_session(tenant, msg)
         except GatewayError as err:
             await context.abort_with_status(to_status(err))
             return
         try:
             await context.write(gw.ServerMessage(session=gw.SessionInfo(session_id=session.sid, reattach_token=token)))
-            error = await self._relay(session, context)
+            error = await self._relay(session, context, reattach=reattach, grace_s=session.grace_s)
         finally:
-            front.sessions.pop(session.sid, None)
+            if front.sessions.get(session.sid) is session:
+                front.sessions.pop(session.sid, None)
         if error is not None:
             await context.abort_with_status(to_status(error))
 
-    async def _relay(self, session: Any, context: grpc.aio.ServicerContext) -> GatewayError | None:
+    async def _relay(self, session: Any, context: grpc.aio.ServicerContext, *, reattach: bool,
+                     grace_s: float) -> GatewayError | None:
         s = self.front.settings
-        server_task = asyncio.create_task(session.pump_server(context, first_timeout_s=s.setup_timeout_s))
+        server_task = asyncio.create_task(session.pump_server(
+            context, first_timeout_s=None if reattach else s.setup_timeout_s, replay=reattach))
         client_task = asyncio.create_task(session.pump_client(context))
         closed = False
         try:
@@ -116,16 +120,19 @@ class LiveGatewayServicer:
             for t in (server_task, client_task):
                 t.cancel()
             await asyncio.gather(server_task, client_task, return_exceptions=True)
-            if not closed:  # the caller went away (cancelled RPC): end the session, owned by the front
-                task = asyncio.create_task(self._close_after_loss(session))
+            if not closed:  # the caller went away (broken stream): keep the session for a reattach
+                task = asyncio.create_task(self._detach_after_loss(session, grace_s))
                 self.front.cleanups.add(task)
                 task.add_done_callback(self.front.cleanups.discard)
 
-    async def _close_after_loss(self, session: Any) -> None:
+    async def _detach_after_loss(self, session: Any, grace_s: float) -> None:
+        if self.front.sessions.get(session.sid) not in (None, session):
+            return  # the caller already reattached (here) on a new stream
         try:
-            await session.request_close()
+            await session.detach(grace_s)
+            logger.info("session %s: caller gone; kept %.0fs for a reattach", session.sid, grace_s)
         except Exception as exc:
-            logger.warning("session %s: close after caller loss failed: %r", session.sid, exc)
+            logger.warning("session %s: detach after caller loss failed: %r", session.sid, exc)
 
     # -- admin -------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import grpc
 import orjson
 
-from livegate import keys
+from livegate import keys, metrics
 from livegate.errors import GatewayError, unavailable
 from livegate.v1 import gateway_pb2 as gw
 from service.status import code_from_int
@@ -36,6 +36,7 @@ class Delivery:
     data: bytes
     worker: str
     end: bool = False
+    sync: bool = False  # the worker's current seq, after an attach: fill up to it from the log
     code: int = 0
     error: bytes = b""
 
@@ -52,6 +53,7 @@ class FrontSession:
         self.queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=front.settings.session_queue_len)
         self.overflowed = False
         self.created = time.monotonic()
+        self.grace_s = front.settings.reattach_grace_s  # kept this long for a reattach when the caller is lost
 
     def __repr__(self) -> str:
         return f"<FrontSession {self.sid} worker={self.worker or '-'} index={self.index} seq={self.last_seq}>"
@@ -66,7 +68,10 @@ class FrontSession:
                 self.queue.get_nowait()
             self.queue.put_nowait(d)
             return
-        d = Delivery(int(f[b"q"]), f[b"m"], f.get(b"w", b"").decode())
+        if f.get(b"k") == b"sync":
+            d = Delivery(int(f.get(b"q", 0)), b"", f.get(b"w", b"").decode(), sync=True)
+        else:
+            d = Delivery(int(f[b"q"]), f[b"m"], f.get(b"w", b"").decode())
         try:
             self.queue.put_nowait(d)
         except asyncio.QueueFull:
@@ -79,8 +84,14 @@ class FrontSession:
         except asyncio.QueueFull:
             self.overflowed = True
 
-    async def pump_server(self, context: grpc.aio.ServicerContext, *, first_timeout_s: float) -> GatewayError | None:
-        """Write server messages to the caller until the session ends; return how it ended."""
+    async def pump_server(self, context: grpc.aio.ServicerContext, *, first_timeout_s: float | None,
+                          replay: bool = False) -> GatewayError | None:
+        """Write server messages to the caller until the session ends; return how it ended. ``replay``: first
+        write everything the session's log holds after ``last_seq`` (a reattach)."""
+        if replay:
+            before = self.last_seq
+            await self._fill(context, None)
+            metrics.REPLAYED_MESSAGES.inc(self.last_seq - before)
         timeout: float | None = first_timeout_s
         while True:
             if self.overflowed:
@@ -97,6 +108,10 @@ class FrontSession:
                 await self._owner_changed(d.worker)
             if d.end:
                 return _end_error(d)
+            if d.sync:
+                if d.seq > self.last_seq:
+                    await self._fill(context, d.seq)
+                continue
             if d.seq == 0:
                 await context.write(d.data)
                 continue
@@ -107,9 +122,10 @@ class FrontSession:
             await context.write(d.data)
             self.last_seq = d.seq
 
-    async def _fill(self, context: grpc.aio.ServicerContext, up_to: int) -> None:
+    async def _fill(self, context: grpc.aio.ServicerContext, up_to: int | None) -> None:
+        """Write the logged server messages after ``last_seq`` (through ``up_to``; None: all) in order."""
         entries = await self.front.redis.xrange(keys.session_s2c(self.sid), keys.stream_id(self.last_seq + 1),
-                                                keys.stream_id(up_to))
+                                                keys.stream_id(up_to) if up_to is not None else "+")
         for eid, fields in entries:
             seq = keys.stream_seq(eid)
             if seq <= self.last_seq:
@@ -166,9 +182,24 @@ class FrontSession:
             await self.front.batcher.submit([("DEL", *keys.session_keys(self.sid)),
                                              ("ZREM", keys.tenant_sessions(self.tenant), self.sid)])
 
+    async def tell_worker(self, kind: str, value: object) -> None:
+        """A control entry (attach, detach) for the owning worker."""
+        await self.front.batcher.submit([self._inbox_cmd("k", kind, "m", value)])
+
+    async def detach(self, grace_s: float) -> None:
+        """The caller is gone without closing: keep the session for ``grace_s`` so it can reattach."""
+        owner = await self.front.redis.hget(keys.session_meta(self.sid), "worker")
+        if not owner:
+            await self.request_close()
+            return
+        self.worker = owner.decode()
+        await self.front.batcher.submit([("HSET", keys.session_meta(self.sid), "state", "detached"),
+                                         self._inbox_cmd("k", "detach", "m", self.front.id, "i", int(grace_s * 1000))])
+
     def _inbox_cmd(self, *fields: object) -> tuple[object, ...]:
-        return ("XADD", keys.worker_inbox(self.worker), "MAXLEN", "~", self.front.settings.inbox_len, "*",
-                "s", self.sid, *fields)
+        # NOMKSTREAM: the inbox is created by its worker; a dead worker's inbox is not recreated
+        return ("XADD", keys.worker_inbox(self.worker), "NOMKSTREAM", "MAXLEN", "~", self.front.settings.inbox_len,
+                "*", "s", self.sid, *fields)
 
 
 # Mark a session closing and return its owner; if no worker owns it yet, delete its meta so no worker

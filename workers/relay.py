@@ -43,7 +43,7 @@ MAX_RESUME_ATTEMPTS = 8
 
 @dataclasses.dataclass(slots=True)
 class InboxItem:
-    kind: str  # "msg" | "sync" | "close"
+    kind: str  # msg | sync | close | admin_close | detach | attach | grace_expired
     index: int
     payload: bytes = b""
     t_ns: int = 0
@@ -89,12 +89,15 @@ class SessionRelay:
         self._renew = asyncio.Event()  # set: renew the upstream now (go_away at a resumable point or deadline)
         self._renew_timer: asyncio.TimerHandle | None = None
         self._conn_base = 0  # session index of the message before this connection's first
+        self._closing = False  # the caller half-closed: close once the turn in flight completes
         self._turn_open = False  # a user turn was sent or model output is streaming, and no turn_complete yet
         self._last_frame = time.monotonic()
         self.started = time.monotonic()
         self.cause = cause  # new | takeover | migrate
         self.since_ms = since_ms  # takeover: the previous owner's last heartbeat
         self._abandoned = False
+        self.detached = False  # the caller is gone; the session waits for a reattach
+        self._grace_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return (f"<SessionRelay {self.sid} epoch={self.epoch} seq={self.seq} next_index={self.next_index} "
@@ -264,7 +267,26 @@ class SessionRelay:
         while True:
             item = await self.queue.get()
             if item.kind == "close":
+                # the caller is done sending: let the model finish the turn in flight (bounded), then close
+                if not self._turn_open:
+                    raise ClientClosed()
+                self._closing = True
+                asyncio.get_running_loop().call_later(self.worker.settings.close_turn_s, self.queue.put_nowait,
+                                                      InboxItem("close_now", 0))
+                continue
+            if item.kind == "close_now":
                 raise ClientClosed()
+            if item.kind == "detach":
+                self._on_detach(item)
+                continue
+            if item.kind == "attach":
+                await self._on_attach(item.payload.decode())
+                continue
+            if item.kind == "grace_expired":
+                if self.detached:
+                    logger.info("session %s: no reattach within the grace period; ending it", self.sid)
+                    raise ClientClosed()
+                continue
             if item.kind == "admin_close":
                 raise GatewayError(grpc.StatusCode.ABORTED, "CLOSED_BY_ADMIN",
                                    "the session was closed with CloseSession")
@@ -277,6 +299,22 @@ class SessionRelay:
                 await self._fill(item.index - 1)
             await self._send_client(ws, item.payload)
             self.next_index = item.index + 1
+
+    def _on_detach(self, item: InboxItem) -> None:
+        if item.payload.decode() != self.record.front or self.detached:
+            return  # a stale detach: the caller already reattached through another front
+        self.detached = True
+        grace_s = item.index / 1000
+        logger.info("session %s: caller detached; waiting %.0fs for a reattach", self.sid, grace_s)
+        self._grace_timer = asyncio.get_running_loop().call_later(
+            grace_s, self.queue.put_nowait, InboxItem("grace_expired", 0))
+
+    async def _on_attach(self, front: str) -> None:
+        self.detached = False
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        await self.worker.attach_front(self, front)
 
     async def _fill(self, up_to: int | None = None) -> None:
         """Send the ``c2s`` log from ``next_index`` through ``up_to`` (None: to the end) upstream, in order."""
@@ -330,6 +368,8 @@ class SessionRelay:
             elif kind == "tool_call":
                 self._turn_open = False  # the caller's tool_response reopens it
             await self._emit(msg, t_ns)
+            if self._closing and not self._turn_open:
+                raise ClientClosed()  # the turn the caller was waiting for is complete
 
     async def _on_resumption_update(self, msg: gw.ServerMessage) -> None:
         upd = msg.session_resumption_update

@@ -79,6 +79,8 @@ class Worker:
             if "BUSYGROUP" not in str(exc):
                 raise
         await self.batcher.start()
+        # the inbox is created by its owner only (fronts write with NOMKSTREAM): never recreated once dead
+        await self.redis.xadd(keys.worker_inbox(self.id), {"k": "hello"})
         await self._heartbeat_once()
         self._last_heartbeat = time.monotonic()
         self._loops = [
@@ -131,11 +133,18 @@ class Worker:
         pipe.set(keys.worker_heartbeat(self.id), f"{len(self.sessions)}/{s.worker_capacity}",
                  px=int(s.heartbeat_ttl_s * 1000))
         pipe.zadd(keys.WORKERS, {self.id: records.now_ms()})
+        pipe.expire(keys.worker_inbox(self.id), max(60, int(s.heartbeat_ttl_s * 10)))
+        pipe.zrangebyscore(keys.FRONTS, records.now_ms() - int(s.heartbeat_ttl_s * 1000), "+inf")
         # keep every owned session's keys alive while we relay them
         for sid in self.sessions:
             for key in keys.session_keys(sid):
                 pipe.expire(key, s.session_key_ttl_s)
-        await pipe.execute()
+        replies = await pipe.execute()
+        live_fronts = {f.decode() for f in replies[3]}
+        for relay in list(self.sessions.values()):  # a dead front's callers can only come back by reattaching
+            if relay.record.front not in live_fronts and not relay.detached:
+                grace_ms = int(records.reattach_grace_s(relay.record.options, s) * 1000)
+                relay.deliver(InboxItem("detach", grace_ms, relay.record.front.encode()))
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -230,8 +239,9 @@ class Worker:
     async def _inbox_loop(self) -> None:
         assert self._stop is not None
         async for batch in read_stream(self.redis, keys.worker_inbox(self.id), last_id=self._inbox_last_id, stop=self._stop):
-            self._inbox_last_id = batch[-1][0].decode()
             for _eid, f in batch:
+                if b"s" not in f:
+                    continue  # the inbox's creation marker
                 sid = f[b"s"].decode()
                 item = InboxItem(f.get(b"k", b"msg").decode(), int(f.get(b"i", 0)), f.get(b"m", b""), int(f.get(b"t", 0)))
                 relay = self.sessions.get(sid)
@@ -241,6 +251,7 @@ class Worker:
                     self._claiming[sid].append(item)
                 else:
                     logger.debug("worker %s: inbox entry for a session it does not hold: %r", self.id, f)
+            self._inbox_last_id = batch[-1][0].decode()
 
     # -- services for relays -----------------------------------------------------------------------
 
@@ -256,7 +267,7 @@ class Worker:
         cmds: list[tuple[Any, ...]] = [
             ("XADD", log, *(() if seq == 1 else ("NOMKSTREAM",)), "MAXLEN", "~", s.s2c_history_len,
              keys.stream_id(seq), "m", data, "t", t_ns),
-            ("XADD", keys.front_outbox(relay.record.front), "MAXLEN", "~", s.inbox_len, "*",
+            ("XADD", keys.front_outbox(relay.record.front), "NOMKSTREAM", "MAXLEN", "~", s.inbox_len, "*",
              "s", relay.sid, "q", seq, "m", data, "t", t_ns, "w", self.id)]
         if seq == 1:
             cmds.append(("EXPIRE", log, s.session_key_ttl_s))
@@ -277,6 +288,15 @@ class Worker:
         replies = await self.batcher.submit(cmds)
         return replies[0] == 1
 
+    async def attach_front(self, relay: SessionRelay, front: str) -> None:
+        """The caller reattached through ``front``: deliver there from now on, and tell it our current seq so
+        it fills anything written to the previous front's outbox from the session's log."""
+        relay.record.front = front
+        await self.batcher.submit([
+            ("XADD", keys.front_outbox(front), "NOMKSTREAM", "MAXLEN", "~", self.settings.inbox_len, "*",
+             "s", relay.sid, "k", "sync", "q", relay.seq, "w", self.id),
+            ("HSET", keys.session_meta(relay.sid), "state", "active")])
+
     async def publish_handle(self, relay: SessionRelay, token: str, upstream_handle: str) -> None:
         """Store the caller-facing resumption handle ``token``: it maps to the upstream handle inside Redis
         only (upstream handles never leave the gateway) and lets a new session of the same tenant continue
@@ -294,7 +314,7 @@ class Worker:
         r = relay.record
         try:
             await self.batcher.submit([
-                ("XADD", keys.front_outbox(r.front), "MAXLEN", "~", self.settings.inbox_len, "*",
+                ("XADD", keys.front_outbox(r.front), "NOMKSTREAM", "MAXLEN", "~", self.settings.inbox_len, "*",
                  "s", sid, "w", self.id, *[x for kv in end_fields(error).items() for x in kv]),
                 ("DEL", *keys.session_keys(sid)),
                 ("SREM", keys.worker_sessions(self.id), sid),

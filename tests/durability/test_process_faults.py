@@ -116,3 +116,37 @@ async def test_sigkill_owner_mid_turn(procs: ProcStack, redis_url: str, emulator
     assert conv["connections"] == 2  # resumed from the stored handle on the new worker
     # three turns in the history (user + model each): the spoken one once, nothing lost, nothing doubled
     assert conv["history_turns"] == 6
+
+
+async def test_sigkill_front_client_reattaches_elsewhere(procs: ProcStack, emulator: Any) -> None:
+    await procs.worker()
+    fronts = [await procs.front(), await procs.front()]
+    # one channel over both fronts (pick_first): what a Kubernetes Service gives a caller
+    target = "ipv4:" + ",".join(f.address for f in fronts)
+    config = {"response_modalities": ["AUDIO"], "output_audio_transcription": {}}
+    async with Client(target) as client, client.aio.live.connect(model=MODEL, config=config) as s:
+        stub = client.stub()
+        await s.send_client_content(turns={"role": "user", "parts": [{"text": "say: one two three four five six seven eight nine ten"}]})
+        seqs = []
+        killed = None
+        async with asyncio.timeout(60):
+            async for m in s.receive_raw():
+                seqs.append(m.seq)
+                if killed is None and len(seqs) == 5:
+                    info = await stub.GetSession(gw.GetSessionRequest(session_id=s.session_id))
+                    killed = next(f for f in fronts if f.id == info.front_id)
+                    killed.kill(signal.SIGKILL)
+                if m.server_content.turn_complete:
+                    break
+        assert killed is not None and await killed.wait(5) == -signal.SIGKILL
+        assert s.reattaches == 1
+        # exactly the messages missed while the stream was broken, in order: no gap, no duplicate
+        assert seqs == list(range(seqs[0], seqs[-1] + 1)) and seqs[0] == 1
+        info = await stub.GetSession(gw.GetSessionRequest(session_id=s.session_id))
+        assert info.front_id != killed.id and info.counters.reattaches == 1
+        # and the conversation goes on through the surviving front
+        await s.send_client_content(turns={"role": "user", "parts": [{"text": "what did I just say?"}]})
+        async with asyncio.timeout(30):
+            async for m in s.receive_raw():
+                if m.server_content.turn_complete:
+                    break

@@ -36,12 +36,14 @@ def text_msg(text: str) -> gw.ClientMessage:
     return m
 
 
-async def stream_status(stub: Any, messages: list[Any]) -> tuple[grpc.StatusCode, str, list[gw.ServerMessage], Any]:
+async def stream_status(stub: Any, messages: list[Any], half_close: bool = True) -> tuple[grpc.StatusCode, str, list[gw.ServerMessage], Any]:
     """Send ``messages`` on a Connect stream, read until it ends; return (code, details, received, call)."""
     call = stub.Connect()
     received: list[gw.ServerMessage] = []
     for m in messages:
         await call.write(m)
+    if half_close:
+        await call.done_writing()
     try:
         async with asyncio.timeout(15):
             async for r in call:
@@ -237,3 +239,13 @@ def contextlib_stack() -> Any:
             return self.enter_async_context
 
     return _Stack()
+
+
+async def test_half_close_lets_the_turn_in_flight_finish(stub: Any, redis: Any) -> None:
+    """A caller that sends its turn and half-closes at once (a `buf curl` heredoc) still gets the reply."""
+    code, _, received, _ = await stream_status(stub, [setup_msg(), text_msg("Hello? Anyone there?")])
+    assert code == grpc.StatusCode.OK
+    texts = "".join(p.text for m in received for p in m.server_content.model_turn.parts)
+    assert texts == 'You said: "Hello? Anyone there?"'
+    assert received[-1].server_content.turn_complete
+    await assert_no_session_keys(redis)
