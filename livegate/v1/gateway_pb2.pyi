@@ -408,7 +408,9 @@ class Session(_message.Message):
         CLOSING: Session._State.ValueType  # 5
         """Being closed."""
         CLOSED: Session._State.ValueType  # 6
-        """Ended; kept for a while for inspection."""
+        """Reserved: an ended session is deleted at once (GetSession then
+        returns NOT_FOUND), so this state is not reported.
+        """
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
         """Lifecycle state."""
@@ -428,7 +430,9 @@ class Session(_message.Message):
     CLOSING: Session.State.ValueType  # 5
     """Being closed."""
     CLOSED: Session.State.ValueType  # 6
-    """Ended; kept for a while for inspection."""
+    """Reserved: an ended session is deleted at once (GetSession then
+    returns NOT_FOUND), so this state is not reported.
+    """
 
     @_typing.final
     class Counters(_message.Message):
@@ -443,7 +447,7 @@ class Session(_message.Message):
         RESUMES_FIELD_NUMBER: _builtins.int
         REATTACHES_FIELD_NUMBER: _builtins.int
         client_messages: _builtins.int
-        """Client messages received (all `ClientMessage`s incl. `setup`)."""
+        """Client messages received after `setup`."""
         server_messages: _builtins.int
         """Server messages sent (the highest `ServerMessage.seq`)."""
         upstream_connects: _builtins.int

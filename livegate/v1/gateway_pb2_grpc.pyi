@@ -63,23 +63,35 @@ class LiveGatewayStub:
       `reattach`, a second `setup`, `options` without `setup`, an invalid
       field value (also an upstream close 1007).
     * NOT_FOUND: unknown model (upstream close 1008 "models/X is not
-      found..."), unknown or expired session or resumption handle,
+      found..."), unknown or expired session or resumption handle, a wrong
+      reattach token (NOT_FOUND, so that ids do not reveal existence),
       unknown upstream route in `SessionOptions.upstream`.
-    * UNAUTHENTICATED / PERMISSION_DENIED: see the service comment; also a
-      bad reattach token.
+    * UNAUTHENTICATED / PERMISSION_DENIED: see the service comment.
     * FAILED_PRECONDITION: a message not allowed in the current state
       (upstream close 1008 "Operation is not implemented, or supported, or
-      enabled."), or a reattach while another stream is attached.
-    * RESOURCE_EXHAUSTED: tenant or gateway session limit reached, or the
-      upstream quota (close 1011 "You exceeded your current quota...").
+      enabled."). A reattach takes the session over from any stream that
+      is still attached.
+    * OUT_OF_RANGE: a reattach whose `last_seq` is older than the replay
+      history the gateway keeps.
+    * ABORTED: the session was closed with `CloseSession`
+      (CLOSED_BY_ADMIN), or the upstream lost it (UPSTREAM_SESSION_LOST).
+    * RESOURCE_EXHAUSTED: tenant or gateway session limit reached, the
+      upstream quota (close 1011 "You exceeded your current quota..."), or
+      the caller read server messages too slowly (SLOW_READER).
     * UNAVAILABLE: the upstream is unreachable or could not be renewed
       within the retry budget; the gateway is draining (after a `drain`
       message). Retry, or reattach if a `session` message was received.
     * DEADLINE_EXCEEDED: the session reached its maximum length.
-    * INTERNAL: an unexpected upstream error (close 1011 "Internal error
-      encountered.") that could not be recovered.
-    * OK: the session ended normally (the client half-closed, or the
-      session was closed with `CloseSession`).
+    * INTERNAL: the upstream rejected the gateway's own credentials
+      (UPSTREAM_AUTH: an operator must fix them), or a gateway bug.
+    * OK: the session ended normally: the client half-closed (a turn in
+      flight finishes first).
+
+    Transient upstream failures (go_away, close 1011 "Internal error
+    encountered.", drops, stalls) never end the stream: the gateway renews
+    the upstream with its resumption handle. Every status the gateway
+    decides carries a `google.rpc.ErrorInfo` (domain `livegate.dev`, a
+    stable `reason`) and, where retrying helps, a `google.rpc.RetryInfo`.
     """
     GetSession: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetSessionRequest, _gateway_pb2.Session]
     """Returns one session of the caller's tenant.
@@ -87,17 +99,16 @@ class LiveGatewayStub:
     INVALID_ARGUMENT if `session_id` is empty; UNAUTHENTICATED.
     """
     ListSessions: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListSessionsRequest, _gateway_pb2.ListSessionsResponse]
-    """Lists the caller's tenant's sessions that are not CLOSED, newest first.
+    """Lists the caller's tenant's live sessions, oldest first.
     INVALID_ARGUMENT for a bad `page_token` or a negative `page_size`;
     UNAUTHENTICATED.
     """
     CloseSession: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.CloseSessionRequest, _gateway_pb2.CloseSessionResponse]
     """Closes a session: its upstream connection is closed, an attached
-    `Connect` stream ends with OK, and the session cannot be reattached.
-    Idempotent: closing a CLOSING or CLOSED session returns it unchanged.
-    NOT_FOUND if no such session exists; INVALID_ARGUMENT if `session_id` is
-    empty; UNAUTHENTICATED; UNAVAILABLE if the worker holding the session
-    cannot be reached (retry).
+    `Connect` stream ends with ABORTED (reason CLOSED_BY_ADMIN), and the
+    session cannot be reattached. Returns the session as CLOSING. Once it
+    has ended, the session is gone: a second call returns NOT_FOUND.
+    NOT_FOUND if no such session exists; UNAUTHENTICATED.
     """
 
 @_typing.type_check_only
@@ -128,23 +139,35 @@ class LiveGatewayAsyncStub(LiveGatewayStub):
       `reattach`, a second `setup`, `options` without `setup`, an invalid
       field value (also an upstream close 1007).
     * NOT_FOUND: unknown model (upstream close 1008 "models/X is not
-      found..."), unknown or expired session or resumption handle,
+      found..."), unknown or expired session or resumption handle, a wrong
+      reattach token (NOT_FOUND, so that ids do not reveal existence),
       unknown upstream route in `SessionOptions.upstream`.
-    * UNAUTHENTICATED / PERMISSION_DENIED: see the service comment; also a
-      bad reattach token.
+    * UNAUTHENTICATED / PERMISSION_DENIED: see the service comment.
     * FAILED_PRECONDITION: a message not allowed in the current state
       (upstream close 1008 "Operation is not implemented, or supported, or
-      enabled."), or a reattach while another stream is attached.
-    * RESOURCE_EXHAUSTED: tenant or gateway session limit reached, or the
-      upstream quota (close 1011 "You exceeded your current quota...").
+      enabled."). A reattach takes the session over from any stream that
+      is still attached.
+    * OUT_OF_RANGE: a reattach whose `last_seq` is older than the replay
+      history the gateway keeps.
+    * ABORTED: the session was closed with `CloseSession`
+      (CLOSED_BY_ADMIN), or the upstream lost it (UPSTREAM_SESSION_LOST).
+    * RESOURCE_EXHAUSTED: tenant or gateway session limit reached, the
+      upstream quota (close 1011 "You exceeded your current quota..."), or
+      the caller read server messages too slowly (SLOW_READER).
     * UNAVAILABLE: the upstream is unreachable or could not be renewed
       within the retry budget; the gateway is draining (after a `drain`
       message). Retry, or reattach if a `session` message was received.
     * DEADLINE_EXCEEDED: the session reached its maximum length.
-    * INTERNAL: an unexpected upstream error (close 1011 "Internal error
-      encountered.") that could not be recovered.
-    * OK: the session ended normally (the client half-closed, or the
-      session was closed with `CloseSession`).
+    * INTERNAL: the upstream rejected the gateway's own credentials
+      (UPSTREAM_AUTH: an operator must fix them), or a gateway bug.
+    * OK: the session ended normally: the client half-closed (a turn in
+      flight finishes first).
+
+    Transient upstream failures (go_away, close 1011 "Internal error
+    encountered.", drops, stalls) never end the stream: the gateway renews
+    the upstream with its resumption handle. Every status the gateway
+    decides carries a `google.rpc.ErrorInfo` (domain `livegate.dev`, a
+    stable `reason`) and, where retrying helps, a `google.rpc.RetryInfo`.
     """
     GetSession: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetSessionRequest, _gateway_pb2.Session]  # type: ignore[assignment]
     """Returns one session of the caller's tenant.
@@ -152,17 +175,16 @@ class LiveGatewayAsyncStub(LiveGatewayStub):
     INVALID_ARGUMENT if `session_id` is empty; UNAUTHENTICATED.
     """
     ListSessions: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListSessionsRequest, _gateway_pb2.ListSessionsResponse]  # type: ignore[assignment]
-    """Lists the caller's tenant's sessions that are not CLOSED, newest first.
+    """Lists the caller's tenant's live sessions, oldest first.
     INVALID_ARGUMENT for a bad `page_token` or a negative `page_size`;
     UNAUTHENTICATED.
     """
     CloseSession: _aio.UnaryUnaryMultiCallable[_gateway_pb2.CloseSessionRequest, _gateway_pb2.CloseSessionResponse]  # type: ignore[assignment]
     """Closes a session: its upstream connection is closed, an attached
-    `Connect` stream ends with OK, and the session cannot be reattached.
-    Idempotent: closing a CLOSING or CLOSED session returns it unchanged.
-    NOT_FOUND if no such session exists; INVALID_ARGUMENT if `session_id` is
-    empty; UNAUTHENTICATED; UNAVAILABLE if the worker holding the session
-    cannot be reached (retry).
+    `Connect` stream ends with ABORTED (reason CLOSED_BY_ADMIN), and the
+    session cannot be reattached. Returns the session as CLOSING. Once it
+    has ended, the session is gone: a second call returns NOT_FOUND.
+    NOT_FOUND if no such session exists; UNAUTHENTICATED.
     """
 
 class LiveGatewayServicer(metaclass=_abc_1.ABCMeta):
@@ -196,23 +218,35 @@ class LiveGatewayServicer(metaclass=_abc_1.ABCMeta):
           `reattach`, a second `setup`, `options` without `setup`, an invalid
           field value (also an upstream close 1007).
         * NOT_FOUND: unknown model (upstream close 1008 "models/X is not
-          found..."), unknown or expired session or resumption handle,
+          found..."), unknown or expired session or resumption handle, a wrong
+          reattach token (NOT_FOUND, so that ids do not reveal existence),
           unknown upstream route in `SessionOptions.upstream`.
-        * UNAUTHENTICATED / PERMISSION_DENIED: see the service comment; also a
-          bad reattach token.
+        * UNAUTHENTICATED / PERMISSION_DENIED: see the service comment.
         * FAILED_PRECONDITION: a message not allowed in the current state
           (upstream close 1008 "Operation is not implemented, or supported, or
-          enabled."), or a reattach while another stream is attached.
-        * RESOURCE_EXHAUSTED: tenant or gateway session limit reached, or the
-          upstream quota (close 1011 "You exceeded your current quota...").
+          enabled."). A reattach takes the session over from any stream that
+          is still attached.
+        * OUT_OF_RANGE: a reattach whose `last_seq` is older than the replay
+          history the gateway keeps.
+        * ABORTED: the session was closed with `CloseSession`
+          (CLOSED_BY_ADMIN), or the upstream lost it (UPSTREAM_SESSION_LOST).
+        * RESOURCE_EXHAUSTED: tenant or gateway session limit reached, the
+          upstream quota (close 1011 "You exceeded your current quota..."), or
+          the caller read server messages too slowly (SLOW_READER).
         * UNAVAILABLE: the upstream is unreachable or could not be renewed
           within the retry budget; the gateway is draining (after a `drain`
           message). Retry, or reattach if a `session` message was received.
         * DEADLINE_EXCEEDED: the session reached its maximum length.
-        * INTERNAL: an unexpected upstream error (close 1011 "Internal error
-          encountered.") that could not be recovered.
-        * OK: the session ended normally (the client half-closed, or the
-          session was closed with `CloseSession`).
+        * INTERNAL: the upstream rejected the gateway's own credentials
+          (UPSTREAM_AUTH: an operator must fix them), or a gateway bug.
+        * OK: the session ended normally: the client half-closed (a turn in
+          flight finishes first).
+
+        Transient upstream failures (go_away, close 1011 "Internal error
+        encountered.", drops, stalls) never end the stream: the gateway renews
+        the upstream with its resumption handle. Every status the gateway
+        decides carries a `google.rpc.ErrorInfo` (domain `livegate.dev`, a
+        stable `reason`) and, where retrying helps, a `google.rpc.RetryInfo`.
         """
 
     @_abc_1.abstractmethod
@@ -232,7 +266,7 @@ class LiveGatewayServicer(metaclass=_abc_1.ABCMeta):
         request: _gateway_pb2.ListSessionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.ListSessionsResponse, _abc.Awaitable[_gateway_pb2.ListSessionsResponse]]:
-        """Lists the caller's tenant's sessions that are not CLOSED, newest first.
+        """Lists the caller's tenant's live sessions, oldest first.
         INVALID_ARGUMENT for a bad `page_token` or a negative `page_size`;
         UNAUTHENTICATED.
         """
@@ -244,11 +278,10 @@ class LiveGatewayServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.CloseSessionResponse, _abc.Awaitable[_gateway_pb2.CloseSessionResponse]]:
         """Closes a session: its upstream connection is closed, an attached
-        `Connect` stream ends with OK, and the session cannot be reattached.
-        Idempotent: closing a CLOSING or CLOSED session returns it unchanged.
-        NOT_FOUND if no such session exists; INVALID_ARGUMENT if `session_id` is
-        empty; UNAUTHENTICATED; UNAVAILABLE if the worker holding the session
-        cannot be reached (retry).
+        `Connect` stream ends with ABORTED (reason CLOSED_BY_ADMIN), and the
+        session cannot be reattached. Returns the session as CLOSING. Once it
+        has ended, the session is gone: a second call returns NOT_FOUND.
+        NOT_FOUND if no such session exists; UNAUTHENTICATED.
         """
 
 def add_LiveGatewayServicer_to_server(servicer: LiveGatewayServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
