@@ -26,10 +26,8 @@ WORKDIR /src
 # Dependencies first (their layer is reused while only the code changes): every runtime dependency has
 # manylinux wheels for CPython 3.11 (x86_64 and aarch64), so no compiler is needed.
 COPY pyproject.toml README.md ./
-RUN python - <<'PY' > /tmp/requirements.txt
-import tomllib
-print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))
-PY
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > /tmp/requirements.txt
 RUN /opt/livegate/bin/pip install --no-compile -r /tmp/requirements.txt
 COPY livegate ./livegate
 COPY service ./service
