@@ -24,17 +24,14 @@ echo "check_proto: buf format"
 "$BUF" format --diff --exit-code
 
 # PROTO_AGAINST overrides the baseline, e.g. PROTO_AGAINST='.git#ref=HEAD~1,subdir=proto' or a release tag.
-AGAINST_BRANCH=main
-if [[ -n "${PROTO_AGAINST:-}" ]]; then
-  echo "check_proto: buf breaking against $PROTO_AGAINST"
-  "$BUF" breaking proto --against "$PROTO_AGAINST"
-elif git rev-parse --verify --quiet "refs/heads/$AGAINST_BRANCH" >/dev/null \
-  && git ls-tree -r --name-only "$AGAINST_BRANCH" -- proto | grep -q '\.proto$'; then
-  echo "check_proto: buf breaking against $AGAINST_BRANCH"
-  "$BUF" breaking proto --against ".git#branch=$AGAINST_BRANCH,subdir=proto"
-else
-  echo "check_proto: buf breaking skipped: branch $AGAINST_BRANCH has no proto files yet (first commit)"
-fi
+# The baseline is the last released API: proto/released.binpb, a buf image committed with each release, so
+# the check means the same in any clone (CI clones main, where "against main" would compare main with
+# itself). An incompatible change fails the build unless it goes into a new version package (livegate.v2).
+# Releasing an API state: node_modules/.bin/buf build -o proto/released.binpb
+# PROTO_AGAINST overrides the baseline, e.g. PROTO_AGAINST='.git#ref=HEAD~1,subdir=proto'.
+AGAINST=${PROTO_AGAINST:-proto/released.binpb}
+echo "check_proto: buf breaking against $AGAINST"
+"$BUF" breaking proto --against "$AGAINST"
 
 PYTHON=${PYTHON:-}
 if [[ -z "$PYTHON" ]]; then
