@@ -1,7 +1,7 @@
 """Live API voice names and language codes, and how the emulator renders each.
 
-The lists are the public Live API ones (docs/live-api PROTOCOL.md section 6 and the
-``SpeechConfig.languageCode`` comment in the generativelanguage protos).  The server
+The lists are the public Live API ones (the shared live-api PROTOCOL.md, section 6, and the
+30 codes of the ``SpeechConfig.languageCode`` comment / Live docs "supported languages").  The server
 validates ``speechConfig`` against them; :mod:`emulator.speech` maps each voice to an
 espeak-ng variant and pitch (and a fundamental frequency for the synthetic engine)
 with :func:`voice_profile`, and each language code to an espeak-ng voice with

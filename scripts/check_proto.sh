@@ -23,7 +23,6 @@ echo "check_proto: buf lint"
 echo "check_proto: buf format"
 "$BUF" format --diff --exit-code
 
-# PROTO_AGAINST overrides the baseline, e.g. PROTO_AGAINST='.git#ref=HEAD~1,subdir=proto' or a release tag.
 # The baseline is the last released API: proto/released.binpb, a buf image committed with each release, so
 # the check means the same in any clone (CI clones main, where "against main" would compare main with
 # itself). An incompatible change fails the build unless it goes into a new version package (livegate.v2).

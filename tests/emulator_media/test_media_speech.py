@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import time
@@ -152,3 +153,33 @@ async def test_bounded_espeak_processes_serve_a_burst() -> None:
     burst = await asyncio.gather(*(synth.synthesize(t, voice="Leda") for t in texts))
     fresh = Synthesizer("espeak")
     assert burst == [await fresh.synthesize(t, voice="Leda") for t in texts]
+
+
+def _espeak_children() -> list[int]:
+    """Live espeak-ng processes whose parent is this test process (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        if comm == "espeak-ng" and int(rest[1]) == os.getpid() and rest[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not ESPEAK or not os.path.isdir("/proc"), reason="needs espeak-ng on PATH and Linux /proc")
+async def test_cancelled_synthesis_kills_espeak() -> None:
+    synth = Synthesizer("espeak")
+    task = asyncio.create_task(synth.synthesize("A very long reply that gets interrupted. " * 200, voice="Puck"))
+    await asyncio.sleep(0.05)
+    assert _espeak_children()  # it is running
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _espeak_children() == []
+    assert len(await synth.synthesize("still works", voice="Puck")) > 0
