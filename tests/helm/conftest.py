@@ -22,27 +22,36 @@ CHART = ROOT / "helm" / "livegate"
 HELM_SH = ROOT / "scripts" / "helm.sh"
 CACHE = ROOT / ".venv" / "helm"
 PYYAML = "PyYAML==6.0.3"
+# Kubernetes OpenAPI schemas (1.25 ... 1.37) + a validator; run in a subprocess, its dependencies stay apart
+KUBERNETES_VALIDATE = "kubernetes-validate==1.37.0"
 SCENARIOS = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml"))
 RELEASE = "lg"
 NAMESPACE = "livegate"
 
 
+def pip_target(spec: str) -> Path:
+    """A pinned package (and its dependencies) installed once with pip into its own directory under .venv/helm/pylib,
+    outside the project's environment (not importable unless a test puts it on a path)."""
+    target = CACHE / "pylib" / spec.replace("==", "-")
+    if not (target / ".complete").is_file():
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "--target", str(tmp), spec], check=True, timeout=300)
+        (tmp / ".complete").touch()
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    return target
+
+
 def load_yaml_module() -> ModuleType:
     """PyYAML: the installed one, else a copy fetched once with pip into .venv/helm/pylib (the project's pinned
-    dependencies do not include it; see the report of the chart's task)."""
+    dependencies do not include it)."""
     try:
         return importlib.import_module("yaml")
     except ImportError:
         pass
-    target = CACHE / "pylib" / PYYAML.replace("==", "-")
-    if not (target / "yaml").is_dir():
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "--no-deps", "--target", str(tmp), PYYAML], check=True)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-    sys.path.insert(0, str(target))
+    sys.path.insert(0, str(pip_target(PYYAML)))  # PyYAML has no dependencies: nothing else is shadowed
     return importlib.import_module("yaml")
 
 
