@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from livegate.devstack import redis_server_binary
 
@@ -48,11 +49,14 @@ def redis_cli_binary() -> str:
     raise FileNotFoundError("no redis-cli on PATH (it joins the cluster nodes); install redis-tools / redis-server")
 
 
-def _command(port: int, *args: str, timeout_s: float = 2.0) -> bytes:
-    """One command to one node over a plain socket (RESP2 inline reply parsing for bulk/simple strings)."""
+def _command(port: int, *args: str, timeout_s: float = 2.0, password: str | None = None) -> bytes:
+    """One command to one node over a plain socket (RESP2; simple, error, integer and bulk string replies)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
-        payload = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
-        s.sendall(payload.encode())
+        if password:
+            s.sendall(_pack("AUTH", password))
+            if not s.recv(1024).startswith(b"+OK"):
+                raise RuntimeError(f"127.0.0.1:{port}: AUTH failed")
+        s.sendall(_pack(*args))
         buf = b""
         while True:
             chunk = s.recv(65536)
@@ -72,13 +76,19 @@ def _command(port: int, *args: str, timeout_s: float = 2.0) -> bytes:
                     return rest[:size]
 
 
+def _pack(*args: str) -> bytes:
+    return (f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)).encode()
+
+
 class RedisClusterProcess:
     """``masters`` redis-server processes joined into one cluster (no replicas). See the module docstring."""
 
-    def __init__(self, masters: int = 3, *, node_timeout_ms: int = 2000, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, masters: int = 3, *, password: str | None = None, node_timeout_ms: int = 2000,
+                 extra_args: tuple[str, ...] = ()) -> None:
         if masters < 3:
             raise ValueError("redis-cli --cluster create needs at least 3 masters")
         self.masters = masters
+        self.password = password
         self.node_timeout_ms = node_timeout_ms
         self.extra_args = extra_args
         self.ports: list[int] = []
@@ -91,7 +101,8 @@ class RedisClusterProcess:
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        auth = f"default:{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis+cluster://{auth}" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
     @property
     def running(self) -> bool:
@@ -131,7 +142,9 @@ class RedisClusterProcess:
                 [binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                  "--cluster-port", str(bus), "--cluster-config-file", str(node_dir / "nodes.conf"),
                  "--cluster-node-timeout", str(self.node_timeout_ms), "--save", "", "--appendonly", "no",
-                 "--dir", str(node_dir), "--logfile", str(node_dir / "redis.log"), *self.extra_args],
+                 "--dir", str(node_dir), "--logfile", str(node_dir / "redis.log"),
+                 *(("--requirepass", self.password, "--masterauth", self.password) if self.password else ()),
+                 *self.extra_args],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for i, port in enumerate(self.ports):
             while True:
@@ -140,7 +153,7 @@ class RedisClusterProcess:
                     raise RuntimeError(f"cluster node {i} (port {port}) exited with {proc.returncode}:\n"
                                        f"{self._log_tail(i)}")
                 with contextlib.suppress(OSError, ConnectionError, RuntimeError):
-                    if _command(port, "PING", timeout_s=0.5) == b"PONG":
+                    if _command(port, "PING", timeout_s=0.5, password=self.password) == b"PONG":
                         break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"cluster node {i} did not answer PING on port {port}:\n{self._log_tail(i)}")
@@ -149,6 +162,8 @@ class RedisClusterProcess:
     def _create(self, deadline: float) -> None:
         cmd = [redis_cli_binary(), "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
                "--cluster-replicas", "0", "--cluster-yes"]
+        if self.password:
+            cmd += ["-a", self.password, "--no-auth-warning"]
         try:
             done = subprocess.run(cmd, capture_output=True, timeout=max(1.0, deadline - time.monotonic()),
                                   stdin=subprocess.DEVNULL)
@@ -159,7 +174,7 @@ class RedisClusterProcess:
             raise RuntimeError(f"`{' '.join(cmd)}` failed ({done.returncode}):\n{out[-2000:]}")
 
     def cluster_info(self, port: int) -> dict[str, str]:
-        text = _command(port, "CLUSTER", "INFO").decode()
+        text = _command(port, "CLUSTER", "INFO", password=self.password).decode()
         return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
 
     def _wait_ok(self, deadline: float) -> None:
@@ -182,7 +197,7 @@ class RedisClusterProcess:
     def slot_owners(self) -> dict[int, list[tuple[int, int]]]:
         """Master port -> its slot ranges (inclusive), from ``CLUSTER NODES`` on the first node."""
         out: dict[int, list[tuple[int, int]]] = {}
-        for line in _command(self.ports[0], "CLUSTER", "NODES").decode().splitlines():
+        for line in _command(self.ports[0], "CLUSTER", "NODES", password=self.password).decode().splitlines():
             parts = line.split()
             if len(parts) < 8 or "master" not in parts[2].split(","):
                 continue

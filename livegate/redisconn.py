@@ -127,8 +127,42 @@ async def ping(url: str) -> bool:
 # -- ordered pipelines on a cluster ------------------------------------------------------------------------
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A failure after which the command may simply be tried again once the connection is back: connection
+    errors, timeouts, a cluster between topologies, and redis-py 8.1's race where a cluster connection is
+    disconnected by another task while in use (``AttributeError: 'NoneType' object has no attribute
+    'writelines'``, seen under ``CLIENT KILL``)."""
+    if isinstance(exc, RETRYABLE):
+        return True
+    if isinstance(exc, AttributeError):
+        return "'NoneType' object has no attribute" in str(exc)
+    if isinstance(exc, RedisClusterException):
+        text = str(exc)
+        return "cannot be connected" in text or "All slots are not covered" in text
+    return False
+
+
 class LiveRedisCluster(RedisCluster):
-    """``RedisCluster`` whose ``pipeline(transaction=False)`` runs commands in order across masters."""
+    """``RedisCluster`` whose ``pipeline(transaction=False)`` runs commands in order across masters, and whose
+    commands survive a dropped connection like the single-node client does: redis-py's cluster client retries
+    a connection error at once (no backoff) and lets some through (a failure while it re-reads the topology,
+    a connection closed under a command by another task); those are retried here with capped, jittered
+    exponential backoff (``retries`` times)."""
+
+    retries = PIPELINE_RETRIES
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        failures = 0
+        backoff = ExponentialWithJitterBackoff(base=0.02, cap=1.0)
+        while True:
+            try:
+                return await super().execute_command(*args, **kwargs)
+            except Exception as exc:
+                if not is_transient(exc) or failures >= self.retries:
+                    raise
+                failures += 1
+                self._initialize = True  # re-read the topology before the next attempt
+                await asyncio.sleep(backoff.compute(failures))
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
         if transaction or shard_hint:
@@ -284,13 +318,14 @@ async def execute_ordered(client: RedisCluster, commands: Sequence[tuple[Sequenc
                 pipe.execute_command(*args, **kw)
             try:
                 replies = await pipe.execute(raise_on_error=False)
-            except RETRYABLE as exc:
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
                 replies = [exc] * len(todo)
-            except RedisClusterException as exc:
-                replies = [exc] * len(todo)
+                client._initialize = True
             again = []
             for i, reply in zip(todo, replies):
-                if isinstance(reply, RETRYABLE) and attempt < retries:
+                if is_transient(reply) and attempt < retries:
                     again.append(i)
                     continue
                 if i in retried and isinstance(reply, ResponseError) and "equal or smaller" in str(reply):
