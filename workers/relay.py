@@ -53,6 +53,10 @@ class SessionLost(Exception):
     """Another worker owns this session now (fenced write refused)."""
 
 
+class SessionHandedOver(Exception):
+    """The session continues on another worker (drain)."""
+
+
 class ClientClosed(Exception):
     """The caller (or an admin) asked to close the session."""
 
@@ -66,6 +70,10 @@ class UpstreamClosed(Exception):
 
 class GoAwayReceived(Exception):
     pass
+
+
+class Migrate(Exception):
+    """This worker is draining: hand the session to another worker (planned, not a crash)."""
 
 
 class SessionRelay:
@@ -89,6 +97,8 @@ class SessionRelay:
         self._renew = asyncio.Event()  # set: renew the upstream now (go_away at a resumable point or deadline)
         self._renew_timer: asyncio.TimerHandle | None = None
         self._conn_base = 0  # session index of the message before this connection's first
+        self._local_connects = 0  # upstream connections this worker opened for the session
+        self._migrating = False  # the worker drains: hand over at the next resumable point
         self._closing = False  # the caller half-closed: close once the turn in flight completes
         self._turn_open = False  # a user turn was sent or model output is streaming, and no turn_complete yet
         self._last_frame = time.monotonic()
@@ -124,6 +134,9 @@ class SessionRelay:
         except SessionLost:
             logger.warning("session %s lost to another worker; stopping without cleanup", self.sid)
             await self._close_ws(1000)
+            return
+        except SessionHandedOver:
+            logger.info("session %s handed over to another worker", self.sid)
             return
         except GatewayError as exc:
             error = exc
@@ -171,6 +184,10 @@ class SessionRelay:
             attempt = 0
             try:
                 await self._pump()
+            except Migrate:
+                await self._close_ws(1000)  # first: a resume while the old socket is open is refused
+                await self.worker.hand_over(self)
+                raise SessionHandedOver() from None
             except GoAwayReceived:
                 reason = "go_away"
             except UpstreamClosed as exc:
@@ -187,6 +204,7 @@ class SessionRelay:
         ws = await w.open_upstream()
         self.ws = ws
         self.record.connects += 1
+        self._local_connects += 1
         setup = codec.upstream_setup(self.setup, self._handle, w.settings, self.record.model)
         try:
             await ws.send(setup)
@@ -201,6 +219,10 @@ class SessionRelay:
         if not self._setup_sent_to_client:
             self._setup_sent_to_client = True
             await self._emit(msg)
+        elif self._local_connects == 1:
+            # first connection of this worker for a session taken over: tell the front who relays it now,
+            # so client messages come here at once (and any logged meanwhile are read below)
+            await self.worker.attach_front(self, self.record.front)
         # Re-send what the upstream has not consumed: every logged client message after the handle's index.
         self.next_index = self._handle_index + 1 if self._handle else 1
         # lastConsumedClientMessageIndex counts this connection's messages from 1 (after setup); messages
@@ -230,7 +252,18 @@ class SessionRelay:
 
     async def _renew_waiter(self) -> None:
         await self._renew.wait()
-        raise GoAwayReceived()
+        raise Migrate() if self._migrating else GoAwayReceived()
+
+    def _on_migrate(self) -> None:
+        """Hand over at the first resumable point, at the latest after half the drain timeout."""
+        self._migrating = True
+        if self._at_resumable_point():
+            self._renew.set()
+            return
+        if self._renew_timer is not None:
+            self._renew_timer.cancel()
+        self._renew_timer = asyncio.get_running_loop().call_later(
+            self.worker.settings.drain_timeout_s / 2, self._renew.set)
 
     async def _stall_watchdog(self) -> None:
         """A silent upstream in the middle of a turn (socket open, nothing sent) is renewed like a drop."""
@@ -276,6 +309,9 @@ class SessionRelay:
                 continue
             if item.kind == "close_now":
                 raise ClientClosed()
+            if item.kind == "migrate":
+                self._on_migrate()
+                continue
             if item.kind == "detach":
                 self._on_detach(item)
                 continue
@@ -381,8 +417,8 @@ class SessionRelay:
             ok = await asyncio.shield(self.worker.save_handle(self, self._handle, self._handle_index))
             if not ok:
                 raise SessionLost()
-            if self._renew_timer is not None and self._at_resumable_point():
-                self._renew.set()  # a go_away is pending and this is a clean point to renew
+            if (self._renew_timer is not None or self._migrating) and self._at_resumable_point():
+                self._renew.set()  # a go_away or a migration is pending and this is a clean point
         if self.record.wants_resumption:
             out = gw.ServerMessage()
             out.session_resumption_update.resumable = upd.resumable

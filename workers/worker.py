@@ -57,6 +57,7 @@ class Worker:
         self._started = False
         self._closed = False
         self._last_heartbeat = 0.0
+        self._draining = False
         self.reaper = Reaper(self)
         self.stats = WorkerStats()
 
@@ -92,12 +93,24 @@ class Worker:
         logger.info("worker %s started (capacity %d)", self.id, self.settings.worker_capacity)
 
     async def drain(self, timeout_s: float | None = None) -> None:
-        """Stop taking sessions; wait (bounded) for live sessions to end."""
+        """Stop taking sessions and hand every live one to another worker (planned migration through
+        resumption), bounded by the drain timeout; what is left is cancelled by ``aclose``."""
         if self._stop is not None:
             self._stop.set()
+        self._draining = True
+        n = len(self.sessions)
+        for relay in list(self.sessions.values()):
+            relay.deliver(InboxItem("migrate", 0))
         deadline = time.monotonic() + (self.settings.drain_timeout_s if timeout_s is None else timeout_s)
         while self._tasks and time.monotonic() < deadline:
             await asyncio.wait(list(self._tasks.values()), timeout=max(0.0, deadline - time.monotonic()))
+        logger.info("worker %s drained: %d sessions handed over, %d left", self.id, n - len(self._tasks), len(self._tasks))
+
+    async def hand_over(self, relay: SessionRelay) -> None:
+        """Queue ``relay``'s session for another worker, which claims it from us and resumes it."""
+        await self.batcher.submit([
+            ("XADD", keys.ALLOC_STREAM, "*", "s", relay.sid, "from", self.id, "k", "migrate", "hb", records.now_ms()),
+            ("SREM", keys.worker_sessions(self.id), relay.sid)])
 
     async def aclose(self) -> None:
         if self._closed:
@@ -105,11 +118,20 @@ class Worker:
         self._closed = True
         if self._stop is not None:
             self._stop.set()
+        held = list(self.sessions)
         tasks = list(self._tasks.values()) + self._loops
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         try:
+            # sessions still held (not handed over within the drain timeout): the fleet takes them over now
+            # rather than after our heartbeat expires
+            if held:
+                pipe = self.redis.pipeline(transaction=False)
+                for sid in held:
+                    pipe.xadd(keys.ALLOC_STREAM, {"s": sid, "from": self.id, "k": "takeover", "hb": records.now_ms()})
+                await pipe.execute()
+                logger.warning("worker %s: requeued %d sessions it could not hand over", self.id, len(held))
             await self.redis.zrem(keys.WORKERS, self.id)
             await self.redis.xgroup_delconsumer(keys.ALLOC_STREAM, keys.ALLOC_GROUP, self.id)
             await self.redis.delete(keys.worker_heartbeat(self.id), keys.worker_inbox(self.id))
@@ -166,7 +188,7 @@ class Worker:
     def ready(self) -> bool:
         """Taking sessions: started, not draining, and the last heartbeat reached Redis within its TTL."""
         fresh = time.monotonic() - self._last_heartbeat < self.settings.heartbeat_ttl_s
-        return self._started and not self._closed and not (self._stop and self._stop.is_set()) and fresh
+        return self._started and not self._closed and not self._draining and fresh
 
     # -- allocation ----------------------------------------------------------------------------------
 
@@ -191,6 +213,11 @@ class Worker:
                 await asyncio.sleep(0.2)
                 continue
             for eid, fields in _entries(reply):
+                if self._stop.is_set():  # read just as we began to drain: give it back to the fleet
+                    await self.batcher.submit([("XADD", keys.ALLOC_STREAM, "*", *[x for kv in fields.items() for x in kv]),
+                                               ("XACK", keys.ALLOC_STREAM, keys.ALLOC_GROUP, eid),
+                                               ("XDEL", keys.ALLOC_STREAM, eid)])
+                    continue
                 try:
                     await self._take(fields[b"s"].decode(), fields.get(b"from", b"").decode(),
                                      cause=fields.get(b"k", b"new").decode(), last_heartbeat_ms=int(fields.get(b"hb", 0)))

@@ -4,6 +4,7 @@ model turn while audio streams in; another worker continues it with its history.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -150,3 +151,68 @@ async def test_sigkill_front_client_reattaches_elsewhere(procs: ProcStack, emula
             async for m in s.receive_raw():
                 if m.server_content.turn_complete:
                     break
+
+
+async def test_sigterm_worker_hands_over_20_live_sessions(procs: ProcStack, emulator: Any) -> None:
+    draining = await procs.worker(capacity=30)
+    front = await procs.front()
+    async with Client(front.address) as client, contextlib.AsyncExitStack() as stack:
+        sessions = [await stack.enter_async_context(client.aio.live.connect(
+            model=MODEL, config={"response_modalities": ["TEXT"]}, options=gw.SessionOptions(upstream_events=True)))
+            for _ in range(20)]
+        for i, s in enumerate(sessions):
+            await s.send_client_content(turns={"role": "user", "parts": [{"text": f"Is {i} a number?"}]})
+            async with asyncio.timeout(20):
+                async for m in s.receive_raw():
+                    if m.server_content.turn_complete:
+                        break
+        stub = client.stub()
+        owners = {(await stub.GetSession(gw.GetSessionRequest(session_id=s.session_id))).worker_id for s in sessions}
+        assert owners == {draining.id}
+        successor = await procs.worker(capacity=30)
+        draining.kill(signal.SIGTERM)
+        assert await draining.wait(30) == 0  # drained and exited cleanly within the drain timeout
+        # every session goes on, on the successor, with its history, and none saw an error
+        for i, s in enumerate(sessions):
+            await s.send_client_content(turns={"role": "user", "parts": [{"text": "What was the last question I asked?"}]})
+            text, events = [], []
+            async with asyncio.timeout(20):
+                async for m in s.receive_raw():
+                    text += [p.text for p in m.server_content.model_turn.parts]
+                    if m.HasField("upstream_renewed"):
+                        events.append(m.upstream_renewed.reason)
+                    if m.server_content.turn_complete:
+                        break
+            assert "".join(text) == f'You asked: "Is {i} a number?"'
+            assert events == ["migrate"]
+            info = await stub.GetSession(gw.GetSessionRequest(session_id=s.session_id))
+            assert info.worker_id == successor.id
+
+
+async def test_sigterm_front_callers_move_to_another_front(procs: ProcStack, emulator: Any) -> None:
+    await procs.worker()
+    fronts = [await procs.front(), await procs.front()]
+    target = "ipv4:" + ",".join(f.address for f in fronts)
+    async with Client(target) as client, client.aio.live.connect(
+            model=MODEL, config={"response_modalities": ["TEXT"]}) as s:
+        stub = client.stub()
+        await s.send_client_content(turns={"role": "user", "parts": [{"text": "Is this the first front?"}]})
+        async with asyncio.timeout(20):
+            async for m in s.receive_raw():
+                if m.server_content.turn_complete:
+                    break
+        info = await stub.GetSession(gw.GetSessionRequest(session_id=s.session_id))
+        leaving = next(f for f in fronts if f.id == info.front_id)
+        leaving.kill(signal.SIGTERM)
+        assert await leaving.wait(20) == 0
+        await s.send_client_content(turns={"role": "user", "parts": [{"text": "What was the last question I asked?"}]})
+        text = []
+        async with asyncio.timeout(20):
+            async for m in s.receive_raw():
+                text += [p.text for p in m.server_content.model_turn.parts]
+                if m.server_content.turn_complete:
+                    break
+        assert "".join(text) == 'You asked: "Is this the first front?"'
+        assert s.reattaches >= 1
+        info = await stub.GetSession(gw.GetSessionRequest(session_id=s.session_id))
+        assert info.front_id != leaving.id
