@@ -151,6 +151,23 @@ class LiveRedisCluster(RedisCluster):
 
     retries = PIPELINE_RETRIES
 
+    async def _determine_slot(self, command: Any, *args: Any) -> int:
+        """XREAD/XREADGROUP have "movable keys": redis-py asks the server (``COMMAND GETKEYS``, twice per
+        call) where their keys are, two extra round trips in front of every read of the hot path. Their
+        keys are simply the first half of what follows ``STREAMS``."""
+        name = (command.decode() if isinstance(command, bytes) else str(command)).upper()
+        if name in ("XREAD", "XREADGROUP"):
+            tokens = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+            upper = [t.upper() for t in tokens]
+            if "STREAMS" in upper:
+                rest = args[upper.index("STREAMS") + 1:]
+                slots = {self.keyslot(k) for k in rest[: len(rest) // 2]}
+                if len(slots) == 1:
+                    return slots.pop()
+                if len(slots) > 1:
+                    raise RedisClusterException(f"{name} - all keys must map to the same key slot")
+        return int(await super()._determine_slot(command, *args))
+
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         failures = 0
         backoff = ExponentialWithJitterBackoff(base=0.02, cap=1.0)

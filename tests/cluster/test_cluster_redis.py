@@ -294,3 +294,25 @@ async def test_redis_py_cluster_pipeline_returns_connection_errors_as_replies(
         assert await redis.xlen(key) == 1  # lost, not retried
     else:  # pragma: no cover - a redis-py that retries
         assert replies == [b"0-2"]
+
+
+async def test_stream_reads_cost_one_round_trip(redis: Any, redis_cluster: RedisClusterProcess) -> None:
+    """XREAD/XREADGROUP have movable keys: redis-py would ask ``COMMAND GETKEYS`` twice before every read."""
+    inbox = keys.worker_inbox("w1")
+    await redis.xadd(inbox, {"s": "x"})
+    await redis.xgroup_create(keys.ALLOC_STREAM, keys.ALLOC_GROUP, id="0", mkstream=True)
+    for port in redis_cluster.ports:
+        async with node_client(port) as node:
+            await node.config_resetstat()
+    for _ in range(5):
+        assert await redis.xread({inbox: "0-0"}, count=10, block=10)
+        await redis.xreadgroup(keys.ALLOC_GROUP, "w1", {keys.ALLOC_STREAM: ">"}, count=1, block=10)
+    calls: dict[str, int] = {}
+    for port in redis_cluster.ports:
+        async with node_client(port) as node:
+            for name, st in (await node.info("commandstats")).items():
+                calls[name] = calls.get(name, 0) + int(st["calls"])
+    assert calls.get("cmdstat_xread") == 5 and calls.get("cmdstat_xreadgroup") == 5
+    assert not [n for n in calls if "getkeys" in n], calls
+    with pytest.raises(Exception, match="same key slot"):
+        await redis.xread({keys.worker_inbox("w1"): "0-0", keys.front_outbox("f1"): "0-0"}, block=10)
