@@ -18,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from livegate import metrics
 from livegate.redisconn import AnyRedis, execute_ordered
 
 logger = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ class Batcher:
     """Writes command groups in pipelines. ``await submit([...])`` returns that group's replies; a group's
     commands run in order, inside one pipeline, so an XADD to a log and to an inbox cost one round trip."""
 
-    def __init__(self, redis: AnyRedis, *, max_batch: int = 1024) -> None:
+    def __init__(self, redis: AnyRedis, *, max_batch: int = 1024, role: str = "") -> None:
         self._redis = redis
+        self._errors = metrics.REDIS_ERRORS.labels(role or "process", "pipeline")
         self._max_batch = max_batch
         self._pending: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
         self._wake = asyncio.Event()
@@ -98,6 +100,7 @@ class Batcher:
                         pipe.execute_command(*cmd)
                 replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # connection lost beyond the retry policy: fail this batch, keep running
+            self._errors.inc()
             logger.warning("redis pipeline of %d commands failed: %r", n, exc)
             for _, fut in groups:
                 if not fut.done():
@@ -150,6 +153,7 @@ async def read_stream(
         try:
             reply = await redis.xread({key: last_id}, count=count, block=block_ms)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            metrics.REDIS_ERRORS.labels("process", "xread").inc()
             logger.warning("reading %s failed (%r); retrying in %.2fs", key, exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 1.0)

@@ -39,7 +39,7 @@ class Front:
         self.id = self.settings.front_id
         self._own_redis = redis is None
         self.redis: AnyRedis = redis if redis is not None else connect(self.settings.redis_url, client_name=self.id)
-        self.batcher = Batcher(self.redis)
+        self.batcher = Batcher(self.redis, role="front")
         self.auth: Authenticator = authenticator or OpenAccess()
         self.sessions: dict[str, FrontSession] = {}
         self.health = health.aio.HealthServicer()
@@ -174,8 +174,9 @@ class Front:
             setup=setup.SerializeToString(), options=first.options.SerializeToString() if first.HasField("options") else b"",
             reattach_hash=records.hash_token(token), wants_resumption=first.setup.HasField("session_resumption"),
             handle=upstream_handle)
-        session = FrontSession(self, sid, tenant)
+        session = FrontSession(self, sid, tenant, model=model)
         session.grace_s = records.reattach_grace_s(record.options, self.settings)
+        metrics.SESSIONS_STARTED.labels(model, tenant).inc()
         self.sessions[sid] = session
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(keys.session_meta(sid), mapping=record.to_redis())
@@ -207,7 +208,8 @@ class Front:
             raise GatewayError(grpc.StatusCode.OUT_OF_RANGE, "REPLAY_TRIMMED",
                                f"server messages after seq {req.last_seq} are no longer kept (the oldest is {oldest}); "
                                "start a new session (or resume it with its resumption handle)")
-        session = FrontSession(self, sid, tenant, last_index=_last_id(c2s), last_seq=req.last_seq, worker=r.worker)
+        session = FrontSession(self, sid, tenant, last_index=_last_id(c2s), last_seq=req.last_seq, worker=r.worker,
+                               model=r.model)
         session.grace_s = records.reattach_grace_s(r.options, self.settings)
         self.sessions[sid] = session
         pipe = self.redis.pipeline(transaction=False)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from livegate import metrics
 from livegate.errors import GatewayError, invalid_argument
 from livegate.v1 import gateway_pb2 as gw
 from service.status import to_status
@@ -80,10 +81,16 @@ class LiveGatewayServicer:
         except GatewayError as err:
             await context.abort_with_status(to_status(err))
             return
+        active = metrics.SESSIONS_ACTIVE.labels("front", "attached", session.model, tenant)
+        active.inc()
+        outcome = "caller_lost"
         try:
             await context.write(gw.ServerMessage(session=gw.SessionInfo(session_id=session.sid, reattach_token=token)))
             error = await self._relay(session, context, reattach=reattach, grace_s=session.grace_s)
+            outcome = "ok" if error is None else error.reason.lower()
         finally:
+            active.dec()
+            metrics.SESSIONS_ENDED.labels(session.model, tenant, outcome).inc()
             if front.sessions.get(session.sid) is session:
                 front.sessions.pop(session.sid, None)
         if error is not None:

@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import orjson
@@ -39,14 +39,18 @@ class Delivery:
     sync: bool = False  # the worker's current seq, after an attach: fill up to it from the log
     code: int = 0
     error: bytes = b""
+    t_ns: int = 0  # when the worker received it from the upstream
 
 
 class FrontSession:
     def __init__(self, front: Front, sid: str, tenant: str, *, last_index: int = 0, last_seq: int = 0,
-                 worker: str = "") -> None:
+                 worker: str = "", model: str = "") -> None:
         self.front = front
         self.sid = sid
         self.tenant = tenant
+        self.model = model
+        self._s2c_latency = metrics.ADDED_LATENCY_SECONDS.labels("s2c")
+        self._m_kind: dict[str, tuple[Any, Any]] = {}
         self.index = last_index
         self.last_seq = last_seq
         self.worker = worker
@@ -71,7 +75,7 @@ class FrontSession:
         if f.get(b"k") == b"sync":
             d = Delivery(int(f.get(b"q", 0)), b"", f.get(b"w", b"").decode(), sync=True)
         else:
-            d = Delivery(int(f[b"q"]), f[b"m"], f.get(b"w", b"").decode())
+            d = Delivery(int(f[b"q"]), f[b"m"], f.get(b"w", b"").decode(), t_ns=int(f.get(b"t", 0)))
         try:
             self.queue.put_nowait(d)
         except asyncio.QueueFull:
@@ -120,6 +124,10 @@ class FrontSession:
             if d.seq > self.last_seq + 1:
                 await self._fill(context, d.seq - 1)
             await context.write(d.data)
+            if d.t_ns:  # upstream receive (worker) -> written to the caller (front)
+                self._s2c_latency.observe(max(0, time.time_ns() - d.t_ns) / 1e9)
+            if d.seq == 1:
+                metrics.SETUP_SECONDS.labels(self.model).observe(time.monotonic() - self.created)
             self.last_seq = d.seq
 
     async def _fill(self, context: grpc.aio.ServicerContext, up_to: int | None) -> None:
@@ -152,7 +160,13 @@ class FrontSession:
                 from livegate.errors import invalid_argument
 
                 raise invalid_argument("could not parse the message as livegate.v1.ClientMessage", "MALFORMED_MESSAGE")
-            validate_message(msg)
+            kind = validate_message(msg)
+            counters = self._m_kind.get(kind)
+            if counters is None:
+                counters = self._m_kind[kind] = (metrics.MESSAGES.labels("front", "c2s", kind),
+                                                 metrics.MESSAGE_BYTES.labels("front", "c2s", kind))
+            counters[0].inc()
+            counters[1].inc(len(raw))
             await self.send(raw)
 
     async def send(self, raw: bytes) -> None:

@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 
 from livegate import codec, keys, metrics, records
 from livegate.bus import is_stale_id_error
-from livegate.errors import GatewayError, classify_close, unavailable
+from livegate.errors import CloseDecision, GatewayError, classify_close, unavailable
 from livegate.records import SessionRecord
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
@@ -106,6 +106,15 @@ class SessionRelay:
         self.cause = cause  # new | takeover | migrate
         self.since_ms = since_ms  # takeover: the previous owner's last heartbeat
         self._abandoned = False
+        flavour = record.flavour
+        self._m = {
+            "c2s_latency": metrics.ADDED_LATENCY_SECONDS.labels("c2s"),
+            "go_away": metrics.UPSTREAM_GO_AWAYS.labels(flavour),
+            "gap": metrics.UPSTREAM_RESUME_GAP_SECONDS.labels(flavour),
+            "first_response": metrics.FIRST_RESPONSE_SECONDS.labels(record.model),
+        }
+        self._m_kind: dict[str, tuple[object, object]] = {}
+        self._turn_started = 0.0  # when the turn in flight was sent (for time to first response)
         self.detached = False  # the caller is gone; the session waits for a reattach
         self._grace_timer: asyncio.TimerHandle | None = None
 
@@ -161,7 +170,7 @@ class SessionRelay:
                 raise
             except (OSError, ConnectionClosed, asyncio.TimeoutError, UpstreamClosed) as exc:
                 code, why = _close_info(exc)
-                decision = classify_close(code, why)
+                decision = self._classified(code, why)
                 if not decision.resume:
                     assert decision.error is not None
                     raise decision.error from None
@@ -177,9 +186,8 @@ class SessionRelay:
                 gap = time.monotonic() - gap_started
                 if reason in ("takeover", "migrate") and self.since_ms:
                     gap = max(gap, (records.now_ms() - self.since_ms) / 1000)
-                    if reason == "takeover":
-                        metrics.TAKEOVERS.labels("dead_worker").inc()
-                        metrics.TAKEOVER_SECONDS.observe(gap)
+                    metrics.TAKEOVERS.labels("dead_worker" if reason == "takeover" else "drain").inc()
+                    metrics.TAKEOVER_SECONDS.observe(gap)
                 await self._renewed(reason, gap)
             attempt = 0
             try:
@@ -191,17 +199,28 @@ class SessionRelay:
             except GoAwayReceived:
                 reason = "go_away"
             except UpstreamClosed as exc:
-                decision = classify_close(exc.code, exc.reason)
+                decision = self._classified(exc.code, exc.reason)
                 if not decision.resume:
                     assert decision.error is not None
                     raise decision.error from None
                 reason = f"upstream_close_{exc.code}"
             await self._close_ws(1000)
 
+    def _classified(self, code: int | None, reason: str | None) -> CloseDecision:
+        decision = classify_close(code, reason)
+        label = "resume" if decision.resume else (decision.error.reason if decision.error else "end")
+        metrics.UPSTREAM_CLOSES.labels(self.record.flavour, str(code or 1006), label).inc()
+        return decision
+
     async def _connect(self) -> None:
         w = self.worker
         self._reset_renewal()
-        ws = await w.open_upstream()
+        try:
+            ws = await w.open_upstream()
+        except Exception:
+            metrics.UPSTREAM_CONNECTS.labels(self.record.flavour, "error").inc()
+            raise
+        metrics.UPSTREAM_CONNECTS.labels(self.record.flavour, "ok").inc()
         self.ws = ws
         self.record.connects += 1
         self._local_connects += 1
@@ -285,6 +304,7 @@ class SessionRelay:
         """Plan the renewal: at the first resumable point (no turn in flight, nothing sent since the handle),
         at the latest ``go_away_margin_s`` before the upstream's deadline."""
         self.record.go_aways += 1
+        self._m["go_away"].inc()  # type: ignore[attr-defined]
         if self._renew_timer is None:
             delay = max(0.0, time_left_s - self.worker.settings.go_away_margin_s)
             self._renew_timer = asyncio.get_running_loop().call_later(delay, self._renew.set)
@@ -333,7 +353,7 @@ class SessionRelay:
                 continue  # duplicate (already relayed)
             if item.index > self.next_index:
                 await self._fill(item.index - 1)
-            await self._send_client(ws, item.payload)
+            await self._send_client(ws, item.payload, item.t_ns)
             self.next_index = item.index + 1
 
     def _on_detach(self, item: InboxItem) -> None:
@@ -363,16 +383,18 @@ class SessionRelay:
             index = keys.stream_seq(eid)
             if index < self.next_index:
                 continue
-            await self._send_client(self.ws, fields[b"m"])
+            await self._send_client(self.ws, fields[b"m"], int(fields.get(b"t", 0)))
             self.next_index = index + 1
 
-    async def _send_client(self, ws: ClientConnection | None, payload: bytes) -> None:
+    async def _send_client(self, ws: ClientConnection | None, payload: bytes, t_ns: int = 0) -> None:
         assert ws is not None
         msg = gw.ClientMessage.FromString(payload)
         if not self._turn_open and _starts_turn(msg):
             self._turn_open = True
-            self._last_frame = time.monotonic()
+            self._last_frame = self._turn_started = time.monotonic()
         await ws.send(codec.client_to_live(msg), text=True)
+        if t_ns:  # front receive -> upstream send (clocks of one cluster: NTP-synchronised)
+            self._m["c2s_latency"].observe(max(0, time.time_ns() - t_ns) / 1e9)  # type: ignore[attr-defined]
         self.worker.stats.c2s += 1
 
     # -- upstream -> client ---------------------------------------------------------------------------
@@ -399,6 +421,11 @@ class SessionRelay:
                             self.sid, time_left)
                 self._on_go_away(time_left)
                 continue
+            if self._turn_started and kind in ("server_content", "tool_call"):
+                self._m["first_response"].observe(time.monotonic() - self._turn_started)  # type: ignore[attr-defined]
+                self._turn_started = 0.0
+            if msg.HasField("usage_metadata"):
+                self._count_tokens(msg.usage_metadata)
             if kind == "server_content":
                 self._turn_open = not msg.server_content.turn_complete
             elif kind == "tool_call":
@@ -406,6 +433,12 @@ class SessionRelay:
             await self._emit(msg, t_ns)
             if self._closing and not self._turn_open:
                 raise ClientClosed()  # the turn the caller was waiting for is complete
+
+    def _count_tokens(self, usage: object) -> None:
+        r = self.record
+        for direction, field in (("prompt", "prompt_tokens_details"), ("response", "response_tokens_details")):
+            for d in getattr(usage, field):
+                metrics.TOKENS.labels(r.model, r.tenant, direction, live_modality_name(d.modality)).inc(d.token_count)
 
     async def _on_resumption_update(self, msg: gw.ServerMessage) -> None:
         upd = msg.session_resumption_update
@@ -431,6 +464,8 @@ class SessionRelay:
 
     async def _renewed(self, reason: str, gap_s: float) -> None:
         logger.info("session %s: upstream renewed after %s in %.3fs", self.sid, reason, gap_s)
+        metrics.UPSTREAM_RESUMES.labels(self.record.flavour, reason.split("_close_")[0], "ok").inc()
+        self._m["gap"].observe(gap_s)  # type: ignore[attr-defined]
         if self.options.upstream_events:
             out = gw.ServerMessage()
             out.upstream_renewed.reason = reason
@@ -441,6 +476,13 @@ class SessionRelay:
         self.seq += 1
         msg.seq = self.seq
         data = msg.SerializeToString()
+        kind = msg.WhichOneof("message") or "usage_metadata"
+        counters = self._m_kind.get(kind)
+        if counters is None:
+            counters = self._m_kind[kind] = (metrics.MESSAGES.labels("worker", "s2c", kind),
+                                             metrics.MESSAGE_BYTES.labels("worker", "s2c", kind))
+        counters[0].inc()  # type: ignore[attr-defined]
+        counters[1].inc(len(data))  # type: ignore[attr-defined]
         replies = await self.worker.write_server_message(self, self.seq, data, t_ns or time.time_ns())
         if replies[0] is None or is_stale_id_error(replies[0]):  # log gone (session ended) or fenced
             raise SessionLost()
@@ -462,6 +504,13 @@ class SessionRelay:
 
     async def _finish(self, error: GatewayError | None) -> None:
         await self.worker.end_session(self, error)
+
+
+def live_modality_name(value: int) -> str:
+    try:
+        return live.ModalityTokenCount.DESCRIPTOR.fields_by_name["modality"].enum_type.values_by_number[value].name
+    except KeyError:
+        return "MODALITY_UNSPECIFIED"
 
 
 def _starts_turn(msg: gw.ClientMessage) -> bool:

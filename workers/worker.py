@@ -18,7 +18,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 from websockets.asyncio.client import ClientConnection
 
-from livegate import keys, records
+from livegate import keys, metrics, records
 from livegate.bus import Batcher, read_stream, supervise
 from livegate.errors import GatewayError
 from livegate.redisconn import AnyRedis, connect
@@ -44,7 +44,7 @@ class Worker:
         self.id = self.settings.worker_id
         self._own_redis = redis is None
         self.redis: AnyRedis = redis if redis is not None else connect(self.settings.redis_url, client_name=self.id)
-        self.batcher = Batcher(self.redis)
+        self.batcher = Batcher(self.redis, role="worker")
         self.sessions: dict[str, SessionRelay] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
@@ -58,6 +58,7 @@ class Worker:
         self._closed = False
         self._last_heartbeat = 0.0
         self._draining = False
+        self._gauge_keys: set[tuple[str, str, str]] = set()
         self.reaper = Reaper(self)
         self.stats = WorkerStats()
 
@@ -162,6 +163,7 @@ class Worker:
             for key in keys.session_keys(sid):
                 pipe.expire(key, s.session_key_ttl_s)
         replies = await pipe.execute()
+        self._export_gauges()
         live_fronts = {f.decode() for f in replies[3]}
         for relay in list(self.sessions.values()):  # a dead front's callers can only come back by reattaching
             if relay.record.front not in live_fronts and not relay.detached:
@@ -176,6 +178,20 @@ class Worker:
                 self._last_heartbeat = time.monotonic()
             except Exception as exc:
                 logger.warning("worker %s: heartbeat failed: %r", self.id, exc)
+
+    def _export_gauges(self) -> None:
+        metrics.WORKER_CAPACITY.set(self.settings.worker_capacity)
+        metrics.WORKER_SESSIONS.set(len(self.sessions))
+        counts: dict[tuple[str, str, str], int] = {}
+        for relay in self.sessions.values():
+            state = "detached" if relay.detached else ("active" if relay.ws is not None else "resuming")
+            key = (state, relay.record.model, relay.record.tenant)
+            counts[key] = counts.get(key, 0) + 1
+        for key in self._gauge_keys - counts.keys():
+            metrics.SESSIONS_ACTIVE.labels("worker", *key).set(0)
+        for key, n in counts.items():
+            metrics.SESSIONS_ACTIVE.labels("worker", *key).set(n)
+        self._gauge_keys = set(counts)
 
     async def _abandon_all(self) -> None:
         tasks = list(self._tasks.values())
