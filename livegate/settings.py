@@ -42,6 +42,19 @@ class Settings(BaseSettings):
     front_grace_s: float = Field(10.0, description="bounded shutdown of the front")
     session_queue_len: int = Field(1024, description="server messages buffered per session at the front")
 
+    # --- caller authentication and front TLS (service/auth.py, service/tls.py) ----------------------
+    auth_modes: tuple[str, ...] = Field(("open",), description="open | api_key | mtls | oidc, tried in order")
+    open_tenant: str = Field("default", description="the tenant of every caller in auth mode 'open'")
+    caller_keys_file: str = Field("", description="caller API keys (hashed), reloaded when it changes")
+    oidc_audience: str = Field("", description="required `aud` of caller ID tokens")
+    oidc_jwks: str = Field("", description="JWKS / PEM certs for ID tokens: an https URL or a file path")
+    oidc_issuers: tuple[str, ...] = Field(("https://accounts.google.com", "accounts.google.com"))
+    oidc_tenant_claim: str = Field("email", description="ID-token claim that names the tenant")
+    front_tls_cert_file: str = Field("", description="serve gRPC over TLS with this certificate (PEM)")
+    front_tls_key_file: str = Field("", repr=False)
+    front_client_ca_file: str = Field("", description="require client certificates signed by this CA (mTLS)")
+    admission_file: str = Field("", description="admission caps, tenant shares and rate limits (JSON)")
+
     # --- worker ------------------------------------------------------------------------------------
     worker_id: str = ""
     worker_capacity: int = Field(100, description="upstream sessions one worker holds at most")
