@@ -44,9 +44,29 @@ PIPELINE_RETRIES = 10
 _SSL_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
 
 
-def _retry() -> Retry:
-    return Retry(ExponentialWithJitterBackoff(base=0.02, cap=1.0), retries=10,
-                 supported_errors=(RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError))
+class CountingRetry(Retry):
+    """The shared retry policy, counting every failed attempt (a dropped connection, a failover) in
+    ``livegate_redis_errors_total{op="retry"}``: retried errors never surface otherwise."""
+
+    role = "process"
+
+    async def call_with_retry(self, do, fail, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        from livegate import metrics
+
+        counter = metrics.REDIS_ERRORS.labels(self.role, "retry")
+
+        async def counted_fail(*fargs, **fkwargs):  # type: ignore[no-untyped-def]
+            counter.inc()
+            return await fail(*fargs, **fkwargs)
+
+        return await super().call_with_retry(do, counted_fail, *args, **kwargs)
+
+
+def _retry(role: str = "process") -> Retry:
+    retry = CountingRetry(ExponentialWithJitterBackoff(base=0.02, cap=1.0), retries=10,
+                          supported_errors=(RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError))
+    retry.role = role
+    return retry
 
 
 def is_cluster_url(url: str) -> bool:
@@ -95,8 +115,9 @@ def parse_cluster_url(url: str) -> dict[str, Any]:
 
 def connect(url: str, *, client_name: str | None = None) -> Redis | RedisCluster:
     """Build a client for ``url``. No I/O happens until the first command."""
+    role = (client_name or "process").split("-", 1)[0]
     common = dict(
-        retry=_retry(),
+        retry=_retry(role),
         socket_timeout=10.0,
         socket_connect_timeout=5.0,
         socket_keepalive=True,
@@ -189,7 +210,12 @@ class LiveRedisCluster(RedisCluster):
 
 class OrderedClusterPipeline(ClusterPipeline):
     """A non-transactional cluster pipeline whose commands take effect in queue order (see
-    :func:`execute_ordered`); connection errors are retried instead of returned as results."""
+    :func:`execute_ordered`); connection errors are retried instead of returned as results. With
+    ``ordered=False`` only the commands on one slot keep their order (one round trip whatever the mix)."""
+
+    def __init__(self, client: RedisCluster, *, ordered: bool = True) -> None:
+        super().__init__(client)
+        self.ordered = ordered
 
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
         queue = list(self._execution_strategy._command_queue)  # type: ignore[attr-defined]
@@ -197,7 +223,7 @@ class OrderedClusterPipeline(ClusterPipeline):
             if not queue:
                 return []
             results = await execute_ordered(self.cluster_client, [(c.args, c.kwargs) for c in queue],
-                                            [len(queue)])
+                                            [len(queue)] if self.ordered else [1] * len(queue))
         finally:
             await self.reset()
         if raise_on_error:
@@ -207,6 +233,15 @@ class OrderedClusterPipeline(ClusterPipeline):
                     r.args = (f"Command # {i + 1} ({command}) of pipeline caused error: {r.args}",) + r.args[1:]
                     raise r
         return results
+
+
+def unordered_pipeline(redis: Redis | RedisCluster) -> Any:
+    """A pipeline for commands that do not depend on each other's order (reads, independent TTL refreshes):
+    on a cluster one round trip to every master involved instead of one per change of master. On one Redis,
+    the ordinary pipeline (which is ordered anyway)."""
+    if isinstance(redis, RedisCluster):
+        return OrderedClusterPipeline(redis, ordered=False)
+    return redis.pipeline(transaction=False)
 
 
 async def _slot_of(client: RedisCluster, args: Sequence[Any]) -> int | None:
@@ -359,4 +394,4 @@ async def execute_ordered(client: RedisCluster, commands: Sequence[tuple[Sequenc
 
 
 __all__ = ["AnyRedis", "connect", "ping", "is_cluster_url", "parse_cluster_url", "LiveRedisCluster",
-           "OrderedClusterPipeline", "execute_ordered", "plan_phases"]
+           "OrderedClusterPipeline", "execute_ordered", "plan_phases", "unordered_pipeline"]

@@ -316,3 +316,20 @@ async def test_stream_reads_cost_one_round_trip(redis: Any, redis_cluster: Redis
     assert not [n for n in calls if "getkeys" in n], calls
     with pytest.raises(Exception, match="same key slot"):
         await redis.xread({keys.worker_inbox("w1"): "0-0", keys.front_outbox("f1"): "0-0"}, block=10)
+
+
+async def test_unordered_pipeline_is_one_phase(redis: Any) -> None:
+    from livegate.redisconn import unordered_pipeline
+
+    sids = await sids_on_distinct_masters(redis)
+    for s in sids:
+        await redis.hset(keys.session_meta(s), "x", 1)
+    pipe = unordered_pipeline(redis)
+    for s in sids * 3:
+        for k in keys.session_keys(s):
+            pipe.expire(k, 60)
+    replies = await pipe.execute()
+    assert replies == [True, False, False] * 9  # only meta exists; every command ran
+    plan, _ = await plan_phases(redis, [(("EXPIRE", k, 60), {}) for s in sids * 3 for k in keys.session_keys(s)],
+                                [1] * 27)
+    assert set(plan) == {0}
