@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything livegate needs on a fresh Debian machine, idempotently:
 #   - Debian packages (as root, when missing): redis-server (Redis for tests and `livegate dev`),
-#     espeak-ng (speech-like emulator audio; without it the emulator synthesises a waveform)
+#     espeak-ng (speech-like emulator audio; without it the emulator synthesises a waveform),
+#     prometheus (promtool and a real Prometheus: the metrics and dashboard tests)
 #   - a virtualenv in .venv with the pinned Python dependencies (pip install -e '.[dev]')
 #   - buf from npm (pinned in package.json) for the proto checks, when node/npm are present
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+command -v promtool >/dev/null || need_apt+=(prometheus)  # promtool and a real Prometheus for the dashboard test
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     echo "bootstrap: apt-get install ${need_apt[*]}"

@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from livegate import keys, metrics, records
+from livegate import __version__, keys, metrics, records
 from livegate.bus import Batcher, read_stream, supervise
 from livegate.errors import GatewayError, invalid_argument, not_found
 from livegate.redisconn import AnyRedis, connect
@@ -98,6 +98,7 @@ class Front:
         self._server = server
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        metrics.BUILD.info({"version": __version__, "role": "front"})
         logger.info("front %s serving on %s", self.id, self.address)
 
     async def drain(self) -> None:

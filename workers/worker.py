@@ -18,7 +18,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 from websockets.asyncio.client import ClientConnection
 
-from livegate import keys, metrics, records
+from livegate import __version__, keys, metrics, records
 from livegate.bus import Batcher, read_stream, supervise
 from livegate.errors import GatewayError
 from livegate.redisconn import AnyRedis, connect
@@ -91,6 +91,7 @@ class Worker:
             asyncio.create_task(supervise("inbox", self._inbox_loop), name="worker-inbox"),
             asyncio.create_task(supervise("reaper", self.reaper.run), name="worker-reaper"),
         ]
+        metrics.BUILD.info({"version": __version__, "role": "worker"})
         logger.info("worker %s started (capacity %d)", self.id, self.settings.worker_capacity)
 
     async def drain(self, timeout_s: float | None = None) -> None:

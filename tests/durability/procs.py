@@ -15,8 +15,10 @@ from livegate.devstack import free_port
 
 
 class Proc:
-    def __init__(self, role: str, proc: subprocess.Popen[bytes], ident: str, address: str = "") -> None:
+    def __init__(self, role: str, proc: subprocess.Popen[bytes], ident: str, address: str = "",
+                 metrics_port: int = 0) -> None:
         self.role = role
+        self.metrics_port = metrics_port
         self.proc = proc
         self.id = ident
         self.address = address
@@ -49,7 +51,9 @@ class ProcStack:
         self.procs: list[Proc] = []
 
     async def _start(self, role: str, args: list[str], pattern: str) -> Proc:
-        proc = subprocess.Popen([sys.executable, "-m", "livegate.cli", role, *args], env=self.env,
+        metrics_port = free_port()
+        env = {**self.env, "LIVEGATE_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"}
+        proc = subprocess.Popen([sys.executable, "-m", "livegate.cli", role, *args], env=env,
                                 stdout=subprocess.PIPE, stderr=None)
         assert proc.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=30)
@@ -57,7 +61,7 @@ class ProcStack:
         if not m:
             proc.kill()
             raise RuntimeError(f"{role} did not start: {line!r}")
-        p = Proc(role, proc, m.group(1), m.groupdict().get("addr") or "")
+        p = Proc(role, proc, m.group(1), m.groupdict().get("addr") or "", metrics_port)
         self.procs.append(p)
         return p
 
