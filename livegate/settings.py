@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     close_turn_s: float = Field(15.0, description="on a caller's half-close, time the worker lets the turn in flight finish")
     front_grace_s: float = Field(10.0, description="bounded shutdown of the front")
     session_queue_len: int = Field(1024, description="server messages buffered per session at the front")
+    audio_rate_factor: float = Field(4.0, description="callers may send audio at most this many times real time")
+    audio_burst_s: float = Field(5.0, description="seconds of audio a caller may send at once above that rate")
+    max_audio_chunk_ms: int = Field(2000, description="longest audio chunk in one message")
+    max_messages_per_s: float = Field(200.0, description="client messages per second per session (burst: 2 s worth)")
 
     # --- caller authentication and front TLS (service/auth.py, service/tls.py) ----------------------
     auth_modes: tuple[str, ...] = Field(("open",), description="open | api_key | mtls | oidc, tried in order")

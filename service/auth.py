@@ -335,6 +335,9 @@ _HOW = {
 def build_authenticator(settings: Settings) -> Authenticator:
     """The authenticator of ``settings.auth_modes``; ValueError (at startup) on a configuration that cannot
     work. Files are read here, so a missing keys file stops the front instead of refusing every call."""
+    names = [m.strip().lower() for m in settings.auth_modes]
+    if "open" in names[:-1]:
+        raise ValueError("auth mode open accepts every caller: it can only be the last mode")
     modes: list[Mode] = []
     for raw in settings.auth_modes:
         mode = raw.strip().lower()
@@ -360,8 +363,6 @@ def build_authenticator(settings: Settings) -> Authenticator:
             raise ValueError(f"unknown auth mode {raw!r}: use open, api_key, mtls, mtls:san or oidc")
     if not modes:
         raise ValueError("auth_modes is empty: use open, api_key, mtls or oidc")
-    if len(modes) > 1 and any(m.name == "open" for m in modes[:-1]):
-        raise ValueError("auth mode open accepts every caller: it can only be the last mode")
     return modes[0] if len(modes) == 1 and isinstance(modes[0], OpenAccess) else Chain(modes)
 
 

@@ -21,6 +21,7 @@ import logging
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -133,6 +134,8 @@ class OidcAuth:
         self.tenant_claim = tenant_claim
         self.clock_skew_s = clock_skew_s
         self.source = jwks
+        if jwks.startswith("http://") and urllib.parse.urlsplit(jwks).hostname not in ("127.0.0.1", "localhost"):
+            raise ValueError("oidc_jwks must be an https URL (plain http only on loopback, for tests)")
         if jwks.startswith("https://") or jwks.startswith("http://"):
             self._url: UrlCerts | None = UrlCerts(jwks)
             self._file: WatchedFile | None = None

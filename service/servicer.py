@@ -107,9 +107,10 @@ class LiveGatewayServicer:
             done, _ = await asyncio.wait({server_task, client_task}, return_when=asyncio.FIRST_COMPLETED)
             if server_task in done:
                 error = server_task.result()
-                if error is not None and error.reason in ("NO_WORKER", "SLOW_READER"):
+                if error is not None and error.reason == "NO_WORKER":
                     closed = True
                     await asyncio.shield(session.request_close())
+                # SLOW_READER: the caller is cut but the session is kept (detached) for a reattach
                 return error
             exc = client_task.exception()
             closed = True

@@ -56,8 +56,12 @@ class FrontSession:
         self.worker = worker
         self.queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=front.settings.session_queue_len)
         self.overflowed = False
+        self.throttled_s = 0.0
         self.created = time.monotonic()
         self.grace_s = front.settings.reattach_grace_s  # kept this long for a reattach when the caller is lost
+        st = front.settings
+        self._audio = TokenBucket(rate=st.audio_rate_factor, burst=st.audio_burst_s)  # in seconds of audio
+        self._msgs = TokenBucket(rate=st.max_messages_per_s, burst=2 * st.max_messages_per_s)
 
     def __repr__(self) -> str:
         return f"<FrontSession {self.sid} worker={self.worker or '-'} index={self.index} seq={self.last_seq}>"
@@ -101,7 +105,8 @@ class FrontSession:
             if self.overflowed:
                 return GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOW_READER",
                                     "the caller did not read server messages fast enough; the gateway buffer "
-                                    f"({self.queue.maxsize} messages) overflowed")
+                                    f"({self.queue.maxsize} messages) overflowed. The session is kept: reattach "
+                                    "with the last seq you read to receive the rest", retryable=True, retry_after_s=0.0)
             try:
                 d = await asyncio.wait_for(self.queue.get(), timeout=timeout) if timeout else await self.queue.get()
             except asyncio.TimeoutError:
@@ -161,6 +166,7 @@ class FrontSession:
 
                 raise invalid_argument("could not parse the message as livegate.v1.ClientMessage", "MALFORMED_MESSAGE")
             kind = validate_message(msg)
+            await self._throttle(msg, kind)
             counters = self._m_kind.get(kind)
             if counters is None:
                 counters = self._m_kind[kind] = (metrics.MESSAGES.labels("front", "c2s", kind),
@@ -168,6 +174,24 @@ class FrontSession:
             counters[0].inc()
             counters[1].inc(len(raw))
             await self.send(raw)
+
+    async def _throttle(self, msg: gw.ClientMessage, kind: str) -> None:
+        """Backpressure on a caller that sends faster than a conversation can use: while it waits here the
+        front reads nothing more from the stream, and HTTP/2 flow control slows the caller down."""
+        delay = self._msgs.take(1.0)
+        if kind == "realtime_input" and msg.realtime_input.HasField("audio"):
+            audio = msg.realtime_input.audio
+            seconds = len(audio.data) / (2 * _pcm_rate(audio.mime_type))
+            if seconds * 1000 > self.front.settings.max_audio_chunk_ms:
+                from livegate.errors import invalid_argument
+
+                raise invalid_argument(
+                    f"an audio chunk of {seconds * 1000:.0f} ms is longer than the {self.front.settings.max_audio_chunk_ms} ms "
+                    "allowed in one message; send 20-100 ms chunks", "AUDIO_CHUNK_TOO_LONG")
+            delay = max(delay, self._audio.take(seconds))
+        if delay > 0:
+            self.throttled_s += delay
+            await asyncio.sleep(delay)
 
     async def send(self, raw: bytes) -> None:
         self.index += 1
@@ -227,6 +251,32 @@ end
 redis.call('DEL', KEYS[1])
 return ''
 """
+
+
+class TokenBucket:
+    """``rate`` units per second with ``burst`` in hand; ``take`` returns how long to wait for the units."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.level = burst
+        self.at = time.monotonic()
+
+    def take(self, amount: float) -> float:
+        now = time.monotonic()
+        self.level = min(self.burst, self.level + (now - self.at) * self.rate)
+        self.at = now
+        self.level -= amount
+        return 0.0 if self.level >= 0 else -self.level / self.rate
+
+
+def _pcm_rate(mime: str) -> int:
+    _, _, params = mime.partition(";")
+    for p in params.split(";"):
+        k, _, v = p.strip().partition("=")
+        if k == "rate" and v.isdigit():
+            return max(8000, int(v))
+    return 16000
 
 
 def _end_error(d: Delivery) -> GatewayError | None:

@@ -1,0 +1,641 @@
+"""Fleet-wide admission control: concurrent upstream sessions capped per scope and per tenant, in Redis.
+
+API (the front acquires, the owning worker renews and releases; docs/admission.md has the rules)::
+
+    admission = Admission(redis, AdmissionConfig.from_file(settings.admission_file))  # or config=None
+    lease = await admission.acquire(tenant, scope, deadline_s)   # waits fairly, or raises GatewayError
+    str(lease) -> "<id>:<tenant>:<scope>" (percent-encoded), Lease.parse(text) -> Lease
+    await admission.renew_many(leases)    # the worker's heartbeat: one pipeline, one script per scope
+    await admission.release(lease)        # the session's end (idempotent)
+    await admission.on_upstream_quota_exceeded(scope)  # an upstream 1011 quota close: shrink the cap
+    await admission.headroom(scope)       # sessions still admissible (the livegate_quota_headroom gauge)
+
+Errors: ``RESOURCE_EXHAUSTED`` ``ADMISSION_FULL`` (the deadline passed while waiting) and ``RATE_LIMITED``
+(the tenant's session-creation token bucket is empty), both retryable with ``retry_after_s``.
+
+A scope is a string naming one upstream limit (``gemini:models/gemini-live-2.5-flash``). The admission rule,
+for tenant ``t`` with ``u_t`` live leases, guaranteed share ``g_t`` and optional max ``m_t``, ``U`` live leases
+in the scope and ``C`` its effective cap::
+
+    admit  iff  U < C  and  (m_t is None or u_t < m_t)
+                and ( u_t < g_t                                   -- within its guarantee
+                      or U + sum(max(0, g_s - u_s) for listed s != t) < C )   -- borrowing free capacity
+
+Waiters are served in start-time fair order (round robin across tenants, FIFO within a tenant), skipping a
+tenant the rule refuses. Every state change is one Lua script over keys that share the scope's hash tag.
+Without a config (``config=None``) everything is admitted and Redis is never touched; a scope missing from
+the config is not capped (the tenant's rate limit still applies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import random
+import secrets
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import grpc
+from redis.exceptions import NoScriptError
+
+from livegate import metrics
+from livegate.errors import GatewayError
+from livegate.redisconn import AnyRedis
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "lg"
+POLL_MIN_S = 0.02  # a waiter's first re-check; doubles (with jitter) up to POLL_MAX_S
+POLL_MAX_S = 0.3
+
+
+# -- keys (to move to livegate/keys.py) -------------------------------------------------------------------
+def admission_keys(scope: str) -> tuple[str, ...]:
+    """The keys of one scope, in the order the scripts take them; all share the hash tag ``{adm:<scope>}``."""
+    tag = f"{PREFIX}:{{adm:{scope}}}"
+    return tuple(f"{tag}:{name}" for name in ("leases", "owner", "used", "queue", "qexp", "heads", "state", "tags"))
+
+
+def rate_bucket(tenant: str) -> str:
+    """The tenant's session-creation token bucket (hash: tokens, ts)."""
+    return f"{PREFIX}:{{rate:{tenant}}}:bucket"
+
+
+# -- config ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class TenantShare:
+    guaranteed: int = 0
+    max: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ScopeConfig:
+    cap: int
+    tenants: Mapping[str, TenantShare] = dataclasses.field(default_factory=dict)
+    default_tenant: TenantShare = TenantShare()
+
+    def share(self, tenant: str) -> TenantShare:
+        return self.tenants.get(tenant, self.default_tenant)
+
+    def script_args(self) -> list[Any]:
+        """cap, default max, then (tenant, guaranteed, max) per listed tenant (-1: no max)."""
+        out: list[Any] = [self.cap, _max_arg(self.default_tenant.max), len(self.tenants)]
+        for name, share in sorted(self.tenants.items()):
+            out += [name, share.guaranteed, _max_arg(share.max)]
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimit:
+    per_s: float
+    burst: int
+
+
+@dataclasses.dataclass(frozen=True)
+class AdmissionConfig:
+    scopes: Mapping[str, ScopeConfig] = dataclasses.field(default_factory=dict)
+    rate: Mapping[str, RateLimit] = dataclasses.field(default_factory=dict)  # tenant or "default"
+    lease_ttl_s: float = 10.0
+    waiter_ttl_s: float = 3.0  # a waiter that stops polling loses its place after this
+    recover_interval_s: float = 60.0  # a quota-shrunk cap grows back by one per interval
+
+    def rate_for(self, tenant: str) -> RateLimit | None:
+        return self.rate.get(tenant) or self.rate.get("default")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> AdmissionConfig:
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"admission config {path}: {e}") from None
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, source: str = "admission config") -> AdmissionConfig:
+        def fail(msg: str) -> ValueError:
+            return ValueError(f"{source}: {msg}")
+
+        def share(where: str, d: Mapping[str, Any]) -> TenantShare:
+            g, m = int(d.get("guaranteed", 0)), d.get("max")
+            if g < 0 or (m is not None and (int(m) < 1 or int(m) < g)):
+                raise fail(f"{where}: need 0 <= guaranteed <= max and max >= 1 (got {g}, {m})")
+            return TenantShare(g, None if m is None else int(m))
+
+        scopes: dict[str, ScopeConfig] = {}
+        for name, s in dict(raw.get("scopes", {})).items():
+            cap = int(s["cap"]) if "cap" in s else 0
+            if cap < 1:
+                raise fail(f"scope {name!r}: cap must be >= 1")
+            tenants = {t: share(f"scope {name!r} tenant {t!r}", d) for t, d in dict(s.get("tenants", {})).items()}
+            for t in tenants:
+                if not t or "\0" in t:
+                    raise fail(f"scope {name!r}: bad tenant name {t!r}")
+            if sum(x.guaranteed for x in tenants.values()) > cap:
+                raise fail(f"scope {name!r}: guaranteed shares add up to more than the cap {cap}")
+            default = share(f"scope {name!r} default_tenant", s.get("default_tenant") or {})
+            if default.guaranteed:
+                raise fail(f"scope {name!r}: default_tenant.guaranteed must be 0: a share for every unlisted "
+                           "tenant cannot be reserved; list the tenant under 'tenants'")
+            scopes[name] = ScopeConfig(cap, tenants, default)
+        rate: dict[str, RateLimit] = {}
+        for tenant, r in dict(raw.get("rate", {})).items():
+            per_s, burst = float(r["per_s"]), int(r.get("burst", max(1, math.ceil(float(r["per_s"])))))
+            if per_s <= 0 or burst < 1:
+                raise fail(f"rate {tenant!r}: need per_s > 0 and burst >= 1")
+            rate[tenant] = RateLimit(per_s, burst)
+        kw = {k: float(raw[k]) for k in ("lease_ttl_s", "waiter_ttl_s", "recover_interval_s") if k in raw}
+        if any(v <= 0 for v in kw.values()):
+            raise fail("lease_ttl_s, waiter_ttl_s and recover_interval_s must be > 0")
+        return cls(scopes=scopes, rate=rate, **kw)
+
+
+def _max_arg(m: int | None) -> int:
+    return -1 if m is None else m
+
+
+# -- leases ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Lease:
+    """One admitted session's slot. ``str(lease)`` is what the session record stores."""
+
+    id: str
+    scope: str
+    tenant: str
+
+    def __str__(self) -> str:
+        return f"{self.id}:{quote(self.tenant, safe='')}:{quote(self.scope, safe='')}"
+
+    @classmethod
+    def parse(cls, text: str) -> Lease:
+        lid, tenant, scope = text.split(":")
+        return cls(lid, unquote(scope), unquote(tenant))
+
+
+# -- scripts --------------------------------------------------------------------------------------------
+# KEYS: 1 leases (zset id -> expiry ms), 2 owner (hash id -> "<granted ms>:<tenant>"), 3 used (hash tenant ->
+# live leases), 4 queue (zset, score 0, member "<tenant>\0<tag:15>\0<id>": per-tenant FIFO by lex range),
+# 5 qexp (zset member -> expiry ms), 6 heads (zset tenant -> tag of its first waiter), 7 state (hash: vt,
+# eff, at, hold_ms), 8 tags (hash tenant -> tag of its last waiter).
+# ARGV: 1 lease ttl ms, 2 waiter ttl ms, 3 recover ms, 4 cap, 5 default max (-1 none), 6 n listed tenants,
+# n x (tenant, guaranteed, max), then the operation's own arguments from ARGV[OP].
+_COMMON = r"""
+local LEASE_TTL, WAITER_TTL, RECOVER_MS = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local CAP, DEFAULT_MAX, N = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local G, M = {}, {}
+for i = 0, N - 1 do
+  G[ARGV[7 + 3 * i]] = tonumber(ARGV[8 + 3 * i])
+  M[ARGV[7 + 3 * i]] = tonumber(ARGV[9 + 3 * i])
+end
+local OP = 7 + 3 * N
+local clock = redis.call('TIME')
+local NOW = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+
+local function max_of(t)
+  local m = M[t] or DEFAULT_MAX
+  if m < 0 then return nil end
+  return m
+end
+
+local function add_lease(id, tenant)
+  redis.call('ZADD', KEYS[1], NOW + LEASE_TTL, id)
+  redis.call('HSET', KEYS[2], id, NOW .. ':' .. tenant)
+  redis.call('HINCRBY', KEYS[3], tenant, 1)
+end
+
+local function drop_lease(id)  -- the tenant and grant time of a lease that was live, nil otherwise
+  if redis.call('ZREM', KEYS[1], id) == 0 then return nil end
+  local v = redis.call('HGET', KEYS[2], id)
+  redis.call('HDEL', KEYS[2], id)
+  if not v then return nil end
+  local sep = string.find(v, ':', 1, true)
+  local tenant = string.sub(v, sep + 1)
+  if redis.call('HINCRBY', KEYS[3], tenant, -1) <= 0 then redis.call('HDEL', KEYS[3], tenant) end
+  return tenant, tonumber(string.sub(v, 1, sep - 1))
+end
+
+local function parse_waiter(member)  -- tenant, tag, id
+  local a = string.find(member, '\0', 1, true)
+  return string.sub(member, 1, a - 1), tonumber(string.sub(member, a + 1, a + 15)), string.sub(member, a + 17)
+end
+
+local function fix_head(tenant)  -- re-point heads at the tenant's first waiter; returns it (or nil)
+  local h = redis.call('ZRANGEBYLEX', KEYS[4], '[' .. tenant .. '\0', '(' .. tenant .. '\1', 'LIMIT', 0, 1)[1]
+  if h then
+    local _, tag = parse_waiter(h)
+    redis.call('ZADD', KEYS[6], tag, tenant)
+  else
+    redis.call('ZREM', KEYS[6], tenant)
+    redis.call('HDEL', KEYS[8], tenant)
+  end
+  return h
+end
+
+local function remove_waiter(member)
+  if redis.call('ZREM', KEYS[4], member) == 0 then return end
+  redis.call('ZREM', KEYS[5], member)
+  fix_head((parse_waiter(member)))
+end
+
+local function purge()  -- expired leases and waiters that stopped polling
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', NOW, 'LIMIT', 0, 1000)) do drop_lease(id) end
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', NOW, 'LIMIT', 0, 1000)) do remove_waiter(m) end
+end
+
+local function effective_cap()  -- the configured cap, or less after quota closes (+1 per RECOVER_MS)
+  local s = redis.call('HMGET', KEYS[7], 'eff', 'at')
+  local eff = tonumber(s[1])
+  if not eff then return CAP end
+  local at = tonumber(s[2]) or NOW
+  local steps = math.max(0, math.floor((NOW - at) / RECOVER_MS))
+  eff = eff + steps
+  if eff >= CAP then
+    redis.call('HDEL', KEYS[7], 'eff', 'at')
+    return CAP
+  end
+  if steps > 0 then redis.call('HSET', KEYS[7], 'eff', eff, 'at', at + steps * RECOVER_MS) end
+  return eff
+end
+
+-- Grant free slots to waiters: repeatedly the eligible tenant whose first waiter has the lowest tag.
+local function grant(cap)
+  local granted = {}
+  local total = redis.call('ZCARD', KEYS[1])
+  if total >= cap then return granted end
+  local hs = redis.call('ZRANGE', KEYS[6], 0, -1, 'WITHSCORES')
+  if #hs == 0 then return granted end
+  local heads, used, reserved = {}, {}, 0
+  for i = 1, #hs, 2 do heads[#heads + 1] = {hs[i], tonumber(hs[i + 1])} end
+  local u = redis.call('HGETALL', KEYS[3])
+  for i = 1, #u, 2 do used[u[i]] = tonumber(u[i + 1]) end
+  for t, g in pairs(G) do reserved = reserved + math.max(0, g - (used[t] or 0)) end
+  local vt = tonumber(redis.call('HGET', KEYS[7], 'vt')) or 0
+  while total < cap and #granted < 256 do
+    local best = nil
+    for i, h in ipairs(heads) do
+      if h[2] and (best == nil or h[2] < heads[best][2]) then
+        local ut, gt, mt = used[h[1]] or 0, G[h[1]] or 0, max_of(h[1])
+        -- ut >= gt: its own unused guarantee is 0, so `reserved` is exactly the others' unused guarantees
+        if not (mt and ut >= mt) and (ut < gt or total + reserved < cap) then best = i end
+      end
+    end
+    if not best then break end
+    local t = heads[best][1]
+    local member = redis.call('ZRANGEBYLEX', KEYS[4], '[' .. t .. '\0', '(' .. t .. '\1', 'LIMIT', 0, 1)[1]
+    if member then
+      local _, tag, id = parse_waiter(member)
+      redis.call('ZREM', KEYS[4], member)
+      redis.call('ZREM', KEYS[5], member)
+      add_lease(id, t)
+      if (used[t] or 0) < (G[t] or 0) then reserved = reserved - 1 end
+      used[t] = (used[t] or 0) + 1
+      total = total + 1
+      vt = math.max(vt, tag)
+      granted[#granted + 1] = id
+    end
+    local nxt = fix_head(t)
+    heads[best][2] = nxt and select(2, parse_waiter(nxt)) or nil
+  end
+  if #granted > 0 then redis.call('HSET', KEYS[7], 'vt', vt) end
+  return granted
+end
+
+local function touch()
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], LEASE_TTL * 3 + 60000) end
+  for i = 4, 6 do redis.call('PEXPIRE', KEYS[i], WAITER_TTL * 3 + 60000) end
+  redis.call('PEXPIRE', KEYS[7], 86400000)
+  redis.call('PEXPIRE', KEYS[8], WAITER_TTL * 3 + 60000)
+end
+"""
+
+# ARGV[OP..]: tenant, lease id, waiter member ("" the first time).
+# -> {1, member} admitted | {0, member, waiting, live, cap, hold_ms, tenant's live}, then granted ids.
+_ACQUIRE = _COMMON + r"""
+purge()
+local cap = effective_cap()
+local tenant, id, member = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2]
+if not redis.call('ZSCORE', KEYS[1], id) then
+  if member == '' or not redis.call('ZSCORE', KEYS[5], member) then
+    local vt = tonumber(redis.call('HGET', KEYS[7], 'vt')) or 0
+    local tag = math.max(vt, tonumber(redis.call('HGET', KEYS[8], tenant)) or 0) + 1
+    redis.call('HSET', KEYS[8], tenant, tag)
+    member = tenant .. '\0' .. string.format('%015d', tag) .. '\0' .. id
+    redis.call('ZADD', KEYS[4], 0, member)
+    if not redis.call('ZSCORE', KEYS[6], tenant) then redis.call('ZADD', KEYS[6], tag, tenant) end
+  end
+  redis.call('ZADD', KEYS[5], NOW + WAITER_TTL, member)
+end
+local out = {0, member, redis.call('ZCARD', KEYS[5]), 0, cap,
+             tonumber(redis.call('HGET', KEYS[7], 'hold_ms')) or 0, 0}
+for _, g in ipairs(grant(cap)) do out[#out + 1] = g end
+touch()
+if redis.call('ZSCORE', KEYS[1], id) then
+  redis.call('ZADD', KEYS[1], NOW + LEASE_TTL, id)
+  out[1] = 1
+end
+out[4] = redis.call('ZCARD', KEYS[1])
+out[7] = tonumber(redis.call('HGET', KEYS[3], tenant)) or 0
+return out
+"""
+
+# ARGV[OP..]: lease id -> {1 if it was live, granted ids...}
+_RELEASE = _COMMON + r"""
+purge()
+local cap = effective_cap()
+local tenant, born = drop_lease(ARGV[OP])
+local out = {0}
+if tenant then
+  out[1] = 1
+  local avg = tonumber(redis.call('HGET', KEYS[7], 'hold_ms'))
+  local hold = NOW - born
+  redis.call('HSET', KEYS[7], 'hold_ms', math.floor(avg and (avg * 0.9 + hold * 0.1) or hold))
+end
+for _, g in ipairs(grant(cap)) do out[#out + 1] = g end
+touch()
+return out
+"""
+
+# ARGV[OP..]: lease id, waiter member, keep ("1": a lease granted meanwhile is kept) -> {1 kept | 0, granted...}
+_GIVE_UP = _COMMON + r"""
+purge()
+local cap = effective_cap()
+local id, member = ARGV[OP], ARGV[OP + 1]
+if redis.call('ZSCORE', KEYS[1], id) then
+  if ARGV[OP + 2] == '1' then return {1} end
+  drop_lease(id)
+elseif member ~= '' then
+  remove_waiter(member)
+end
+local out = {0}
+for _, g in ipairs(grant(cap)) do out[#out + 1] = g end
+touch()
+return out
+"""
+
+# -> {new effective cap, live leases}
+_QUOTA = _COMMON + r"""
+purge()
+local cap = effective_cap()
+local live = redis.call('ZCARD', KEYS[1])
+local new = math.max(1, math.min(cap, live - 1))
+redis.call('HSET', KEYS[7], 'eff', new, 'at', NOW)
+touch()
+return {new, live}
+"""
+
+# -> {effective cap, live leases, waiting}
+_STATUS = _COMMON + r"""
+purge()
+return {effective_cap(), redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[5])}
+"""
+
+# KEYS: leases, owner, used. ARGV: lease ttl ms, then (id, tenant) pairs. A lease that is gone (expired and
+# purged, or lost with Redis data) is put back: the session it stands for is real. -> ids put back
+_RENEW = r"""
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+local back = {}
+for i = 2, #ARGV, 2 do
+  if not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('HSET', KEYS[2], ARGV[i], now .. ':' .. ARGV[i + 1])
+    redis.call('HINCRBY', KEYS[3], ARGV[i + 1], 1)
+    back[#back + 1] = ARGV[i]
+  end
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
+end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl * 3 + 60000) end
+return back
+"""
+
+# KEYS: the tenant's bucket. ARGV: per second, burst. -> {1, 0} taken | {0, ms until a token}
+_RATE = r"""
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local s = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens, ts = tonumber(s[1]) or burst, tonumber(s[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+local ok = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  ok = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+if ok == 1 then return {1, 0} end
+return {0, math.ceil((1 - tokens) * 1000 / rate)}
+"""
+
+
+class _Script:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+    async def __call__(self, redis: Any, keys: Iterable[str], args: Iterable[Any]) -> Any:
+        k, a = list(keys), list(args)
+        try:
+            return await redis.evalsha(self.sha, len(k), *k, *a)
+        except NoScriptError:
+            return await redis.eval(self.text, len(k), *k, *a)
+
+
+ACQUIRE, RELEASE, GIVE_UP, QUOTA, STATUS = map(_Script, (_ACQUIRE, _RELEASE, _GIVE_UP, _QUOTA, _STATUS))
+RENEW, RATE = _RENEW, _Script(_RATE)  # RENEW is sent with EVAL in a pipeline
+
+
+class Admission:
+    """Admission control for one process. Holds no connection of its own and starts no task."""
+
+    def __init__(self, redis: AnyRedis | None, config: AdmissionConfig | None) -> None:
+        self.redis = redis
+        self.config = config
+        self._waiting: dict[str, asyncio.Event] = {}  # lease id -> set when a script here granted it
+
+    def __repr__(self) -> str:
+        scopes = len(self.config.scopes) if self.config else 0
+        return f"<Admission scopes={scopes} local_waiters={len(self._waiting)}>"
+
+    def _scope(self, scope: str) -> ScopeConfig | None:
+        return self.config.scopes.get(scope) if self.config else None
+
+    def _args(self, sc: ScopeConfig) -> list[Any]:
+        assert self.config is not None
+        return [int(self.config.lease_ttl_s * 1000), int(self.config.waiter_ttl_s * 1000),
+                int(self.config.recover_interval_s * 1000), *sc.script_args()]
+
+    async def _run(self, script: _Script, scope: str, sc: ScopeConfig, *op: Any) -> Any:
+        reply = await script(self.redis, admission_keys(scope), [*self._args(sc), *op])
+        return reply
+
+    def _wake(self, granted: Iterable[Any]) -> None:
+        for g in granted:
+            ev = self._waiting.get(g.decode() if isinstance(g, bytes) else str(g))
+            if ev is not None:
+                ev.set()
+
+    # -- acquire ----------------------------------------------------------------------------------------
+    async def acquire(self, tenant: str, scope: str, deadline_s: float) -> Lease:
+        """A lease on one upstream session slot of ``scope`` for ``tenant``, waiting fairly up to
+        ``deadline_s`` seconds. Raises RATE_LIMITED at once, ADMISSION_FULL at the deadline."""
+        lease = Lease(secrets.token_hex(12), scope, tenant)
+        if self.config is None:
+            return lease
+        await self._take_token(tenant)
+        sc = self._scope(scope)
+        if sc is None:
+            return lease
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + max(0.0, deadline_s)
+        member: bytes | str = ""
+        delay = POLL_MIN_S
+        event = self._waiting[lease.id] = asyncio.Event()
+        settled = False
+        try:
+            while True:
+                event.clear()
+                r = await self._run(ACQUIRE, scope, sc, tenant, lease.id, member)
+                member = r[1]
+                self._wake(r[7:])
+                if r[0] == 1:
+                    settled = True
+                    break
+                left = deadline - loop.time()
+                if left <= 0:
+                    kept = await self._run(GIVE_UP, scope, sc, lease.id, member, "1")
+                    settled = True
+                    if kept[0] == 1:
+                        break
+                    self._wake(kept[1:])
+                    raise self._full(tenant, scope, sc, deadline_s, waiting=int(r[2]), live=int(r[3]),
+                                     cap=int(r[4]), hold_ms=int(r[5]), tenant_live=int(r[6]))
+                with_jitter = delay * random.uniform(0.5, 1.0)
+                try:
+                    await asyncio.wait_for(event.wait(), min(with_jitter, left))
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, POLL_MAX_S)
+        finally:
+            self._waiting.pop(lease.id, None)
+            if not settled:  # cancelled, or Redis failed: leave no waiter and no lease behind
+                await asyncio.shield(self._abandon(scope, sc, lease.id, member))
+        metrics.ADMISSION_WAIT_SECONDS.labels(tenant).observe(loop.time() - start)
+        return lease
+
+    async def _abandon(self, scope: str, sc: ScopeConfig, lease_id: str, member: bytes | str) -> None:
+        try:
+            r = await self._run(GIVE_UP, scope, sc, lease_id, member, "0")
+            self._wake(r[1:])
+        except Exception:  # the waiter entry and any granted lease expire on their own
+            logger.warning("admission: could not withdraw waiter %s of scope %s", lease_id, scope, exc_info=True)
+
+    def _full(self, tenant: str, scope: str, sc: ScopeConfig, deadline_s: float, *, waiting: int, live: int,
+              cap: int, hold_ms: int, tenant_live: int) -> GatewayError:
+        # Sessions end at about live/hold per second; we need the waiters ahead (~all of them) plus one.
+        retry = (waiting + 1) * hold_ms / 1000 / max(live, 1) if hold_ms else 5.0
+        retry = min(300.0, max(1.0, retry))
+        share = sc.share(tenant)
+        if share.max is not None and tenant_live >= share.max:
+            why = f"tenant {tenant!r} holds its maximum of {share.max} sessions in scope {scope!r}"
+        else:
+            why = f"scope {scope!r} is at its limit ({live} of {cap} upstream sessions in use"
+            why += f", reduced from {sc.cap} after upstream quota errors)" if cap < sc.cap else ")"
+        metrics.ADMISSION_REJECTIONS.labels(tenant, "ADMISSION_FULL").inc()
+        return GatewayError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED, "ADMISSION_FULL",
+            f"{why}; waited {deadline_s:.1f}s with {waiting} session(s) queued. Retry in ~{retry:.0f}s or with a "
+            "longer deadline; if this persists, ask the operator to raise the cap or this tenant's guaranteed share.",
+            retryable=True, retry_after_s=round(retry, 1))
+
+    async def _take_token(self, tenant: str) -> None:
+        assert self.config is not None
+        limit = self.config.rate_for(tenant)
+        if limit is None:
+            return
+        ok, wait_ms = await RATE(self.redis, [rate_bucket(tenant)], [limit.per_s, limit.burst])
+        if ok == 1:
+            return
+        retry = max(0.001, int(wait_ms) / 1000)
+        metrics.ADMISSION_REJECTIONS.labels(tenant, "RATE_LIMITED").inc()
+        raise GatewayError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED",
+            f"tenant {tenant!r} creates sessions faster than its limit ({limit.per_s:g}/s, burst {limit.burst}); "
+            f"retry in {retry:.2f}s", retryable=True, retry_after_s=round(retry, 3))
+
+    # -- holders ----------------------------------------------------------------------------------------
+    async def renew(self, lease: Lease) -> bool:
+        """Extend the lease by the lease TTL. False if it had expired (it is put back: the session is real)."""
+        return not await self.renew_many([lease])
+
+    async def renew_many(self, leases: Iterable[Lease]) -> list[Lease]:
+        """Renew a worker's leases in one pipeline (one script per scope). Returns those that had expired
+        and were put back."""
+        if self.config is None or self.redis is None:
+            return []
+        by_scope: dict[str, list[Lease]] = {}
+        for lease in leases:
+            if self._scope(lease.scope) is not None:
+                by_scope.setdefault(lease.scope, []).append(lease)
+        if not by_scope:
+            return []
+        ttl_ms = int(self.config.lease_ttl_s * 1000)
+        pipe = self.redis.pipeline(transaction=False)
+        for scope, group in by_scope.items():
+            keys = admission_keys(scope)[:3]
+            pipe.eval(RENEW, 3, *keys, ttl_ms, *[x for lease in group for x in (lease.id, lease.tenant)])
+        replies = await pipe.execute()
+        back = {b.decode() if isinstance(b, bytes) else str(b) for reply in replies for b in reply}
+        lost = [lease for group in by_scope.values() for lease in group if lease.id in back]
+        if lost:
+            logger.warning("admission: %d lease(s) had expired and were put back: %s", len(lost),
+                           ", ".join(f"{x.scope}/{x.tenant}/{x.id}" for x in lost[:5]))
+        return lost
+
+    async def release(self, lease: Lease) -> bool:
+        """Free the lease's slot (and hand it to the next waiter). Idempotent; False if it was not live."""
+        sc = self._scope(lease.scope)
+        if sc is None:
+            return False
+        r = await self._run(RELEASE, lease.scope, sc, lease.id)
+        self._wake(r[1:])
+        return bool(r[0] == 1)
+
+    # -- quota feedback -----------------------------------------------------------------------------------
+    async def on_upstream_quota_exceeded(self, scope: str) -> int | None:
+        """An upstream 1011 "exceeded your current quota" close: the real cap is below the configured one.
+        Shrinks the scope's effective cap to max(1, live leases - 1) (call it before releasing the failed
+        session's lease); it grows back by one per ``recover_interval_s``. Returns the new cap."""
+        sc = self._scope(scope)
+        if sc is None:
+            return None
+        new, live = await self._run(QUOTA, scope, sc)
+        logger.warning("admission: upstream quota exceeded in scope %s with %d live sessions; cap %d -> %d",
+                       scope, live, sc.cap, new)
+        metrics.QUOTA_HEADROOM.labels(scope).set(max(0, int(new) - int(live)))
+        return int(new)
+
+    async def headroom(self, scope: str) -> int | None:
+        """Sessions the scope can still admit (effective cap - live leases); None if it is not capped."""
+        sc = self._scope(scope)
+        if sc is None:
+            return None
+        cap, live, _ = await self._run(STATUS, scope, sc)
+        room = max(0, int(cap) - int(live))
+        metrics.QUOTA_HEADROOM.labels(scope).set(room)
+        return room
+
+    async def status(self, scope: str) -> dict[str, int] | None:
+        """Effective cap, live leases and waiters of a scope (for tests and operators)."""
+        sc = self._scope(scope)
+        if sc is None:
+            return None
+        cap, live, waiting = await self._run(STATUS, scope, sc)
+        return {"cap": int(cap), "live": int(live), "waiting": int(waiting)}
