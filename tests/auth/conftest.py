@@ -102,7 +102,10 @@ def secrets_used(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[
     used: list[str] = []
     yield used
     out, err = capfd.readouterr()
-    captured = {"logs": caplog.text, "stdout": out, "stderr": err}
+    fmt = logging.Formatter("%(name)s %(levelname)s %(message)s")  # with tracebacks (exc_info) and args
+    records = [r for phase in ("setup", "call") for r in caplog.get_records(phase)]  # caplog.text: this phase only
+    assert records, "no log record captured: the leak check would prove nothing"
+    captured = {"logs": "\n".join(fmt.format(r) for r in records), "stdout": out, "stderr": err}
     assert used, "the test registered no secret to look for"
     for where, text in captured.items():
         for secret in used:

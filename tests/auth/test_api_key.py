@@ -138,8 +138,7 @@ async def test_health_and_reflection_open_without_credentials(gateway: Any, tmp_
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_cli_mints_and_hashes_keys(secrets_used: list[str]) -> None:
-    secrets_used += [BETA_KEY]
+def test_cli_mints_and_hashes_keys() -> None:
     out = subprocess.run([sys.executable, "-m", "service.auth", "hash", "--tenant", "beta", "--name", "beta-1"],
                          input=BETA_KEY + "\n", capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == {"tenant": "beta", "sha256": hash_key(BETA_KEY), "name": "beta-1"}
