@@ -180,9 +180,9 @@ class Lease:
 
 # -- scripts --------------------------------------------------------------------------------------------
 # KEYS: 1 leases (zset id -> expiry ms), 2 owner (hash id -> "<granted ms>:<tenant>"), 3 used (hash tenant ->
-# live leases), 4 queue (zset, score 0, member "<tenant>\0<tag:15>\0<id>": per-tenant FIFO by lex range),
-# 5 qexp (zset member -> expiry ms), 6 heads (zset tenant -> tag of its first waiter), 7 state (hash: vt,
-# eff, at, hold_ms), 8 tags (hash tenant -> tag of its last waiter).
+# live leases), 4 queue (zset, score 0, member "<tenant>\0<tag:15>\0<arrival:6>\0<id>": per-tenant FIFO by
+# lex range), 5 qexp (zset member -> expiry ms), 6 heads (zset tenant -> tag * 1e6 + arrival of its first
+# waiter: the fair order), 7 state (hash: vt, seq, eff, at, hold_ms), 8 tags (hash tenant -> its last tag).
 # ARGV: 1 lease ttl ms, 2 waiter ttl ms, 3 recover ms, 4 cap, 5 default max (-1 none), 6 n listed tenants,
 # n x (tenant, guaranteed, max), then the operation's own arguments from ARGV[OP].
 _COMMON = r"""
@@ -220,16 +220,18 @@ local function drop_lease(id)  -- the tenant and grant time of a lease that was 
   return tenant, tonumber(string.sub(v, 1, sep - 1))
 end
 
-local function parse_waiter(member)  -- tenant, tag, id
+local function parse_waiter(member)  -- tenant, tag, order (tag, then arrival), id
   local a = string.find(member, '\0', 1, true)
-  return string.sub(member, 1, a - 1), tonumber(string.sub(member, a + 1, a + 15)), string.sub(member, a + 17)
+  local tag = tonumber(string.sub(member, a + 1, a + 15))
+  return string.sub(member, 1, a - 1), tag, tag * 1000000 + tonumber(string.sub(member, a + 17, a + 22)),
+         string.sub(member, a + 24)
 end
 
 local function fix_head(tenant)  -- re-point heads at the tenant's first waiter; returns it (or nil)
   local h = redis.call('ZRANGEBYLEX', KEYS[4], '[' .. tenant .. '\0', '(' .. tenant .. '\1', 'LIMIT', 0, 1)[1]
   if h then
-    local _, tag = parse_waiter(h)
-    redis.call('ZADD', KEYS[6], tag, tenant)
+    local _, _, order = parse_waiter(h)
+    redis.call('ZADD', KEYS[6], order, tenant)
   else
     redis.call('ZREM', KEYS[6], tenant)
     redis.call('HDEL', KEYS[8], tenant)
@@ -289,7 +291,7 @@ local function grant(cap)
     local t = heads[best][1]
     local member = redis.call('ZRANGEBYLEX', KEYS[4], '[' .. t .. '\0', '(' .. t .. '\1', 'LIMIT', 0, 1)[1]
     if member then
-      local _, tag, id = parse_waiter(member)
+      local _, tag, _, id = parse_waiter(member)
       redis.call('ZREM', KEYS[4], member)
       redis.call('ZREM', KEYS[5], member)
       add_lease(id, t)
@@ -300,7 +302,7 @@ local function grant(cap)
       granted[#granted + 1] = id
     end
     local nxt = fix_head(t)
-    heads[best][2] = nxt and select(2, parse_waiter(nxt)) or nil
+    heads[best][2] = nxt and select(3, parse_waiter(nxt)) or nil
   end
   if #granted > 0 then redis.call('HSET', KEYS[7], 'vt', vt) end
   return granted
@@ -315,7 +317,7 @@ end
 """
 
 # ARGV[OP..]: tenant, lease id, waiter member ("" the first time).
-# -> {1, member} admitted | {0, member, waiting, live, cap, hold_ms, tenant's live}, then granted ids.
+# -> {admitted 1|0, member, waiting, live, cap, mean hold ms (-1: none yet), tenant's live}, then granted ids.
 _ACQUIRE = _COMMON + r"""
 purge()
 local cap = effective_cap()
@@ -325,14 +327,15 @@ if not redis.call('ZSCORE', KEYS[1], id) then
     local vt = tonumber(redis.call('HGET', KEYS[7], 'vt')) or 0
     local tag = math.max(vt, tonumber(redis.call('HGET', KEYS[8], tenant)) or 0) + 1
     redis.call('HSET', KEYS[8], tenant, tag)
-    member = tenant .. '\0' .. string.format('%015d', tag) .. '\0' .. id
+    local seq = redis.call('HINCRBY', KEYS[7], 'seq', 1) % 1000000
+    member = tenant .. '\0' .. string.format('%015d', tag) .. '\0' .. string.format('%06d', seq) .. '\0' .. id
     redis.call('ZADD', KEYS[4], 0, member)
-    if not redis.call('ZSCORE', KEYS[6], tenant) then redis.call('ZADD', KEYS[6], tag, tenant) end
+    if not redis.call('ZSCORE', KEYS[6], tenant) then redis.call('ZADD', KEYS[6], tag * 1000000 + seq, tenant) end
   end
   redis.call('ZADD', KEYS[5], NOW + WAITER_TTL, member)
 end
 local out = {0, member, redis.call('ZCARD', KEYS[5]), 0, cap,
-             tonumber(redis.call('HGET', KEYS[7], 'hold_ms')) or 0, 0}
+             tonumber(redis.call('HGET', KEYS[7], 'hold_ms')) or -1, 0}
 for _, g in ipairs(grant(cap)) do out[#out + 1] = g end
 touch()
 if redis.call('ZSCORE', KEYS[1], id) then
@@ -451,6 +454,14 @@ ACQUIRE, RELEASE, GIVE_UP, QUOTA, STATUS = map(_Script, (_ACQUIRE, _RELEASE, _GI
 RENEW, RATE = _RENEW, _Script(_RATE)  # RENEW is sent with EVAL in a pipeline
 
 
+def retry_after_s(*, waiting: int, live: int, hold_ms: int) -> float:
+    """When a refused caller may find a slot: sessions end at about ``live / hold`` per second and the
+    waiters queued (the refused one included) need that many ends. 5 s without history; within [1, 300]."""
+    if hold_ms < 0:
+        return 5.0
+    return round(min(300.0, max(1.0, waiting * hold_ms / 1000 / max(live, 1))), 1)
+
+
 class Admission:
     """Admission control for one process. Holds no connection of its own and starts no task."""
 
@@ -539,9 +550,7 @@ class Admission:
 
     def _full(self, tenant: str, scope: str, sc: ScopeConfig, deadline_s: float, *, waiting: int, live: int,
               cap: int, hold_ms: int, tenant_live: int) -> GatewayError:
-        # Sessions end at about live/hold per second; we need the waiters ahead (~all of them) plus one.
-        retry = (waiting + 1) * hold_ms / 1000 / max(live, 1) if hold_ms else 5.0
-        retry = min(300.0, max(1.0, retry))
+        retry = retry_after_s(waiting=waiting, live=live, hold_ms=hold_ms)
         share = sc.share(tenant)
         if share.max is not None and tenant_live >= share.max:
             why = f"tenant {tenant!r} holds its maximum of {share.max} sessions in scope {scope!r}"
@@ -551,9 +560,10 @@ class Admission:
         metrics.ADMISSION_REJECTIONS.labels(tenant, "ADMISSION_FULL").inc()
         return GatewayError(
             grpc.StatusCode.RESOURCE_EXHAUSTED, "ADMISSION_FULL",
-            f"{why}; waited {deadline_s:.1f}s with {waiting} session(s) queued. Retry in ~{retry:.0f}s or with a "
-            "longer deadline; if this persists, ask the operator to raise the cap or this tenant's guaranteed share.",
-            retryable=True, retry_after_s=round(retry, 1))
+            f"{why}; waited {deadline_s:.1f}s with {max(0, waiting - 1)} other session(s) queued. Retry in "
+            f"~{retry:.0f}s or with a longer deadline; if this persists, ask the operator to raise the cap or this "
+            "tenant's guaranteed share.",
+            retryable=True, retry_after_s=retry)
 
     async def _take_token(self, tenant: str) -> None:
         assert self.config is not None

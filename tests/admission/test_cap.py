@@ -1,0 +1,144 @@
+"""The cap, waiting, the deadline, and leases that free themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+
+from livegate.errors import GatewayError
+from service.admission import ACQUIRE, Admission, retry_after_s
+from service.status import to_status
+from tests.admission.helpers import cancel_all, has_waiting, live, queue_keys_gone, wait_until
+
+S = "gemini:models/gemini-live-2.5-flash"
+
+
+async def test_waiter_is_admitted_when_a_lease_is_released(make: Callable[..., Admission], redis: Any) -> None:
+    adm = make({"scopes": {S: {"cap": 3}}})
+    leases = [await adm.acquire("acme", S, 0) for _ in range(3)]
+    assert await live(redis, S) == 3 and await adm.headroom(S) == 0
+    fourth = asyncio.create_task(adm.acquire("acme", S, 10))
+    await wait_until(has_waiting(adm, S, 1), what="the 4th to queue")
+    assert not fourth.done()
+    assert await adm.release(leases[0]) is True
+    lease = await asyncio.wait_for(fourth, 2)
+    assert lease.scope == S and lease.tenant == "acme"
+    assert await live(redis, S) == 3
+    assert await queue_keys_gone(redis, S)
+    assert await adm.release(leases[0]) is False  # idempotent
+
+
+async def test_deadline_gives_resource_exhausted_with_retry_info(make: Callable[..., Admission], redis: Any) -> None:
+    adm = make({"scopes": {S: {"cap": 1}}})
+    holder = await adm.acquire("acme", S, 0)
+    start = time.monotonic()
+    with pytest.raises(GatewayError) as exc:
+        await adm.acquire("acme", S, 0.4)
+    assert 0.35 <= time.monotonic() - start < 1.5
+    err = exc.value
+    assert err.code is grpc.StatusCode.RESOURCE_EXHAUSTED and err.reason == "ADMISSION_FULL" and err.retryable
+    assert err.retry_after_s is not None and 1.0 <= err.retry_after_s <= 300
+    assert S in err.message and "1 of 1" in err.message
+    # what the caller receives: ErrorInfo + RetryInfo
+    details = {d.type_url.rsplit("/", 1)[1]: d for d in _details(to_status(err))}
+    retry = error_details_pb2.RetryInfo()
+    details["google.rpc.RetryInfo"].Unpack(retry)
+    assert retry.retry_delay.ToNanoseconds() == int(err.retry_after_s * 1e9)
+    # the waiter left nothing behind, and the holder is untouched
+    assert await queue_keys_gone(redis, S)
+    assert await live(redis, S) == 1
+    assert await adm.release(holder)
+
+
+def _details(status: grpc.Status) -> list[Any]:
+    from google.rpc import status_pb2
+
+    for key, value in status.trailing_metadata:
+        if key == "grpc-status-details-bin":
+            return list(status_pb2.Status.FromString(value).details)
+    raise AssertionError("no status details")
+
+
+async def test_retry_after_follows_observed_session_length(make: Callable[..., Admission]) -> None:
+    """No history: 5 s. Sessions that last ~nothing: the 1 s floor. The estimate itself: queued waiters x
+    mean session length / live sessions, within [1, 300]."""
+    adm = make({"scopes": {S: {"cap": 1}}})
+    holder = await adm.acquire("acme", S, 0)
+    with pytest.raises(GatewayError) as exc:
+        await adm.acquire("acme", S, 0)
+    assert exc.value.retry_after_s == 5.0
+    await adm.release(holder)
+    holder = await adm.acquire("acme", S, 0)
+    with pytest.raises(GatewayError) as exc:
+        await adm.acquire("acme", S, 0)
+    assert exc.value.retry_after_s == 1.0
+    assert retry_after_s(waiting=10, live=100, hold_ms=60_000) == 6.0
+    assert retry_after_s(waiting=1000, live=10, hold_ms=600_000) == 300.0
+
+
+async def test_unrenewed_lease_frees_its_slot_after_the_ttl(make: Callable[..., Admission], redis: Any) -> None:
+    """A SIGKILLed holder simply stops renewing: its slot comes back after the lease TTL, not before."""
+    adm = make({"scopes": {S: {"cap": 1}}, "lease_ttl_s": 0.5})
+    await adm.acquire("acme", S, 0)  # never renewed, never released
+    start = time.monotonic()
+    lease = await adm.acquire("other", S, 3)
+    took = time.monotonic() - start
+    assert 0.4 <= took < 1.5, took
+    assert await live(redis, S) == 1
+    # a renewed lease outlives many TTLs
+    async def heartbeat() -> None:
+        while True:
+            assert await adm.renew(lease)
+            await asyncio.sleep(0.1)
+
+    beat = asyncio.create_task(heartbeat())
+    try:
+        with pytest.raises(GatewayError):
+            await adm.acquire("acme", S, 1.2)
+    finally:
+        await cancel_all([beat])
+    assert await adm.release(lease)
+
+
+async def test_renew_puts_back_a_lease_that_had_expired(make: Callable[..., Admission], redis: Any) -> None:
+    """A holder that renews too late (or after Redis lost data) still holds a real session: it counts again."""
+    adm = make({"scopes": {S: {"cap": 2}}, "lease_ttl_s": 0.2})
+    lease = await adm.acquire("acme", S, 0)
+    await redis.flushall()  # lease gone
+    assert await adm.headroom(S) == 2
+    assert await adm.renew_many([lease]) == [lease]
+    assert await adm.headroom(S) == 1
+    assert await adm.renew(lease) is True
+
+
+async def test_dead_waiter_costs_at_most_one_lease_ttl(make: Callable[..., Admission], redis: Any) -> None:
+    """A front SIGKILLed while its caller waited: its queue entry may be granted a slot that nobody picks
+    up; that lease expires like any other, and the next waiter gets the slot."""
+    adm = make({"scopes": {S: {"cap": 1}}, "lease_ttl_s": 0.5, "waiter_ttl_s": 3})
+    sc = adm.config.scopes[S]  # type: ignore[union-attr]
+    holder = await adm.acquire("acme", S, 0)
+    ghost = await adm._run(ACQUIRE, S, sc, "ghost", "ghost-lease-id", "")  # one poll, then silence
+    assert ghost[0] == 0
+    real = asyncio.create_task(adm.acquire("acme", S, 5))
+    await wait_until(has_waiting(adm, S, 2), what="two waiters")
+    await adm.release(holder)  # granted to the ghost (first in line)
+    start = time.monotonic()
+    lease = await asyncio.wait_for(real, 5)
+    assert 0.3 <= time.monotonic() - start < 1.5
+    assert lease.tenant == "acme" and await live(redis, S) == 1
+
+
+async def test_cancelled_waiter_leaves_no_queue_entry(make: Callable[..., Admission], redis: Any) -> None:
+    adm = make({"scopes": {S: {"cap": 1}}})
+    await adm.acquire("acme", S, 0)
+    tasks = [asyncio.create_task(adm.acquire(t, S, 30)) for t in ("a", "b", "b")]
+    await wait_until(has_waiting(adm, S, 3), what="three waiters")
+    await cancel_all(tasks)
+    assert await queue_keys_gone(redis, S)
+    assert await live(redis, S) == 1
