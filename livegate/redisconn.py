@@ -163,6 +163,13 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def _count_retry(client: RedisCluster) -> None:
+    """Count a cluster-level retry like CountingRetry counts the single-node ones."""
+    from livegate import metrics
+
+    metrics.REDIS_ERRORS.labels(getattr(client.retry, "role", "process"), "retry").inc()
+
+
 class LiveRedisCluster(RedisCluster):
     """``RedisCluster`` whose ``pipeline(transaction=False)`` runs commands in order across masters, and whose
     commands survive a dropped connection like the single-node client does: redis-py's cluster client retries
@@ -199,6 +206,7 @@ class LiveRedisCluster(RedisCluster):
                 if not is_transient(exc) or failures >= self.retries:
                     raise
                 failures += 1
+                _count_retry(self)
                 self._initialize = True  # re-read the topology before the next attempt
                 await asyncio.sleep(backoff.compute(failures))
 
@@ -387,6 +395,7 @@ async def execute_ordered(client: RedisCluster, commands: Sequence[tuple[Sequenc
                 results[i] = reply
             if again:
                 attempt += 1
+                _count_retry(client)
                 retried.update(again)
                 await asyncio.sleep(backoff.compute(attempt) + random.random() * 0.005)
             todo = again

@@ -259,6 +259,10 @@ async def test_connection_killed_between_pipelines_is_retried(redis: Any, redis_
     sids = await sids_on_distinct_masters(redis)
     for s in sids:  # open a pooled connection to every master
         await redis.xadd(keys.session_c2s(s), {"m": b"0"}, id="0-1")
+    from livegate import metrics
+
+    retries = metrics.REDIS_ERRORS.labels("process", "retry")
+    before = retries._value.get()
     for round_ in range(2, 5):
         for port in redis_cluster.ports:
             async with node_client(port) as node:
@@ -270,6 +274,7 @@ async def test_connection_killed_between_pipelines_is_retried(redis: Any, redis_
         assert replies[:3] == [f"0-{round_}".encode()] * 3
     for s in sids:
         assert [e[0] for e in await redis.xrange(keys.session_c2s(s))] == [b"0-1", b"0-2", b"0-3", b"0-4"]
+    assert retries._value.get() > before  # counted in livegate_redis_errors_total{op="retry"}
     # the plain client commands survive a kill too
     for port in redis_cluster.ports:
         async with node_client(port) as node:
