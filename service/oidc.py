@@ -54,7 +54,7 @@ def jwk_to_pem(jwk: dict[str, Any]) -> str:
         key = ec.EllipticCurvePublicNumbers(_b64int(jwk["x"]), _b64int(jwk["y"]), ec.SECP256R1()).public_key()
     else:
         raise ValueError(f"unsupported JWK kty={kty!r} crv={jwk.get('crv')!r}")
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return str(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
 
 
 def parse_certs(text: str | bytes) -> dict[str, str]:

@@ -45,8 +45,8 @@ def bind(server: grpc.aio.Server, settings: Settings) -> int:
     """Bind ``settings.front_listen`` with the configured transport security; the bound port (0: failed)."""
     creds = server_credentials(settings)
     if creds is None:
-        return server.add_insecure_port(settings.front_listen)
-    return server.add_secure_port(settings.front_listen, creds)
+        return int(server.add_insecure_port(settings.front_listen))
+    return int(server.add_secure_port(settings.front_listen, creds))
 
 
 def describe(settings: Settings) -> str:

@@ -4,6 +4,7 @@ worker and a front built as production builds it (``build_authenticator(settings
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -188,3 +189,14 @@ async def health_check(ch: grpc.aio.Channel, service: str = "") -> int:
 
 def stub(ch: grpc.aio.Channel) -> gateway_pb2_grpc.LiveGatewayStub:
     return gateway_pb2_grpc.LiveGatewayStub(ch)
+
+
+async def finish(*calls: Any) -> None:
+    """End sessions the way a caller does (half-close, read to the end) so no close is still in flight when
+    the stack stops."""
+    for call in calls:
+        await call.done_writing()
+    async with asyncio.timeout(15):
+        for call in calls:
+            while await call.read() is not grpc.aio.EOF:
+                pass

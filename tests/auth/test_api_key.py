@@ -17,7 +17,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from livegate.v1 import gateway_pb2 as gw
 from service.auth import hash_key, key_line
-from tests.auth.conftest import channel, connect_refusal, error_reason, health_check, open_session, refused, stub
+from tests.auth.conftest import (channel, connect_refusal, error_reason, finish, health_check, open_session, refused,
+                                 stub)
 
 ACME_KEY = "lgk_acme-first-key-0123456789abcdefghijkl"
 ACME_KEY_2 = "lgk_acme-rotated-key-9876543210zyxwvutsrq"
@@ -47,7 +48,7 @@ async def test_key_accepted_as_x_api_key_or_bearer(gateway: Any, tmp_path: Path,
         for md in ((("x-api-key", ACME_KEY),), (("authorization", f"Bearer {ACME_KEY}"),)):
             view = await stub(ch).GetSession(gw.GetSessionRequest(session_id=info.session_id), metadata=md)
             assert view.tenant == "acme"
-        call.cancel()
+        await finish(call)
 
 
 async def test_wrong_or_missing_key_refused(gateway: Any, tmp_path: Path, secrets_used: list[str]) -> None:

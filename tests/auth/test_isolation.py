@@ -11,7 +11,7 @@ import grpc
 
 from livegate.v1 import gateway_pb2 as gw
 from service.auth import key_line
-from tests.auth.conftest import channel, error_reason, open_session, refused, stub
+from tests.auth.conftest import channel, error_reason, finish, open_session, refused, stub
 
 ACME, BETA = "lgk_isolation-acme-dddddddddddddddddddddddd", "lgk_isolation-beta-eeeeeeeeeeeeeeeeeeeeeeee"
 A, B = (("x-api-key", ACME),), (("x-api-key", BETA),)
@@ -62,5 +62,4 @@ async def test_tenant_b_cannot_see_or_touch_tenant_a(gateway: Any, tmp_path: Pat
         # B's attempts changed nothing: A's session is still there, not closing
         view = await s.GetSession(gw.GetSessionRequest(session_id=a.session_id), metadata=A)
         assert view.tenant == "acme" and view.state != gw.Session.CLOSING
-        for call in (a_call, a2_call, b_call):
-            call.cancel()
+        await finish(a_call, a2_call, b_call)

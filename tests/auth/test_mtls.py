@@ -15,7 +15,8 @@ from livegate.settings import Settings
 from livegate.v1 import gateway_pb2 as gw
 from service.auth import build_authenticator, key_line
 from service.tls import server_credentials
-from tests.auth.conftest import channel, error_reason, health_check, open_session, pem_fragments, refused, stub
+from tests.auth.conftest import (channel, error_reason, finish, health_check, open_session, pem_fragments, refused,
+                                 stub)
 from tests.auth.pki import CA
 
 
@@ -48,7 +49,7 @@ async def test_tenant_from_client_certificate(gateway: Any, pki: dict[str, Any],
             view = await stub(ch).GetSession(gw.GetSessionRequest(session_id=info.session_id))
             assert view.tenant == "acme"
             assert await health_check(ch) == health_pb2.HealthCheckResponse.SERVING
-            call.cancel()
+            await finish(call)
         # no client certificate, or one from another CA: the handshake fails (grpc reports UNAVAILABLE)
         for who in (None, "stranger"):
             async with channel(g["address"], client_creds(pki, who)) as ch:
@@ -70,7 +71,7 @@ async def test_tenant_from_san(gateway: Any, pki: dict[str, Any], secrets_used: 
             call, info = await open_session(ch)
             view = await stub(ch).GetSession(gw.GetSessionRequest(session_id=info.session_id))
             assert view.tenant == "beta"
-            call.cancel()
+            await finish(call)
         async with channel(g["address"], client_creds(pki, "acme")) as ch:  # no SAN
             err = await refused(stub(ch).ListSessions(gw.ListSessionsRequest()))
             assert err.code() == grpc.StatusCode.UNAUTHENTICATED and error_reason(err) == "CLIENT_CERT_NO_TENANT"

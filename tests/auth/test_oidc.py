@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2
 from livegate.v1 import gateway_pb2 as gw
 from service.auth import key_line
 from service.oidc import OidcAuth, parse_certs
-from tests.auth.conftest import (channel, connect_refusal, error_reason, health_check, jwt_fragments, open_session,
+from tests.auth.conftest import (channel, connect_refusal, error_reason, finish, health_check, jwt_fragments, open_session,
                                  pem_fragments, refused, stub)
 from tests.auth.pki import CA, TokenIssuer
 
@@ -59,7 +59,7 @@ async def test_tokens_accepted_and_refused(gateway: Any, issuer: TokenIssuer, tm
         call, info = await open_session(ch, bearer(good))
         view = await stub(ch).GetSession(gw.GetSessionRequest(session_id=info.session_id), metadata=bearer(good))
         assert view.tenant == "acme@example.com"
-        call.cancel()
+        await finish(call)
         for reason, token in {**refusals, "TOKEN_SIGNATURE ": unknown_kid}.items():
             for err in (await refused(stub(ch).ListSessions(gw.ListSessionsRequest(), metadata=bearer(token))),
                         await connect_refusal(ch, bearer(token))):
