@@ -18,6 +18,7 @@ and bytes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -128,10 +129,8 @@ class Synthesizer:
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(text.encode("utf-8")), _ESPEAK_TIMEOUT_S)
-        except BaseException:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        except BaseException:  # cancelled (barge-in) or timed out: do not leave espeak-ng running
+            await _kill(proc)
             raise
         if proc.returncode != 0:
             raise SynthesisError(f"espeak-ng exited {proc.returncode}: {err.decode(errors='replace').strip()}")
@@ -142,6 +141,19 @@ class Synthesizer:
         if not pcm:
             raise SynthesisError(f"espeak-ng produced no audio for {text[:40]!r}")
         return await asyncio.to_thread(audio.resample, pcm, rate, audio.OUT_RATE)
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    """Kill and reap ``proc``.  A ``communicate()`` cancelled midway leaves stdin open and stdout
+    paused, and ``wait()`` only returns once every pipe is closed: so close stdin and drain the
+    output to EOF (``communicate()`` again) rather than just ``wait()``."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    if proc.stdin is not None:
+        proc.stdin.close()
+    with contextlib.suppress(asyncio.TimeoutError, OSError):
+        await asyncio.wait_for(proc.communicate(), 5.0)
 
 
 # --------------------------------------------------------------------- synthetic engine

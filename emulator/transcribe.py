@@ -279,9 +279,11 @@ class Transcriber:
         if d is None:
             from pocketsphinx import Decoder
 
-            # Whole utterances (full_utt=True) use batch CMN: results do not depend on earlier calls.
             d = self._local.decoder = Decoder(samprate=audio.IN_RATE, loglevel="FATAL")
             self._decoders += 1
+        # The decoder carries the previous utterance's cepstral mean over as a prior; resetting the
+        # front end makes every result equal to a fresh decoder's (same audio -> same text).
+        d.reinit_feat()
         d.start_utt()
         d.process_raw(_dither(pcm16k), full_utt=True)
         d.end_utt()
