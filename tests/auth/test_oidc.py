@@ -146,3 +146,30 @@ def test_google_pem_map_and_jwks_both_parse(issuer: TokenIssuer, tmp_path: Path)
     assert pem.startswith("-----BEGIN PUBLIC KEY-----")
     with pytest.raises(ValueError):
         parse_certs('{"keys": []}')
+
+
+async def test_url_keys_refreshed_when_stale_and_on_unknown_kid(issuer: TokenIssuer, jwks_server: Any,
+                                                                tmp_path: Path) -> None:
+    import asyncio
+
+    from service import oidc
+
+    url, handler = jwks_server
+    now = [1000.0]
+    certs = oidc.UrlCerts(url, clock=lambda: now[0])
+    assert set(certs.get("kid-1")) == {"kid-1"} and handler.hits == 1
+    assert set(certs.get("kid-1")) == {"kid-1"} and handler.hits == 1  # fresh: cached
+    # the issuer rotates: a new key id appears at the URL
+    rotated = TokenIssuer("kid-2")
+    handler.body = rotated.write_jwks(tmp_path / "rotated.json", issuer).read_bytes()
+    now[0] += oidc.MIN_REFETCH_S
+    assert set(certs.get("kid-2")) == {"kid-1", "kid-2"} and handler.hits == 2  # unknown kid: fetched at once
+    assert certs.get("kid-3") and handler.hits == 2  # another unknown kid right after: rate-limited
+    # stale after max-age: served from the cache while one background fetch refreshes it
+    handler.body = rotated.write_jwks(tmp_path / "only2.json").read_bytes()
+    now[0] += 3600
+    assert set(certs.get("kid-1")) == {"kid-1", "kid-2"}
+    async with asyncio.timeout(5):
+        while set(certs.get("kid-2")) != {"kid-2"}:
+            await asyncio.sleep(0.02)
+    assert handler.hits == 3
