@@ -29,15 +29,15 @@ class GatewayError(Exception):
         return f"{self.code.name} {self.reason}: {self.message}"
 
 
-def invalid_argument(message: str, reason: str = "INVALID_ARGUMENT") -> GatewayError:
+def invalid_argument(message: str, reason: str) -> GatewayError:
     return GatewayError(grpc.StatusCode.INVALID_ARGUMENT, reason, message)
 
 
-def not_found(message: str, reason: str = "NOT_FOUND") -> GatewayError:
+def not_found(message: str, reason: str) -> GatewayError:
     return GatewayError(grpc.StatusCode.NOT_FOUND, reason, message)
 
 
-def unavailable(message: str, reason: str = "UNAVAILABLE", retry_after_s: float = 1.0) -> GatewayError:
+def unavailable(message: str, reason: str, retry_after_s: float = 1.0) -> GatewayError:
     return GatewayError(grpc.StatusCode.UNAVAILABLE, reason, message, retryable=True, retry_after_s=retry_after_s)
 
 
@@ -65,9 +65,9 @@ _END_RULES: list[tuple[int, str, grpc.StatusCode, str, str, bool]] = [
      "the upstream no longer knows this session; start a new one", False),
     (1008, "requested entity was not found", grpc.StatusCode.ABORTED, "UPSTREAM_SESSION_LOST",
      "the upstream no longer knows this session; start a new one", False),
-    (1008, "is not found", grpc.StatusCode.NOT_FOUND, "MODEL_NOT_FOUND",
+    (1008, "is not found", grpc.StatusCode.NOT_FOUND, "UPSTREAM_MODEL_NOT_FOUND",
      "the upstream does not serve this model for the Live API", False),
-    (1008, "publisher model", grpc.StatusCode.NOT_FOUND, "MODEL_NOT_FOUND",
+    (1008, "publisher model", grpc.StatusCode.NOT_FOUND, "UPSTREAM_MODEL_NOT_FOUND",
      "the upstream does not serve this model for the Live API", False),
     (1008, "operation is not implemented", grpc.StatusCode.FAILED_PRECONDITION, "UPSTREAM_UNSUPPORTED",
      "the upstream does not support this message in the session's current state or configuration", False),

@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     upstream_api_key: SecretStr | None = Field(None, repr=False)
     upstream_ca_file: str = Field("", description="extra CA bundle to trust (the emulator's certificate)")
     upstream_connect_timeout_s: float = 10.0
+    upstream_max_attempts: int = Field(8, description="connect attempts (capped, jittered backoff) before a session ends")
     upstream_ping_interval_s: float = Field(30.0, description="keepalive; Google's pongs take 8-30 s")
     upstream_ping_timeout_s: float = 60.0
     upstream_max_frame_bytes: int = 16 * 1024 * 1024

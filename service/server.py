@@ -239,11 +239,13 @@ class Front:
         pipe.xinfo_stream(keys.session_c2s(sid))
         pipe.xinfo_stream(keys.session_s2c(sid))
         raw, c2s, s2c = await pipe.execute(raise_on_error=False)
+        missing = not_found(f"no live session {sid!r} for this caller: it ended, it expired, or the id is wrong",
+                            "SESSION_NOT_FOUND")
         if not isinstance(raw, dict) or not raw:
-            raise not_found(f"no session {sid!r}", "SESSION_NOT_FOUND")
+            raise missing
         r = records.SessionRecord.from_redis(raw)
-        if r.tenant != tenant:
-            raise not_found(f"no session {sid!r}", "SESSION_NOT_FOUND")
+        if r.tenant != tenant:  # the same answer as for an id that does not exist: ids reveal nothing
+            raise missing
         return session_proto(r, _last_id(c2s), _last_id(s2c))
 
     async def close_session(self, tenant: str, sid: str) -> gw.Session:

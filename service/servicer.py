@@ -160,7 +160,7 @@ class LiveGatewayServicer:
             try:
                 offset = int(request.page_token or 0)
             except ValueError:
-                raise invalid_argument("page_token is not one this gateway issued") from None
+                raise invalid_argument("page_token is not one this gateway issued", "BAD_PAGE_TOKEN") from None
             sids = await self.front.redis.zrange(keys.tenant_sessions(tenant), offset, offset + size)
             resp = gw.ListSessionsResponse()
             for sid in sids[:size]:

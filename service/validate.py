@@ -18,7 +18,7 @@ HD_VOICES = ("Achernar", "Achird", "Algenib", "Algieba", "Alnilam", "Aoede", "Au
 def validate_setup(setup: live.BidiGenerateContentSetup, allowed_models: tuple[str, ...]) -> str:
     """Check a caller's setup; return the short model id."""
     if not setup.model:
-        raise invalid_argument("setup.model is required, e.g. \"gemini-live-2.5-flash\"")
+        raise invalid_argument("setup.model is required, e.g. \"gemini-live-2.5-flash\"", "MODEL_REQUIRED")
     model = short_model(setup.model)
     allowed = allowed_models or LIVE_MODELS
     if model not in allowed:
@@ -26,7 +26,8 @@ def validate_setup(setup: live.BidiGenerateContentSetup, allowed_models: tuple[s
                         "MODEL_NOT_FOUND")
     gc = setup.generation_config
     if len(gc.response_modalities) > 1:
-        raise invalid_argument("generation_config.response_modalities takes exactly one of TEXT or AUDIO per session")
+        raise invalid_argument("generation_config.response_modalities takes exactly one of TEXT or AUDIO per session",
+                               "ONE_MODALITY")
     voice = gc.speech_config.voice_config.prebuilt_voice_config.voice_name
     if voice:
         voices = HD_VOICES if "native-audio" in model else CLASSIC_VOICES
@@ -40,7 +41,8 @@ def validate_message(msg: gw.ClientMessage) -> str:
     """Check a message after ``setup``; return its kind."""
     kind = msg.WhichOneof("message")
     if kind is None:
-        raise invalid_argument("empty ClientMessage: set one of client_content, realtime_input, tool_response")
+        raise invalid_argument("empty ClientMessage: set one of client_content, realtime_input, tool_response",
+                               "EMPTY_MESSAGE")
     if kind == "setup":
         raise invalid_argument("setup may only be the first message of a stream", "SECOND_SETUP")
     if kind == "reattach":
@@ -50,7 +52,8 @@ def validate_message(msg: gw.ClientMessage) -> str:
     elif kind == "tool_response":
         for i, fr in enumerate(msg.tool_response.function_responses):
             if not fr.name and not fr.id:
-                raise invalid_argument(f"tool_response.function_responses[{i}] needs the id (and name) of the call it answers")
+                raise invalid_argument(f"tool_response.function_responses[{i}] needs the id (and name) of the call it answers",
+                                       "TOOL_RESPONSE_ID")
     return kind
 
 
@@ -66,7 +69,7 @@ def _validate_realtime(ri: live.BidiGenerateContentRealtimeInput) -> None:
             raise invalid_argument(f"realtime_input.media_chunks[{i}].mime_type {chunk.mime_type!r} is not supported; "
                                    "send audio/pcm;rate=16000 or image/jpeg", "BAD_MIME_TYPE")
     if len(ri.text) > MAX_TEXT_CHARS:
-        raise invalid_argument(f"realtime_input.text is longer than {MAX_TEXT_CHARS} characters")
+        raise invalid_argument(f"realtime_input.text is longer than {MAX_TEXT_CHARS} characters", "TEXT_TOO_LONG")
 
 
 def _check_mime(mime: str, prefix: str, field: str, hint: str) -> None:

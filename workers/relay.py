@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_RESUME_ATTEMPTS = 8
-
 
 @dataclasses.dataclass(slots=True)
 class InboxItem:
@@ -175,8 +173,8 @@ class SessionRelay:
                     assert decision.error is not None
                     raise decision.error from None
                 attempt += 1
-                if attempt > MAX_RESUME_ATTEMPTS:
-                    raise unavailable(f"the upstream could not be reached after {attempt - 1} attempts",
+                if attempt >= self.worker.settings.upstream_max_attempts:
+                    raise unavailable(f"the upstream could not be reached after {attempt} attempts",
                                       "UPSTREAM_UNAVAILABLE") from None
                 delay = min(0.1 * 2 ** (attempt - 1), 5.0) * (0.5 + random.random() / 2)
                 logger.warning("session %s: upstream connect failed (%r); retry %d in %.2fs", self.sid, exc, attempt, delay)
@@ -231,8 +229,8 @@ class SessionRelay:
         except ConnectionClosed as exc:
             raise UpstreamClosed(*_close_info(exc)) from None
         msg = codec.server_from_live(first, self.record.flavour)
-        if msg is None or not msg.HasField("setup_complete"):
-            raise unavailable("the upstream did not answer setup with setupComplete", "UPSTREAM_PROTOCOL")
+        if msg is None or not msg.HasField("setup_complete"):  # a misbehaving upstream: retried like a failed connect
+            raise UpstreamClosed(None, "the upstream did not answer setup with setupComplete")
         if self._handle:
             self.record.resumes += 1
         if not self._setup_sent_to_client:

@@ -73,7 +73,7 @@ class Worker:
         self._started = True
         self._stop = asyncio.Event()
         self._capacity = asyncio.Event()
-        self._capacity.set()
+        self._update_capacity()
         self._ssl = upstream.ssl_context(self.settings)
         try:
             await self.redis.xgroup_create(keys.ALLOC_STREAM, keys.ALLOC_GROUP, id="0", mkstream=True)
