@@ -1,0 +1,113 @@
+"""Scenario 2, capacity: the most concurrent real-time audio sessions (640 B in at 50/s, 960 B of 24 kHz
+audio out at 50/s) with p99 one-way latency < 50 ms in both directions, >= 99.9 % delivered and >= 98 % of
+the target send rate; for livegate and for the floor chain, searched the same way (bisection, resolution 10
+sessions), with CPU per process and Redis commands per frame at each step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.load import floor_measure, measure, redis_per_frame, steady_probe
+from bench.stacks import Main
+
+P99_LIMIT_MS = 50.0
+
+
+def sustained(r: dict[str, Any], n: int, total_s: float) -> tuple[bool, str]:
+    if r["errors"]:
+        return False, f"{r['errors']} session errors"
+    for d in ("c2s", "s2c"):
+        p99 = r[d]["p99"]
+        if p99 is None or p99 >= P99_LIMIT_MS:
+            return False, f"{d} p99 {p99} ms"
+        dl = r[f"delivered_{d}"]
+        if dl is None or dl < 0.999:
+            return False, f"{d} delivered {dl}"
+    rate = r["frames_c2s"] / (n * 50 * max(0.5, total_s - 1.0))
+    r["send_rate"] = round(rate, 3)
+    if rate < 0.98:
+        return False, f"send rate {rate:.3f}"
+    return True, "ok"
+
+
+async def one_step(main: Main, kind: str, n: int, duration_s: float, warmup_s: float) -> dict[str, Any]:
+    redis_url = main.stack.redis.url  # type: ignore[union-attr]
+    if kind == "floor":
+        r = await floor_measure("floor", "", n, duration_s, warmup_s, channel=main.floor_channel,
+                                on_steady=steady_probe(main.floor_pids(), redis_url))
+        frames = n * 50 * 2 * (r["steady"]["window_s"] if r["steady"] else 0)
+    else:
+        stubs = main.stubs()
+        r = await measure_multi(main, stubs, n, duration_s, warmup_s,
+                                on_steady=steady_probe(main.livegate_pids(), redis_url, main.workers + main.fronts))
+        msgs = (r["steady"] or {}).get("relayed_messages") or {}
+        frames = msgs.get("c2s", 0) + msgs.get("s2c", 0)
+    r.pop("_raw", None)
+    r["redis_commands_per_frame"] = redis_per_frame(r["steady"], frames)
+    ok, why = sustained(r, n, duration_s + warmup_s)
+    r["sustained"], r["verdict"] = ok, why
+    return r
+
+
+async def measure_multi(main: Main, stubs: list[Any], n: int, duration_s: float, warmup_s: float,
+                        on_steady: Any) -> dict[str, Any]:
+    """Like ``measure`` but spreads the sessions over every front (round robin)."""
+    import itertools
+
+    from bench import load
+    from bench.script import Gateway
+
+    cycle = itertools.cycle(stubs)
+    orig = load.transport_factory
+    load.transport_factory = lambda mode, emulator, stub=None: (lambda: Gateway(next(cycle)))  # type: ignore[assignment]
+    try:
+        return await measure("gateway", main.emulator, n, duration_s, warmup_s, on_steady=on_steady)
+    finally:
+        load.transport_factory = orig  # type: ignore[assignment]
+
+
+async def search(main: Main, kind: str, *, start: int, duration_s: float, warmup_s: float, max_steps: int,
+                 resolution: int = 10, ceiling: int = 600) -> dict[str, Any]:
+    lo, hi = 0, None
+    n = start
+    steps: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    for _ in range(max_steps):
+        r = await one_step(main, kind, n, duration_s, warmup_s)
+        steps.append(r)
+        if r["sustained"]:
+            lo, best = n, r
+        else:
+            hi = n
+        if hi is None:
+            nxt = min(ceiling, int(n * 1.5 // resolution * resolution) or n + resolution)
+            if nxt == n:
+                break
+        else:
+            if hi - lo <= resolution:
+                break
+            nxt = (lo + hi) // 2 // resolution * resolution or max(1, (lo + hi) // 2)
+        n = nxt
+    return {"kind": kind, "max_sessions": lo, "first_failure": hi, "at_max": best,
+            "steps": [{k: s[k] for k in ("sessions", "c2s", "s2c", "delivered_c2s", "delivered_s2c", "send_rate",
+                                         "sustained", "verdict", "redis_commands_per_frame", "steady", "errors",
+                                         "error_examples") if k in s} for s in steps]}
+
+
+def per_core(result: dict[str, Any], roles: tuple[str, ...]) -> float | None:
+    best = result.get("at_max")
+    if not best or not best.get("steady"):
+        return None
+    cores = sum(best["steady"]["cpu_by_role"].get(r, 0.0) for r in roles)
+    return round(result["max_sessions"] / cores, 1) if cores else None
+
+
+async def run(main: Main, *, start: int, duration_s: float, warmup_s: float, max_steps: int) -> dict[str, Any]:
+    floor = await search(main, "floor", start=start, duration_s=duration_s, warmup_s=warmup_s, max_steps=max_steps)
+    gw = await search(main, "gateway", start=start, duration_s=duration_s, warmup_s=warmup_s, max_steps=max_steps)
+    out = {"p99_limit_ms": P99_LIMIT_MS, "floor": floor, "gateway": gw,
+           "gateway_sessions_per_core": per_core(gw, ("front", "worker")),
+           "floor_sessions_per_core": per_core(floor, ("floor_front", "floor_worker"))}
+    if floor["max_sessions"]:
+        out["ratio_to_floor"] = round(gw["max_sessions"] / floor["max_sessions"], 2)
+    return out

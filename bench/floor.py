@@ -1,0 +1,287 @@
+"""The floor chain: the minimal relay gRPC -> front -> Redis Streams -> worker -> WebSocket echo and back,
+written as plainly as possible (shared/floor/RESULTS.md, row 4), so every benchmark run reports livegate as a
+ratio to it on the same machine at the same moment.
+
+* ``python -m bench.floor echo --cert C --key K``: a TLS WebSocket echo; per frame it decodes the base64
+  audio, stamps its arrival and departure, answers 960 B of pre-encoded audio (24 kHz, 20 ms) in Live JSON.
+* ``python -m bench.floor worker --redis URL --upstream wss://.. --ca C``: XREAD on one shared stream
+  ``floor:c2s``; one WebSocket per session (opened on its first frame); replies XADDed to ``floor:s2c``.
+* ``python -m bench.floor front --redis URL``: a gRPC server with one generic bidi method
+  ``/floor.Floor/Relay`` (raw bytes, no protobuf); client frames XADDed to ``floor:c2s``, one XREAD on
+  ``floor:s2c`` dispatches replies to the streams by session id.
+
+XADDs are auto-batched (everything queued in one loop iteration goes in one pipeline). Everything runs on
+uvloop. Wire format: gRPC message = ``<Qd`` (n, client send time) + 640 B audio; reply = ``<Qddd`` (n,
+client send time, echo arrival, echo departure) + 960 B audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import signal
+import ssl
+import struct
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+C2S, S2C = "floor:c2s", "floor:s2c"
+HDR_IN = struct.Struct("<Qd")
+HDR_OUT = struct.Struct("<Qddd")
+OUT_B64 = base64.b64encode(b"\x00\x02" * 480).decode()  # 960 B
+MAXLEN = 10000
+
+
+class Batcher:
+    """XADD with auto-batching: a pipeline per loop iteration's worth of entries."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self.queue: list[tuple[str, dict[str, Any]]] = []
+        self.wake = asyncio.Event()
+        self.task = asyncio.create_task(self._run())
+
+    def add(self, stream: str, fields: dict[str, Any]) -> None:
+        self.queue.append((stream, fields))
+        self.wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            batch, self.queue = self.queue, []
+            if not batch:
+                continue
+            pipe = self.redis.pipeline(transaction=False)
+            for stream, fields in batch:
+                pipe.xadd(stream, fields, maxlen=MAXLEN, approximate=True)
+            await pipe.execute()
+
+
+async def _wait_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+# -- echo ------------------------------------------------------------------------------------------------------
+
+async def echo_main(args: argparse.Namespace) -> None:
+    import websockets
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.cert, args.key)
+
+    async def handler(ws: Any) -> None:
+        async for raw in ws:
+            tr = time.time()
+            msg = orjson.loads(raw)
+            base64.b64decode(msg["realtimeInput"]["audio"]["data"])
+            te = time.time()
+            await ws.send(orjson.dumps({"serverContent": {"modelTurn": {"parts": [{"inlineData": {
+                "mimeType": "audio/pcm;rate=24000", "data": OUT_B64}}]}}, "n": msg["n"], "ts": msg["ts"],
+                "tr": tr, "te": te}))
+
+    async with websockets.serve(handler, "127.0.0.1", 0, ssl=ctx, compression=None, max_size=2**24) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(f"floor echo wss://127.0.0.1:{port} 127.0.0.1:{port}", flush=True)
+        await _wait_signal()
+
+
+# -- worker ----------------------------------------------------------------------------------------------------
+
+async def worker_main(args: argparse.Namespace) -> None:
+    import redis.asyncio as aioredis
+    import websockets
+
+    r = aioredis.from_url(args.redis)
+    out = Batcher(r)
+    ctx = ssl.create_default_context(cafile=args.ca)
+    sockets: dict[bytes, Any] = {}
+    pending: dict[bytes, list[bytes]] = {}
+
+    async def pump(sid: bytes, ws: Any) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in ws:
+                msg = orjson.loads(raw)
+                audio = base64.b64decode(msg["serverContent"]["modelTurn"]["parts"][0]["inlineData"]["data"])
+                out.add(S2C, {"s": sid, "p": HDR_OUT.pack(msg["n"], msg["ts"], msg["tr"], msg["te"]) + audio})
+
+    def frame(payload: bytes) -> bytes:
+        n, ts = HDR_IN.unpack_from(payload)
+        return orjson.dumps({"realtimeInput": {"audio": {"data": base64.b64encode(payload[HDR_IN.size:]).decode(),
+                                                         "mimeType": "audio/pcm;rate=16000"}}, "n": n, "ts": ts})
+
+    async def open_ws(sid: bytes) -> None:
+        ws = await websockets.connect(args.upstream, ssl=ctx, compression=None, max_size=2**24, ping_interval=None)
+        sockets[sid] = ws
+        for p in pending.pop(sid, []):
+            await ws.send(frame(p))
+        asyncio.create_task(pump(sid, ws))
+
+    async def reader() -> None:
+        last = "$"
+        while True:
+            resp = await r.xread({C2S: last}, block=1000, count=1000)
+            for _stream, entries in resp or ():
+                for eid, fields in entries:
+                    last = eid
+                    sid, p = fields[b"s"], fields.get(b"p")
+                    if p is None:  # end of session
+                        ws = sockets.pop(sid, None)
+                        if ws is not None:
+                            asyncio.create_task(ws.close())
+                        continue
+                    ws = sockets.get(sid)
+                    if ws is None:
+                        if sid not in pending:
+                            pending[sid] = []
+                            asyncio.create_task(open_ws(sid))
+                        pending[sid].append(p)
+                    else:
+                        await ws.send(frame(p))
+
+    task = asyncio.create_task(reader())
+    print("floor worker ready -", flush=True)
+    await _wait_signal()
+    task.cancel()
+
+
+# -- front -----------------------------------------------------------------------------------------------------
+
+async def front_main(args: argparse.Namespace) -> None:
+    import grpc
+    import redis.asyncio as aioredis
+
+    r = aioredis.from_url(args.redis)
+    out = Batcher(r)
+    queues: dict[bytes, asyncio.Queue[bytes]] = {}
+
+    async def relay(request_iterator: Any, context: Any) -> Any:
+        sid = uuid.uuid4().hex.encode()
+        q: asyncio.Queue[bytes] = asyncio.Queue()
+        queues[sid] = q
+
+        async def inbound() -> None:
+            async for payload in request_iterator:
+                out.add(C2S, {"s": sid, "p": payload})
+            out.add(C2S, {"s": sid})
+            q.put_nowait(b"")
+
+        task = asyncio.create_task(inbound())
+        try:
+            while True:
+                item = await q.get()
+                if not item:
+                    return
+                yield item
+        finally:
+            task.cancel()
+            queues.pop(sid, None)
+
+    async def reader() -> None:
+        last = "$"
+        while True:
+            resp = await r.xread({S2C: last}, block=1000, count=1000)
+            for _stream, entries in resp or ():
+                for eid, fields in entries:
+                    last = eid
+                    q = queues.get(fields[b"s"])
+                    if q is not None:
+                        q.put_nowait(fields[b"p"])
+
+    handler = grpc.method_handlers_generic_handler(
+        "floor.Floor", {"Relay": grpc.stream_stream_rpc_method_handler(relay)})
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    task = asyncio.create_task(reader())
+    print(f"floor front 127.0.0.1:{port} 127.0.0.1:{port}", flush=True)
+    await _wait_signal()
+    task.cancel()
+    await server.stop(1)
+
+
+# -- load generator side ------------------------------------------------------------------------------------------
+
+async def floor_session(call_or_ws: Any, kind: str, duration_s: float) -> dict[str, Any]:
+    """One session: 640 B frames at 50/s for ``duration_s``; returns c2s/s2c one-way latencies with their
+    send times, and the counts sent/received."""
+    loop = asyncio.get_running_loop()
+    sent: dict[int, float] = {}
+    c2s: list[tuple[float, float]] = []
+    s2c: list[tuple[float, float]] = []
+    audio = b"\x00\x01" * 320
+    audio_b64 = base64.b64encode(audio).decode()
+    end = loop.time() + duration_s
+    t_end = time.time() + duration_s
+
+    async def writer() -> None:
+        n = 0
+        nxt = loop.time()
+        while loop.time() < end:
+            n += 1
+            ts = time.time()
+            sent[n] = ts
+            if kind == "floor":
+                await call_or_ws.write(HDR_IN.pack(n, ts) + audio)
+            else:
+                await call_or_ws.send(orjson.dumps({"realtimeInput": {"audio": {
+                    "data": audio_b64, "mimeType": "audio/pcm;rate=16000"}}, "n": n, "ts": ts}))
+            nxt += 0.02
+            delay = nxt - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -0.2:
+                nxt = loop.time()
+
+    async def reader() -> None:
+        import grpc
+
+        while True:
+            if kind == "floor":
+                m = await call_or_ws.read()
+                t = time.time()
+                if m is grpc.aio.EOF:
+                    return
+                n, ts, tr, te = HDR_OUT.unpack_from(m)
+            else:
+                raw = await call_or_ws.recv()
+                t = time.time()
+                msg = orjson.loads(raw)
+                base64.b64decode(msg["serverContent"]["modelTurn"]["parts"][0]["inlineData"]["data"])
+                n, ts, tr, te = msg["n"], msg["ts"], msg["tr"], msg["te"]
+            c2s.append((ts, tr - ts))
+            s2c.append((te, t - te))
+
+    rd = asyncio.create_task(reader())
+    try:
+        await writer()
+        await asyncio.sleep(0.3)
+    finally:
+        rd.cancel()
+        with contextlib.suppress(BaseException):
+            await rd
+    return {"sent": sent, "c2s": c2s, "s2c": s2c, "end": t_end}
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("role", choices=["echo", "worker", "front"])
+    p.add_argument("--redis", default="")
+    p.add_argument("--upstream", default="")
+    p.add_argument("--ca", default="")
+    p.add_argument("--cert", default="")
+    p.add_argument("--key", default="")
+    a = p.parse_args()
+    import uvloop
+
+    uvloop.run({"echo": echo_main, "worker": worker_main, "front": front_main}[a.role](a))

@@ -1,0 +1,84 @@
+"""``python -m bench --quick`` runs every scenario for a few seconds and writes well-formed results.
+Correctness of the harness only: no timing is asserted (the numbers of a quick run mean nothing)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _summary(d: dict) -> None:
+    assert set(d) >= {"n", "p50", "p99", "max"}, d
+    assert isinstance(d["n"], int)
+    if d["n"]:
+        for k in ("p50", "p99", "max"):
+            assert isinstance(d[k], float) and math.isfinite(d[k]), d
+        assert d["p50"] <= d["p99"] <= d["max"], d
+
+
+@pytest.mark.timeout(90)
+def test_quick_run_writes_well_formed_results(tmp_path: Path) -> None:
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=85)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert r["quick"] is True and r["errors"] == {}
+    s = r["scenarios"]
+    assert set(s) == {"memory", "overhead", "capacity", "scaleout", "resilience"}
+
+    # 1. overhead: every path measured, every message delivered, added latency computed per direction
+    for row in s["overhead"]["rows"]:
+        for mode in ("direct", "gateway", "floor_direct", "floor"):
+            run = row["runs"][mode]
+            assert run["errors"] == 0, run["error_examples"]
+            for d in ("c2s", "s2c"):
+                _summary(run[d])
+                assert run[d]["n"] > 0
+                assert run[f"delivered_{d}"] == 1.0
+        for d in ("c2s", "s2c"):
+            _summary(row["added"][d])
+            _summary(row["floor_added"][d])
+        assert row["setup_ms"]["gateway"]["n"] == row["sessions"]
+        assert row["ratio_to_floor_p50"] is not None
+        # livegate's own histograms were scraped as a cross-check
+        assert row["runs"]["gateway"]["steady"]["livegate_added_latency"]["c2s"]["n"] > 0
+
+    # 2. capacity: both chains searched, CPU by process and Redis commands per frame at the limit
+    cap = s["capacity"]
+    for kind in ("floor", "gateway"):
+        assert cap[kind]["max_sessions"] > 0, cap[kind]["steps"]
+        step = cap[kind]["steps"][0]
+        assert step["sustained"] is True
+        assert step["redis_commands_per_frame"] > 0
+        assert step["steady"]["cpu_cores"]["redis"] >= 0
+    assert {"worker", "front", "redis", "emulator", "loadgen"} <= set(cap["gateway"]["steps"][0]["steady"]["cpu_by_role"])
+
+    # 3. resilience: each timing measured once
+    res = s["resilience"]
+    assert "error" not in res["go_away"] and res["go_away"]["renewals"] >= 1
+    _summary(res["go_away"]["gateway_reported_gap_ms"])
+    assert res["sigkill"]["kill_to_next_audio_ms"]["n"] == 1, res["sigkill"]
+    assert res["reattach"]["to_caught_up_ms"]["n"] == 1, res["reattach"]
+
+    # 4. memory: every session set up, RSS per session computed
+    for row in s["memory"]["rows"]:
+        assert row["set_up"] == row["sessions"]
+        assert row["rss_mib"]["front"] > 0 and row["rss_mib"]["worker"] > 0
+
+    # 5. scale-out: 1 and 2 processes of each
+    assert s["scaleout"]["one"]["max_sessions"] > 0 and s["scaleout"]["two"]["max_sessions"] > 0
+
+    md = (tmp_path / "README.md").read_text()
+    assert "## Targets" in md and "## 2. Capacity" in md
+    for png in r["plots"]:
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(r["plots"]) == {"overhead.png", "capacity.png", "memory.png"}
