@@ -79,6 +79,9 @@ class LiveGatewayServicer:
                 raise invalid_argument(f"the first message must be `setup` (or `reattach`), got `{kind or 'nothing'}`",
                                        "SETUP_REQUIRED")
         except GatewayError as err:
+            # gRPC core ends a call aborted before its initial metadata with INTERNAL if the caller is still
+            # streaming requests: send the (empty) initial metadata first so the caller gets this status
+            await context.send_initial_metadata(())
             await context.abort_with_status(to_status(err))
             return
         active = metrics.SESSIONS_ACTIVE.labels("front", "attached", session.model, tenant)
