@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     max_messages_per_s: float = Field(200.0, description="client messages per second per session (burst: 2 s worth)")
 
     # --- caller authentication and front TLS (service/auth.py, service/tls.py) ----------------------
-    auth_modes: tuple[str, ...] = Field(("open",), description="open | api_key | mtls | oidc, tried in order")
+    auth_modes: tuple[str, ...] = Field(("open",), description="open | api_key | mtls | mtls:san | oidc, tried in "
+                                        "order (env: a JSON list, '[\"api_key\", \"oidc\"]')")
     open_tenant: str = Field("default", description="the tenant of every caller in auth mode 'open'")
     caller_keys_file: str = Field("", description="caller API keys (hashed), reloaded when it changes")
     oidc_audience: str = Field("", description="required `aud` of caller ID tokens")

@@ -22,7 +22,8 @@ from livegate.redisconn import AnyRedis, connect
 from livegate.settings import Settings
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
-from service.auth import Authenticator, OpenAccess
+from service import tls
+from service.auth import Authenticator, build_authenticator
 from service.servicer import SERVICE_NAME, LiveGatewayServicer
 from service.session import FrontSession
 from service.validate import validate_setup
@@ -40,7 +41,7 @@ class Front:
         self._own_redis = redis is None
         self.redis: AnyRedis = redis if redis is not None else connect(self.settings.redis_url, client_name=self.id)
         self.batcher = Batcher(self.redis, role="front")
-        self.auth: Authenticator = authenticator or OpenAccess()
+        self.auth: Authenticator = authenticator or build_authenticator(self.settings)
         self.sessions: dict[str, FrontSession] = {}
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
@@ -91,7 +92,7 @@ class Front:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        self.port = server.add_insecure_port(self.settings.front_listen)
+        self.port = tls.bind(server, self.settings)  # h2c, TLS or mTLS (front_tls_*, front_client_ca_file)
         if self.port == 0:
             raise OSError(f"could not bind the front to {self.settings.front_listen}")
         await server.start()
@@ -99,7 +100,7 @@ class Front:
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         metrics.BUILD.info({"version": __version__, "role": "front"})
-        logger.info("front %s serving on %s", self.id, self.address)
+        logger.info("front %s serving on %s (%s, %r)", self.id, self.address, tls.describe(self.settings), self.auth)
 
     async def drain(self) -> None:
         """Health NOT_SERVING; tell every connected caller to reattach elsewhere."""

@@ -20,7 +20,7 @@ FULL = f"{RELEASE}-livegate"
 
 def test_scenarios_are_the_expected_ones() -> None:
     assert set(SCENARIOS) == {"default", "external-redis-secret", "bundled-redis-emulator",
-                              "monitoring-hpa-networkpolicy", "vertex-workload-identity"}
+                              "monitoring-hpa-networkpolicy", "vertex-workload-identity", "front-auth-tls"}
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -86,7 +86,8 @@ def test_lint_strict(helm: None, scenario: str) -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_renders_and_every_resource_is_labelled(rendered: dict[str, list[Manifest]], scenario: str) -> None:
     docs = rendered[scenario]
-    assert {"Deployment", "Service", "ServiceAccount", "Pod"} <= {d["kind"] for d in docs}
+    expected = {"Deployment", "Service", "ServiceAccount"} | ({"Pod"} if scenario != "front-auth-tls" else set())
+    assert expected <= {d["kind"] for d in docs}
     for d in docs:
         labels = d["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "livegate"
@@ -148,6 +149,12 @@ def test_front_service_is_grpc_h2c(rendered: dict[str, list[Manifest]], scenario
 def test_front_native_grpc_probes(rendered: dict[str, list[Manifest]], scenario: str) -> None:
     c = container(rendered[scenario], "front")
     grpc_port = next(p["containerPort"] for p in c["ports"] if p["name"] == "grpc")
+    if "LIVEGATE_FRONT_TLS_CERT_FILE" in env_of(c):  # native gRPC probes cannot speak TLS: the metrics port
+        assert {p: c[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe", "startupProbe")} == {
+            "livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/healthz"}
+        assert all(c[p]["httpGet"]["port"] == "metrics" and "grpc" not in c[p]
+                   for p in ("livenessProbe", "readinessProbe", "startupProbe"))
+        return
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert c[probe]["grpc"]["port"] == grpc_port, probe
         assert "httpGet" not in c[probe] and "exec" not in c[probe]

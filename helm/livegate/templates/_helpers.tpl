@@ -183,6 +183,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.callerKeys.enabled (not .Values.callerKeys.existingSecret) (not .Values.callerKeys.content) }}
 {{- fail "livegate: callerKeys.enabled needs callerKeys.existingSecret or callerKeys.content" }}
 {{- end }}
+{{- if and (has "api_key" .Values.auth.modes) (not .Values.callerKeys.enabled) }}
+{{- fail "livegate: auth.modes api_key needs callerKeys.enabled" }}
+{{- end }}
+{{- if and (or (has "mtls" .Values.auth.modes) (has "mtls:san" .Values.auth.modes)) (not (and .Values.front.tls.existingSecret .Values.front.tls.requireClientCert)) }}
+{{- fail "livegate: auth.modes mtls needs front.tls.existingSecret and front.tls.requireClientCert" }}
+{{- end }}
+{{- if and (has "oidc" .Values.auth.modes) (not .Values.auth.oidc.audience) }}
+{{- fail "livegate: auth.modes oidc needs auth.oidc.audience" }}
+{{- end }}
 {{- if and .Values.front.autoscaling.enabled (gt (int .Values.front.autoscaling.minReplicas) (int .Values.front.autoscaling.maxReplicas)) }}
 {{- fail "livegate: front.autoscaling.minReplicas > maxReplicas" }}
 {{- end }}
@@ -254,10 +263,15 @@ annotations:
 {{- end }}
 {{- end }}
 
-{{/* A front probe: a grpc probe without a port gets the front's gRPC port. (dict "probe" P "port" N) */}}
+{{/* A front probe: a grpc probe without a port gets the front's gRPC port; with front TLS (native gRPC probes
+speak plaintext only) a grpc probe becomes an HTTP GET of `path` on the metrics port.
+(dict "probe" P "port" N "tls" SECRET "path" "/readyz") */}}
 {{- define "livegate.front.probe" -}}
 {{- $probe := deepCopy .probe }}
-{{- if and (hasKey $probe "grpc") (not (hasKey $probe.grpc "port")) }}
+{{- if and .tls (hasKey $probe "grpc") }}
+{{- $_ := unset $probe "grpc" }}
+{{- $_ := set $probe "httpGet" (dict "path" .path "port" "metrics") }}
+{{- else if and (hasKey $probe "grpc") (not (hasKey $probe.grpc "port")) }}
 {{- $_ := set $probe "grpc" (merge (dict "port" (int .port)) $probe.grpc) }}
 {{- end }}
 {{- toYaml $probe }}
