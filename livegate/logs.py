@@ -7,12 +7,16 @@ runtime with SIGUSR1 (cycles INFO -> DEBUG -> WARNING -> INFO) by the CLI.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 
 import orjson
 
 _FIELDS = ("session", "tenant", "worker")
+# every log line about a session names it "session <id>" (and "tenant <name>" where known): lifted into fields
+_SESSION_RE = re.compile(r"\bsession (s-[A-Za-z0-9_-]+)")
+_TENANT_RE = re.compile(r"\btenant ([A-Za-z0-9._@:/+-]+)")
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,6 +36,10 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             if value is not None:
                 out[key] = value
+        if "session" not in out and (m := _SESSION_RE.search(out["msg"])):
+            out["session"] = m.group(1)
+        if "tenant" not in out and (m := _TENANT_RE.search(out["msg"])):
+            out["tenant"] = m.group(1)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(out).decode()

@@ -20,6 +20,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
+import google.auth.exceptions
 import grpc
 import orjson
 import websockets.exceptions
@@ -215,6 +216,14 @@ class SessionRelay:
         self._reset_renewal()
         try:
             ws = await w.open_upstream()
+        except google.auth.exceptions.RefreshError as exc:  # the credentials were refused: not transient
+            metrics.UPSTREAM_CONNECTS.labels(self.record.flavour, "error").inc()
+            raise GatewayError(grpc.StatusCode.INTERNAL, "UPSTREAM_AUTH",
+                               f"the gateway could not obtain upstream credentials ({type(exc).__name__}); "
+                               "an operator must fix them") from None
+        except google.auth.exceptions.TransportError:  # the token endpoint is unreachable: retried like a connect
+            metrics.UPSTREAM_CONNECTS.labels(self.record.flavour, "error").inc()
+            raise UpstreamClosed(None, "token endpoint unreachable") from None
         except Exception:
             metrics.UPSTREAM_CONNECTS.labels(self.record.flavour, "error").inc()
             raise
