@@ -43,6 +43,10 @@ async def one_step(main: Main, kind: str, n: int, duration_s: float, warmup_s: f
         msgs = (r["steady"] or {}).get("relayed_messages") or {}
         frames = msgs.get("c2s", 0) + msgs.get("s2c", 0)
     r.pop("_raw", None)
+    if kind != "floor":
+        from bench.memory import _sessions_ended
+
+        await _sessions_ended(main)  # the next step starts from an empty gateway
     r["redis_commands_per_frame"] = redis_per_frame(r["steady"], frames)
     ok, why = sustained(r, n, duration_s + warmup_s)
     r["sustained"], r["verdict"] = ok, why

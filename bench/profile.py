@@ -31,6 +31,41 @@ def _py_spy() -> str | None:
     return found if Path(found).exists() else None
 
 
+IDLE = ("epoll_wait", "epoll_pwait")
+WRITES = ("write (", "writev (", "sendmsg (", "send (", "sendto (")
+READS = ("read (", "readv (", "recv (", "recvmsg (", "recvfrom (")
+
+
+def _who(frames: list[str]) -> str:
+    joined = ";".join(frames)
+    if "redis/" in joined:
+        return "Redis"
+    if "grpc" in joined or "cygrpc" in joined:
+        return "gRPC"
+    if "websockets/" in joined or "ssl" in joined:
+        return "WebSocket"
+    return "other"
+
+
+def classify(frames: list[str]) -> str | None:
+    """A group for one stack (leaf last); None = idle (waiting in epoll)."""
+    top = frames[-1]
+    if any(top.startswith(w) for w in IDLE):
+        return None
+    if any(top.startswith(w) for w in WRITES):
+        return f"syscall: socket write ({_who(frames)})"
+    if any(top.startswith(w) for w in READS):
+        return f"syscall: socket read ({_who(frames)})"
+    if top.startswith("getpid"):
+        return "syscall: getpid (asyncio.get_running_loop on CPython 3.11, from asyncio.timeout in redis-py reads)"
+    if top.startswith("getrandom"):
+        return "syscall: getrandom (websockets client frame mask, os.urandom per frame)"
+    for name, needles in GROUPS:
+        if any(any(nd in f for nd in needles) for f in frames[-4:]):
+            return name
+    return "livegate + other Python / interpreter"
+
+
 def reduce(collapsed: str) -> dict[str, Any]:
     leaf: Counter[str] = Counter()
     groups: Counter[str] = Counter()
@@ -41,24 +76,22 @@ def reduce(collapsed: str) -> dict[str, Any]:
             continue
         count = int(n)
         frames = stack.split(";")
-        top = frames[-1]
         total += count
-        if any(w in top for w in ("select", "epoll", "poll (", "_run_once", "run_forever")) and "uvloop" not in top:
+        group = classify(frames)
+        if group is None:
             idle += count
-        leaf[top] += count
-        for name, needles in GROUPS:
-            if any(any(nd in f for nd in needles) for f in frames[-3:]):
-                groups[name] += count
-                break
-        else:
-            groups["livegate + other Python"] += count
-    busy = max(1, total)
-    return {"samples": total, "idle_share": round(idle / busy, 3),
+            continue
+        groups[group] += count
+        # the leaf, or for a syscall/C leaf, the innermost Python frame that led to it
+        py = next((f for f in reversed(frames) if ".py:" in f), frames[-1])
+        leaf[py if py is not frames[-1] and "(lib" in frames[-1] else frames[-1]] += count
+    busy = max(1, total - idle)
+    return {"samples": total, "idle_share": round(idle / max(1, total), 3),
             "groups": {k: round(v / busy, 4) for k, v in groups.most_common()},
             "top": [(k, round(v / busy, 4)) for k, v in leaf.most_common(25)]}
 
 
-async def run(out: Path, *, sessions: int, seconds: float) -> dict[str, Any]:
+async def run(out: Path, *, sessions: int, seconds: float, native: bool = True) -> dict[str, Any]:
     spy = _py_spy()
     if spy is None:
         return {"error": "py-spy not installed (pip install py-spy)"}
@@ -72,10 +105,10 @@ async def run(out: Path, *, sessions: int, seconds: float) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         procs = {}
         for role, p in (("worker", m.workers[0]), ("front", m.fronts[0])):
-            path = out / f"profile-{role}.txt"
+            path = out / f"profile-{role}{'-native' if native else ''}.txt"
             procs[role] = (path, await asyncio.create_subprocess_exec(
                 spy, "record", "--pid", str(p.pid), "--duration", str(int(seconds)), "--rate", "200",
-                "--format", "raw", "--nonblocking", "--output", str(path),
+                "--format", "raw", "--output", str(path), *(["--native"] if native else ["--nonblocking"]),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE))
         for role, (path, proc) in procs.items():
             _, err = await proc.communicate()
