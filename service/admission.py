@@ -454,6 +454,18 @@ ACQUIRE, RELEASE, GIVE_UP, QUOTA, STATUS = map(_Script, (_ACQUIRE, _RELEASE, _GI
 RENEW, RATE = _RENEW, _Script(_RATE)  # RENEW is sent with EVAL in a pipeline
 
 
+def _raise_if_cancelled(task: asyncio.Task[Any] | None, cancels: int) -> None:
+    """Re-raise a cancellation that was lost on the way: on Python 3.11 redis-py's send path uses
+    ``asyncio.wait_for``, which returns normally when the task is cancelled as the write completes."""
+    if task is not None and task.cancelling() > cancels:
+        raise asyncio.CancelledError()
+
+
+def _set(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 def retry_after_s(*, waiting: int, live: int, hold_ms: int) -> float:
     """When a refused caller may find a slot: sessions end at about ``live / hold`` per second and the
     waiters queued (the refused one included) need that many ends. 5 s without history; within [1, 300]."""
@@ -468,7 +480,7 @@ class Admission:
     def __init__(self, redis: AnyRedis | None, config: AdmissionConfig | None) -> None:
         self.redis = redis
         self.config = config
-        self._waiting: dict[str, asyncio.Event] = {}  # lease id -> set when a script here granted it
+        self._waiting: dict[str, asyncio.Future[None]] = {}  # lease id -> done when a script here granted it
 
     def __repr__(self) -> str:
         scopes = len(self.config.scopes) if self.config else 0
@@ -488,9 +500,9 @@ class Admission:
 
     def _wake(self, granted: Iterable[Any]) -> None:
         for g in granted:
-            ev = self._waiting.get(g.decode() if isinstance(g, bytes) else str(g))
-            if ev is not None:
-                ev.set()
+            fut = self._waiting.get(g.decode() if isinstance(g, bytes) else str(g))
+            if fut is not None and not fut.done():
+                fut.set_result(None)
 
     # -- acquire ----------------------------------------------------------------------------------------
     async def acquire(self, tenant: str, scope: str, deadline_s: float) -> Lease:
@@ -508,37 +520,45 @@ class Admission:
         deadline = start + max(0.0, deadline_s)
         member: bytes | str = ""
         delay = POLL_MIN_S
-        event = self._waiting[lease.id] = asyncio.Event()
         settled = False
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task else 0
         try:
             while True:
-                event.clear()
+                # A plain future and a timer, not wait_for(event.wait()): on 3.11 wait_for returns normally
+                # when the event is set as the task is cancelled, and the cancellation is lost.
+                woken = self._waiting[lease.id] = loop.create_future()
                 r = await self._run(ACQUIRE, scope, sc, tenant, lease.id, member)
                 member = r[1]
                 self._wake(r[7:])
+                _raise_if_cancelled(task, cancels)
                 if r[0] == 1:
                     settled = True
                     break
                 left = deadline - loop.time()
                 if left <= 0:
                     kept = await self._run(GIVE_UP, scope, sc, lease.id, member, "1")
+                    _raise_if_cancelled(task, cancels)
                     settled = True
                     if kept[0] == 1:
                         break
                     self._wake(kept[1:])
                     raise self._full(tenant, scope, sc, deadline_s, waiting=int(r[2]), live=int(r[3]),
                                      cap=int(r[4]), hold_ms=int(r[5]), tenant_live=int(r[6]))
-                with_jitter = delay * random.uniform(0.5, 1.0)
+                timer = loop.call_later(min(delay * random.uniform(0.5, 1.0), left), _set, woken)
                 try:
-                    await asyncio.wait_for(event.wait(), min(with_jitter, left))
-                except TimeoutError:
-                    pass
+                    await woken
+                finally:
+                    timer.cancel()
                 delay = min(delay * 2, POLL_MAX_S)
         finally:
             self._waiting.pop(lease.id, None)
             if not settled:  # cancelled, or Redis failed: leave no waiter and no lease behind
                 await asyncio.shield(self._abandon(scope, sc, lease.id, member))
-        metrics.ADMISSION_WAIT_SECONDS.labels(tenant).observe(loop.time() - start)
+        waited = loop.time() - start
+        metrics.ADMISSION_WAIT_SECONDS.labels(tenant).observe(waited)
+        logger.debug("admission: tenant %s admitted to scope %s after %.3fs (lease %s)", tenant, scope, waited,
+                     lease.id)
         return lease
 
     async def _abandon(self, scope: str, sc: ScopeConfig, lease_id: str, member: bytes | str) -> None:
@@ -558,6 +578,7 @@ class Admission:
             why = f"scope {scope!r} is at its limit ({live} of {cap} upstream sessions in use"
             why += f", reduced from {sc.cap} after upstream quota errors)" if cap < sc.cap else ")"
         metrics.ADMISSION_REJECTIONS.labels(tenant, "ADMISSION_FULL").inc()
+        logger.debug("admission: tenant %s refused in scope %s after %.1fs: %s", tenant, scope, deadline_s, why)
         return GatewayError(
             grpc.StatusCode.RESOURCE_EXHAUSTED, "ADMISSION_FULL",
             f"{why}; waited {deadline_s:.1f}s with {max(0, waiting - 1)} other session(s) queued. Retry in "
