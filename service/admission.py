@@ -13,6 +13,11 @@ API (the front acquires, the owning worker renews and releases; docs/admission.m
 Errors: ``RESOURCE_EXHAUSTED`` ``ADMISSION_FULL`` (the deadline passed while waiting) and ``RATE_LIMITED``
 (the tenant's session-creation token bucket is empty), both retryable with ``retry_after_s``.
 
+The front acquires before creating the session and stores ``str(lease)`` in the record; the owning worker
+renews it every heartbeat and releases it when the session ends. A takeover keeps the lease (the new owner
+renews it; a renewal puts back a lease that expired meanwhile). Leases expire ``lease_ttl_s`` after their last
+renewal, so a SIGKILLed process holds its slots for at most that long.
+
 A scope is a string naming one upstream limit (``gemini:models/gemini-live-2.5-flash``). The admission rule,
 for tenant ``t`` with ``u_t`` live leases, guaranteed share ``g_t`` and optional max ``m_t``, ``U`` live leases
 in the scope and ``C`` its effective cap::
@@ -495,14 +500,14 @@ class Admission:
                 int(self.config.recover_interval_s * 1000), *sc.script_args()]
 
     async def _run(self, script: _Script, scope: str, sc: ScopeConfig, *op: Any) -> Any:
-        reply = await script(self.redis, admission_keys(scope), [*self._args(sc), *op])
-        return reply
+        return await script(self.redis, admission_keys(scope), [*self._args(sc), *op])
 
     def _wake(self, granted: Iterable[Any]) -> None:
+        """Wake the waiters of this process that a script just granted a lease (others find it by polling)."""
         for g in granted:
             fut = self._waiting.get(g.decode() if isinstance(g, bytes) else str(g))
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+            if fut is not None:
+                _set(fut)
 
     # -- acquire ----------------------------------------------------------------------------------------
     async def acquire(self, tenant: str, scope: str, deadline_s: float) -> Lease:

@@ -69,4 +69,5 @@ async def test_admission_on_a_cluster(cluster_redis: Any) -> None:
 
 async def _master(client: RedisCluster, key: str) -> str:
     node = client.get_node_from_key(key)
+    assert node is not None
     return f"{node.host}:{node.port}"

@@ -180,7 +180,7 @@ def test_config_from_file_and_validation(tmp_path: Path) -> None:
     assert sc.cap == 1000 and sc.share("acme").guaranteed == 100 and sc.share("acme").max == 500
     assert sc.share("nobody").max is None and cfg.rate_for("nobody").per_s == 5  # type: ignore[union-attr]
     assert cfg.rate_for("acme").burst == 100 and cfg.lease_ttl_s == 10  # type: ignore[union-attr]
-    bad = [
+    bad: list[dict[str, Any]] = [
         {"scopes": {S: {"cap": 0}}},
         {"scopes": {S: {"cap": 10, "tenants": {"a": {"guaranteed": 6}, "b": {"guaranteed": 5}}}}},
         {"scopes": {S: {"cap": 10, "tenants": {"a": {"guaranteed": 6, "max": 5}}}}},
