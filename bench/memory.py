@@ -9,7 +9,7 @@ from typing import Any
 
 from bench.common import rss_bytes
 from bench.load import new_key
-from bench.script import Gateway, converse
+from bench.script import OPEN_TIMEOUT_S, Gateway, converse
 from bench.stacks import Main
 
 
@@ -44,7 +44,8 @@ async def run(main: Main, sizes: list[int]) -> dict[str, Any]:
         async def open_one(i: int, t: Gateway) -> bool:
             await asyncio.sleep(i * min(2.0, n * 0.005) / n)
             try:
-                await t.open()
+                async with asyncio.timeout(OPEN_TIMEOUT_S):
+                    await t.open()
                 return True
             except Exception:  # noqa: BLE001 - counted
                 return False

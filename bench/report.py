@@ -86,7 +86,9 @@ def markdown(r: dict[str, Any]) -> str:
              f"{env['websockets']}, {env['redis_server'].split(' sha=')[0]}; load average at start "
              f"{', '.join(f'{x:.2f}' for x in env['loadavg_at_start'])}. Everything (load generator, emulator, "
              "Redis, livegate, the floor chain) shares the same cores, on loopback.\n")
-    L.append("Reproduce: `. .venv/bin/activate && python -m bench` (full, ~15 min) or `python -m bench --quick`.\n")
+    L.append("Reproduce: `. .venv/bin/activate && python -m bench` (full, ~12 min) or `python -m bench --quick`. "
+             "What the numbers say, the profile and the hot-path changes it suggests: [analysis.md](analysis.md) "
+             "(written by hand for the committed run).\n")
     L.append("## Targets\n")
     L.append("| metric | measured | target | met |")
     L.append("| --- | --- | --- | --- |")

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 MODEL = "gemini-live-2.5-flash"
+OPEN_TIMEOUT_S = 40.0  # connect + setup_complete, bounded even when the gateway is overloaded
 FRAME_IN = b"\x00\x01" * 320  # 640 B: 20 ms of 16 kHz s16le (near-silence, VAD is off anyway)
 FRAME_IN_B64 = base64.b64encode(FRAME_IN).decode()
 FILLER = "the quick brown fox jumps over the lazy dog"
@@ -225,7 +226,8 @@ async def converse(transport: Any, key: str, *, duration_s: float, audio_in: boo
     index = 0
     t0 = time.time()
     try:
-        await transport.open()
+        async with asyncio.timeout(OPEN_TIMEOUT_S):
+            await transport.open()
     except Exception as exc:  # noqa: BLE001 - reported, not raised: one failed session is a data point
         res.error = f"open: {type(exc).__name__}: {exc}"
         await transport.close()
