@@ -460,8 +460,9 @@ RENEW, RATE = _RENEW, _Script(_RATE)  # RENEW is sent with EVAL in a pipeline
 
 
 def _raise_if_cancelled(task: asyncio.Task[Any] | None, cancels: int) -> None:
-    """Re-raise a cancellation that was lost on the way: on Python 3.11 redis-py's send path uses
-    ``asyncio.wait_for``, which returns normally when the task is cancelled as the write completes."""
+    """Re-raise a cancellation that was lost on the way: on Python 3.11, redis-py 8.1 commands sometimes return
+    normally from a task that was cancelled meanwhile (its send path uses ``asyncio.wait_for``, which swallows
+    a cancellation that arrives as the awaited write completes)."""
     if task is not None and task.cancelling() > cancels:
         raise asyncio.CancelledError()
 
@@ -516,6 +517,8 @@ class Admission:
         lease = Lease(secrets.token_hex(12), scope, tenant)
         if self.config is None:
             return lease
+        if not tenant or "\0" in tenant:
+            raise ValueError(f"bad tenant name {tenant!r}")
         await self._take_token(tenant)
         sc = self._scope(scope)
         if sc is None:
