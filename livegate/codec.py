@@ -16,7 +16,7 @@ import orjson
 from google.protobuf import json_format
 
 from livegate.models import upstream_model
-from livegate.settings import Settings
+from livegate.routes import UpstreamRoute
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
 
@@ -49,20 +49,20 @@ def client_to_live(msg: gw.ClientMessage) -> str:
     return orjson.dumps({_CLIENT_KEYS[kind]: body}).decode()
 
 
-def upstream_setup(setup: live.BidiGenerateContentSetup, upstream_handle: str, settings: Settings,
+def upstream_setup(setup: live.BidiGenerateContentSetup, upstream_handle: str, route: UpstreamRoute,
                    short_model: str, *, compression_default: bool = True) -> str:
     """The ``setup`` frame a worker sends upstream: full model name for the flavour, session resumption
     always on (with the stored handle when resuming; transparent on Vertex), compression on by default."""
     s = live.BidiGenerateContentSetup()
     s.CopyFrom(setup)
-    s.model = upstream_model(short_model, settings.upstream_flavour,
-                             project=settings.vertex_project, location=settings.vertex_location)
+    s.model = upstream_model(short_model, route.flavour,  # type: ignore[arg-type]
+                             project=route.vertex_project, location=route.vertex_location)
     s.session_resumption.SetInParent()
     if upstream_handle:
         s.session_resumption.handle = upstream_handle
     else:
         s.session_resumption.ClearField("handle")
-    if settings.upstream_flavour == "vertex":
+    if route.flavour == "vertex":
         s.session_resumption.transparent = True
     else:
         s.session_resumption.ClearField("transparent")

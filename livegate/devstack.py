@@ -98,7 +98,7 @@ async def local_redis(url: str | None) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def dev_stack(settings: Settings, *, workers: int = 2, emulator_config: Any = None,
-                    start_redis: bool = True) -> AsyncIterator[dict[str, Any]]:
+                    start_redis: bool = True, emulator: Any = None) -> AsyncIterator[dict[str, Any]]:
     """Redis + emulator + workers + front in this event loop. Yields the parts by name."""
     from emulator.config import EmulatorConfig
     from emulator.server import EmulatorServer
@@ -107,9 +107,11 @@ async def dev_stack(settings: Settings, *, workers: int = 2, emulator_config: An
 
     async with contextlib.AsyncExitStack() as stack:
         redis_url = await stack.enter_async_context(local_redis(settings.redis_url)) if start_redis else settings.redis_url
-        emu = EmulatorServer(emulator_config or EmulatorConfig(port=0))
-        await emu.start()
-        stack.push_async_callback(emu.aclose)
+        emu = emulator
+        if emu is None:  # else: an emulator the caller started (and closes)
+            emu = EmulatorServer(emulator_config or EmulatorConfig(port=0))
+            await emu.start()
+            stack.push_async_callback(emu.aclose)
         s = settings.model_copy(update={"redis_url": redis_url, "upstream_url": emu.url,
                                         "upstream_ca_file": str(emu.cert_path or "")})
         ws = []

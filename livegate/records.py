@@ -55,6 +55,7 @@ class SessionRecord:
     front: str
     setup: bytes  # BidiGenerateContentSetup as validated at the front (serialized)
     options: bytes = b""  # SessionOptions (serialized)
+    route: str = ""  # the upstream route (livegate/routes.py)
     reattach_hash: str = ""
     wants_resumption: bool = False  # the caller asked for session_resumption updates
     state: str = PENDING

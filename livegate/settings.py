@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     vertex_project: str = ""
     vertex_location: str = "us-central1"
     google_credentials_file: str = Field("", description="service-account JSON; empty: application default")
+    upstreams_file: str = Field("", description="named upstream routes and tenant policies (JSON, livegate/routes.py)")
+    upstreams_json: str = Field("", description="the same document inline (e.g. from a Helm value)")
     allowed_models: tuple[str, ...] = Field(
         (),
         description="model ids callers may use (short form); empty: the built-in list of Live models",

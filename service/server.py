@@ -18,7 +18,9 @@ from grpc_reflection.v1alpha import reflection
 from livegate import __version__, keys, metrics, records
 from livegate.bus import Batcher, read_stream, supervise
 from livegate.errors import GatewayError, invalid_argument, not_found
+from livegate.models import LIVE_MODELS
 from livegate.redisconn import AnyRedis, connect
+from livegate.routes import Routing
 from livegate.settings import Settings
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
@@ -43,6 +45,7 @@ class Front:
         self.batcher = Batcher(self.redis, role="front")
         self.auth: Authenticator = authenticator or build_authenticator(self.settings)
         self.sessions: dict[str, FrontSession] = {}
+        self.routing = Routing.from_settings(self.settings)
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -164,7 +167,8 @@ class Front:
         """Validate ``setup``, create the session in Redis and queue it for a worker."""
         setup = live.BidiGenerateContentSetup()
         setup.CopyFrom(first.setup)
-        model = validate_setup(setup, self.settings.allowed_models)
+        model = validate_setup(setup, tuple(m for r in self.routing.routes.values() for m in (r.models or LIVE_MODELS)))
+        route = self.routing.choose(tenant, first.options.upstream, model)
         upstream_handle = ""
         if setup.session_resumption.handle:
             upstream_handle = await self._resolve_handle(tenant, model, setup.session_resumption.handle)
@@ -172,7 +176,7 @@ class Front:
         sid = "s-" + secrets.token_urlsafe(18)
         token = secrets.token_urlsafe(32)
         record = records.SessionRecord(
-            sid=sid, tenant=tenant, model=model, flavour=self.settings.upstream_flavour, front=self.id,
+            sid=sid, tenant=tenant, model=model, flavour=route.flavour, front=self.id, route=route.name,
             setup=setup.SerializeToString(), options=first.options.SerializeToString() if first.HasField("options") else b"",
             reattach_hash=records.hash_token(token), wants_resumption=first.setup.HasField("session_resumption"),
             handle=upstream_handle)

@@ -87,6 +87,7 @@ class SessionRelay:
         self.queue: asyncio.Queue[InboxItem] = asyncio.Queue()
         self.ws: ClientConnection | None = None
         self.setup = live.BidiGenerateContentSetup.FromString(record.setup)
+        self.route = worker.routing.route(record.route)
         self.options = gw.SessionOptions.FromString(record.options) if record.options else gw.SessionOptions()
         self._handle = record.handle
         self._handle_index = record.handle_index
@@ -215,7 +216,7 @@ class SessionRelay:
         w = self.worker
         self._reset_renewal()
         try:
-            ws = await w.open_upstream()
+            ws = await w.open_upstream(self.route)
         except google.auth.exceptions.RefreshError as exc:  # the credentials were refused: not transient
             metrics.UPSTREAM_CONNECTS.labels(self.record.flavour, "error").inc()
             raise GatewayError(grpc.StatusCode.INTERNAL, "UPSTREAM_AUTH",
@@ -231,7 +232,7 @@ class SessionRelay:
         self.ws = ws
         self.record.connects += 1
         self._local_connects += 1
-        setup = codec.upstream_setup(self.setup, self._handle, w.settings, self.record.model)
+        setup = codec.upstream_setup(self.setup, self._handle, self.route, self.record.model)
         try:
             await ws.send(setup)
             first = await asyncio.wait_for(ws.recv(decode=False), timeout=w.settings.upstream_connect_timeout_s)

@@ -12,6 +12,7 @@ from typing import Protocol
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from livegate.routes import UpstreamRoute
 from livegate.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -20,23 +21,23 @@ GEMINI_PATH = "/ws/google.ai.generativelanguage.{version}.GenerativeService.Bidi
 VERTEX_PATH = "/ws/google.cloud.aiplatform.{version}.LlmBidiService/BidiGenerateContent"
 
 
-def upstream_url(settings: Settings) -> str:
-    base = settings.upstream_url
+def upstream_url(route: UpstreamRoute) -> str:
+    base = route.url
     if base.startswith("https://"):
         base = "wss://" + base[len("https://"):]
     elif base.startswith("http://"):
         base = "ws://" + base[len("http://"):]
-    if settings.upstream_flavour == "gemini":
-        return base + GEMINI_PATH.format(version=settings.upstream_api_version or "v1beta")
-    return base + VERTEX_PATH.format(version=settings.upstream_api_version or "v1beta1")
+    if route.flavour == "gemini":
+        return base + GEMINI_PATH.format(version=route.api_version or "v1beta")
+    return base + VERTEX_PATH.format(version=route.api_version or "v1beta1")
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    if not settings.upstream_url.startswith(("https://", "wss://")):
+def ssl_context(route: UpstreamRoute) -> ssl.SSLContext | None:
+    if not route.url.startswith(("https://", "wss://")):
         return None
     ctx = ssl.create_default_context()
-    if settings.upstream_ca_file:
-        ctx.load_verify_locations(settings.upstream_ca_file)
+    if route.ca_file:
+        ctx.load_verify_locations(route.ca_file)
     return ctx
 
 
@@ -107,19 +108,19 @@ class GoogleCredentials:
         return headers
 
 
-def credentials_for(settings: Settings) -> Credentials:
-    if settings.upstream_flavour == "gemini" or settings.upstream_api_key is not None:
-        key = settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else ""
-        return ApiKeyCredentials(key)
-    return GoogleCredentials(settings.google_credentials_file)
+def credentials_for(route: UpstreamRoute) -> Credentials:
+    """An API key (Gemini API, Vertex express mode, the emulator), else google-auth (Vertex)."""
+    if route.flavour == "gemini" or route.api_key:
+        return ApiKeyCredentials(route.api_key)
+    return GoogleCredentials(route.google_credentials_file)
 
 
-async def open_upstream(settings: Settings, credentials: Credentials, *, url: str | None = None,
+async def open_upstream(settings: Settings, route: UpstreamRoute, credentials: Credentials, *,
                         ssl_ctx: ssl.SSLContext | None = None) -> ClientConnection:
-    """Open the WebSocket (no setup sent yet). Raises OSError / websockets errors on failure."""
+    """Open the WebSocket to ``route`` (no setup sent yet). Raises OSError / websockets errors on failure."""
     headers = await credentials.headers()
     headers["Content-Type"] = "application/json"
-    target = url or upstream_url(settings)
+    target = upstream_url(route)
     return await websockets.connect(
         target,
         additional_headers=headers,

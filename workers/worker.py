@@ -22,6 +22,7 @@ from livegate import __version__, keys, metrics, records
 from livegate.bus import Batcher, read_stream, supervise
 from livegate.errors import GatewayError
 from livegate.redisconn import AnyRedis, connect
+from livegate.routes import Routing, UpstreamRoute
 from livegate.settings import Settings
 from workers import upstream
 from workers.relay import InboxItem, SessionRelay, end_fields
@@ -50,10 +51,11 @@ class Worker:
         self._loops: list[asyncio.Task[None]] = []
         self._stop: asyncio.Event | None = None  # created in start(): constructors touch no event loop
         self._capacity: asyncio.Event | None = None
-        self._credentials = upstream.credentials_for(self.settings)
+        self.routing = Routing.from_settings(self.settings)
+        self._credentials: dict[str, upstream.Credentials] = {}  # per route, created on first use
+        self._ssl_ctx: dict[str, ssl.SSLContext | None] = {}
         self._inbox_last_id = "0-0"
         self._claiming: dict[str, list[InboxItem]] = {}  # inbox entries of sessions being claimed
-        self._ssl: ssl.SSLContext | None = None
         self._started = False
         self._closed = False
         self._last_heartbeat = 0.0
@@ -74,7 +76,6 @@ class Worker:
         self._stop = asyncio.Event()
         self._capacity = asyncio.Event()
         self._update_capacity()
-        self._ssl = upstream.ssl_context(self.settings)
         try:
             await self.redis.xgroup_create(keys.ALLOC_STREAM, keys.ALLOC_GROUP, id="0", mkstream=True)
         except ResponseError as exc:
@@ -299,8 +300,12 @@ class Worker:
 
     # -- services for relays -----------------------------------------------------------------------
 
-    async def open_upstream(self) -> ClientConnection:
-        return await upstream.open_upstream(self.settings, self._credentials, ssl_ctx=self._ssl)
+    async def open_upstream(self, route: UpstreamRoute) -> ClientConnection:
+        if route.name not in self._credentials:
+            self._credentials[route.name] = upstream.credentials_for(route)
+            self._ssl_ctx[route.name] = upstream.ssl_context(route)
+        return await upstream.open_upstream(self.settings, route, self._credentials[route.name],
+                                            ssl_ctx=self._ssl_ctx[route.name])
 
     def write_server_message(self, relay: SessionRelay, seq: int, data: bytes, t_ns: int) -> asyncio.Future[list[Any]]:
         """The s2c log entry and the front's outbox entry, in one pipeline. Only the first message creates

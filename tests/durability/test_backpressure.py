@@ -47,7 +47,9 @@ async def test_slow_reader_is_cut_without_memory_growth(redis: Any, redis_url: s
     try:
         await procs.worker()
         front = await procs.front()
-        async with grpc.aio.insecure_channel(front.address) as channel:
+        # a slow reader's receive window stays small (no BDP probing growing it past the reply)
+        async with grpc.aio.insecure_channel(front.address, options=[("grpc.http2.bdp_probe", 0),
+                                                                     ("grpc.http2.lookahead_bytes", 65536)]) as channel:
             stub = gateway_pb2_grpc.LiveGatewayStub(channel)
             call = stub.Connect()
             setup = gw.ClientMessage()

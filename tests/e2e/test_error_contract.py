@@ -98,8 +98,12 @@ async def resume_handle(client: Any) -> str:
 Trigger = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
+# a slow reader's receive window must stay small: gRPC's BDP probing would otherwise grow it past the reply
+SLOW_READER_CHANNEL = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 65536)]
+
+
 async def _slow_reader(c: dict[str, Any]) -> grpc.aio.AioRpcError:
-    call = c["stub"].Connect()
+    call = c["slow_stub"].Connect()
     await call.write(setup(modalities=(3,)))  # audio replies: enough bytes to fill the caller's HTTP/2 window
     sid = (await call.read()).session.session_id
     await call.write(text("say: " + "word " * 800))
@@ -217,8 +221,10 @@ def test_every_row_has_a_trigger_and_every_trigger_a_row() -> None:
 @pytest.mark.parametrize(("reason", "settings_overrides"), [(r, TRIGGERS[r][0]) for r in CONTRACT], ids=list(CONTRACT))
 async def test_contract_row(reason: str, settings_overrides: dict[str, Any], stack: dict[str, Any], client: Any) -> None:
     code_name, retryable = CONTRACT[reason]
-    async with grpc.aio.insecure_channel(stack["front"].address) as channel:
+    async with grpc.aio.insecure_channel(stack["front"].address) as channel, \
+            grpc.aio.insecure_channel(stack["front"].address, options=SLOW_READER_CHANNEL) as slow_channel:
         ctx = {"stub": gateway_pb2_grpc.LiveGatewayStub(channel), "client": client, "redis": stack["redis"],
+               "slow_stub": gateway_pb2_grpc.LiveGatewayStub(slow_channel),
                "emulator": stack["emulator"],
                "raw": _RawStub(channel)}
         err = await TRIGGERS[reason][1](ctx)
