@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livegate import metrics
-from livegate.redisconn import AnyRedis, execute_ordered
+from livegate.redisconn import AnyRedis, _already_written, execute_ordered
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,12 @@ class Batcher:
                     for cmd in commands:
                         pipe.execute_command(*cmd)
                 replies = await pipe.execute(raise_on_error=False)
+                # redis-py re-sends the whole pipeline after a connection drop; if the first attempt ran (its
+                # replies were lost), an explicit-id XADD is now refused as "equal or smaller": our own entry
+                # at that id means it was written, not that another writer fenced us
+                for i, cmd in enumerate(cmd for commands, _ in groups for cmd in commands):
+                    if is_stale_id_error(replies[i]):
+                        replies[i] = await _already_written(self._redis, cmd) or replies[i]  # type: ignore[arg-type]
         except Exception as exc:  # connection lost beyond the retry policy: fail this batch, keep running
             self._errors.inc()
             logger.warning("redis pipeline of %d commands failed: %r", n, exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import secrets
 import time
 from typing import Any
 
@@ -110,10 +111,14 @@ async def load(redis: AnyRedis, sid: str) -> SessionRecord | None:
 # owns it, -1 if the session no longer exists.
 CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HGET', KEYS[1], 'claim') == ARGV[5] then
+  -- this very claim, retried after its reply was lost with the connection: same answer
+  return tonumber(redis.call('HGET', KEYS[1], 'epoch'))
+end
 local cur = redis.call('HGET', KEYS[1], 'worker') or ''
 if cur ~= ARGV[2] then return 0 end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('HSET', KEYS[1], 'worker', ARGV[1], 'state', ARGV[3])
+redis.call('HSET', KEYS[1], 'worker', ARGV[1], 'state', ARGV[3], 'claim', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return epoch
 """
@@ -130,4 +135,5 @@ return 1
 
 async def claim(redis: AnyRedis, sid: str, worker: str, *, expected: str = "", state: str = ACTIVE,
                 ttl_s: int = 900) -> int:
-    return int(await redis.eval(CLAIM, 1, keys.session_meta(sid), worker, expected, state, ttl_s * 1000))
+    nonce = secrets.token_hex(8)  # makes a retried EVAL (connection lost after it ran) idempotent
+    return int(await redis.eval(CLAIM, 1, keys.session_meta(sid), worker, expected, state, ttl_s * 1000, nonce))

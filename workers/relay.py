@@ -13,7 +13,6 @@ with a typed :class:`~livegate.errors.GatewayError`.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 import secrets
@@ -22,8 +21,6 @@ from typing import TYPE_CHECKING
 
 import google.auth.exceptions
 import grpc
-import orjson
-import websockets.exceptions
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -34,48 +31,17 @@ from livegate.records import SessionRecord
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
 
+from workers.events import (ClientClosed, GoAwayReceived, InboxItem, Migrate, SessionHandedOver, SessionLost,
+                            UpstreamClosed, close_info, live_modality_name, starts_turn, stop_tasks)
+from workers.renewal import RenewalPolicy
+
 if TYPE_CHECKING:
     from workers.worker import Worker
 
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(slots=True)
-class InboxItem:
-    kind: str  # msg | sync | close | admin_close | detach | attach | grace_expired
-    index: int
-    payload: bytes = b""
-    t_ns: int = 0
-
-
-class SessionLost(Exception):
-    """Another worker owns this session now (fenced write refused)."""
-
-
-class SessionHandedOver(Exception):
-    """The session continues on another worker (drain)."""
-
-
-class ClientClosed(Exception):
-    """The caller (or an admin) asked to close the session."""
-
-
-class UpstreamClosed(Exception):
-    def __init__(self, code: int | None, reason: str | None) -> None:
-        super().__init__(f"upstream closed {code} {reason!r}")
-        self.code = code
-        self.reason = reason
-
-
-class GoAwayReceived(Exception):
-    pass
-
-
-class Migrate(Exception):
-    """This worker is draining: hand the session to another worker (planned, not a crash)."""
-
-
-class SessionRelay:
+class SessionRelay(RenewalPolicy):
     def __init__(self, worker: Worker, record: SessionRecord, epoch: int, *, last_seq: int = 0,
                  cause: str = "new", since_ms: int = 0) -> None:
         self.worker = worker
@@ -169,7 +135,7 @@ class SessionRelay:
             except GatewayError:
                 raise
             except (OSError, ConnectionClosed, asyncio.TimeoutError, UpstreamClosed) as exc:
-                code, why = _close_info(exc)
+                code, why = close_info(exc)
                 decision = self._classified(code, why)
                 if not decision.resume:
                     assert decision.error is not None
@@ -237,7 +203,7 @@ class SessionRelay:
             await ws.send(setup)
             first = await asyncio.wait_for(ws.recv(decode=False), timeout=w.settings.upstream_connect_timeout_s)
         except ConnectionClosed as exc:
-            raise UpstreamClosed(*_close_info(exc)) from None
+            raise UpstreamClosed(*close_info(exc)) from None
         msg = codec.server_from_live(first, self.record.flavour)
         if msg is None or not msg.HasField("setup_complete"):  # a misbehaving upstream: retried like a failed connect
             raise UpstreamClosed(None, "the upstream did not answer setup with setupComplete")
@@ -268,59 +234,14 @@ class SessionRelay:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            await _stop_tasks(tasks, ws, self.sid)
+            await stop_tasks(tasks, ws, self.sid)
         logger.debug("session %s: pump ended: %s", self.sid, [(t.get_name(), t.cancelled() or t.exception()) for t in tasks])
         for t in tasks:
             if t in done and not t.cancelled() and t.exception() is not None:
                 exc = t.exception()
                 if isinstance(exc, ConnectionClosed):  # a send failed: the upstream went away
-                    raise UpstreamClosed(*_close_info(exc))
+                    raise UpstreamClosed(*close_info(exc))
                 raise exc  # type: ignore[misc]
-
-    async def _renew_waiter(self) -> None:
-        await self._renew.wait()
-        raise Migrate() if self._migrating else GoAwayReceived()
-
-    def _on_migrate(self) -> None:
-        """Hand over at the first resumable point, at the latest after half the drain timeout."""
-        self._migrating = True
-        if self._at_resumable_point():
-            self._renew.set()
-            return
-        if self._renew_timer is not None:
-            self._renew_timer.cancel()
-        self._renew_timer = asyncio.get_running_loop().call_later(
-            self.worker.settings.drain_timeout_s / 2, self._renew.set)
-
-    async def _stall_watchdog(self) -> None:
-        """A silent upstream in the middle of a turn (socket open, nothing sent) is renewed like a drop."""
-        stall_s = self.worker.settings.upstream_stall_s
-        while True:
-            await asyncio.sleep(stall_s / 4)
-            if self._turn_open and time.monotonic() - self._last_frame > stall_s:
-                logger.warning("session %s: upstream silent for %.1fs during a turn; renewing it", self.sid, stall_s)
-                raise UpstreamClosed(None, "upstream stalled")
-
-    def _reset_renewal(self) -> None:
-        self._renew.clear()
-        self._resumable = False
-        if self._renew_timer is not None:
-            self._renew_timer.cancel()
-            self._renew_timer = None
-
-    def _on_go_away(self, time_left_s: float) -> None:
-        """Plan the renewal: at the first resumable point (no turn in flight, nothing sent since the handle),
-        at the latest ``go_away_margin_s`` before the upstream's deadline."""
-        self.record.go_aways += 1
-        self._m["go_away"].inc()  # type: ignore[attr-defined]
-        if self._renew_timer is None:
-            delay = max(0.0, time_left_s - self.worker.settings.go_away_margin_s)
-            self._renew_timer = asyncio.get_running_loop().call_later(delay, self._renew.set)
-        if self._at_resumable_point():
-            self._renew.set()
-
-    def _at_resumable_point(self) -> bool:
-        return bool(self._handle) and self._resumable and self.next_index - 1 <= self._handle_index
 
     # -- client -> upstream ---------------------------------------------------------------------------
 
@@ -397,7 +318,7 @@ class SessionRelay:
     async def _send_client(self, ws: ClientConnection | None, payload: bytes, t_ns: int = 0) -> None:
         assert ws is not None
         msg = gw.ClientMessage.FromString(payload)
-        if not self._turn_open and _starts_turn(msg):
+        if not self._turn_open and starts_turn(msg):
             self._turn_open = True
             self._last_frame = self._turn_started = time.monotonic()
         await ws.send(codec.client_to_live(msg), text=True)
@@ -412,7 +333,7 @@ class SessionRelay:
             try:
                 frame = await ws.recv(decode=False)
             except ConnectionClosed as exc:
-                raise UpstreamClosed(*_close_info(exc)) from None
+                raise UpstreamClosed(*close_info(exc)) from None
             t_ns = time.time_ns()
             self._last_frame = time.monotonic()
             msg = codec.server_from_live(frame, self.record.flavour)
@@ -470,16 +391,6 @@ class SessionRelay:
                 out.session_resumption_update.new_handle = self._gw_handle
             await self._emit(out)
 
-    async def _renewed(self, reason: str, gap_s: float) -> None:
-        logger.info("session %s: upstream renewed after %s in %.3fs", self.sid, reason, gap_s)
-        metrics.UPSTREAM_RESUMES.labels(self.record.flavour, reason.split("_close_")[0], "ok").inc()
-        self._m["gap"].observe(gap_s)  # type: ignore[attr-defined]
-        if self.options.upstream_events:
-            out = gw.ServerMessage()
-            out.upstream_renewed.reason = reason
-            out.upstream_renewed.gap.FromNanoseconds(int(gap_s * 1e9))
-            await self._emit(out)
-
     async def _emit(self, msg: gw.ServerMessage, t_ns: int = 0) -> None:
         self.seq += 1
         msg.seq = self.seq
@@ -512,60 +423,3 @@ class SessionRelay:
 
     async def _finish(self, error: GatewayError | None) -> None:
         await self.worker.end_session(self, error)
-
-
-def live_modality_name(value: int) -> str:
-    try:
-        return live.ModalityTokenCount.DESCRIPTOR.fields_by_name["modality"].enum_type.values_by_number[value].name
-    except KeyError:
-        return "MODALITY_UNSPECIFIED"
-
-
-def _starts_turn(msg: gw.ClientMessage) -> bool:
-    """A client message after which the upstream owes a reply (so its silence is a stall)."""
-    kind = msg.WhichOneof("message")
-    if kind == "client_content":
-        return msg.client_content.turn_complete
-    if kind == "tool_response":
-        return True
-    if kind == "realtime_input":
-        ri = msg.realtime_input
-        return bool(ri.text) or ri.HasField("activity_end") or ri.audio_stream_end
-    return False
-
-
-async def _stop_tasks(tasks: list[asyncio.Task[None]], ws: ClientConnection, sid: str) -> None:
-    """Cancel the relay tasks, bounded: a task that does not stop within a second (a library swallowed the
-    cancellation) is unblocked by aborting the upstream socket."""
-    for t in tasks:
-        t.cancel()
-    _, pending = await asyncio.wait(tasks, timeout=1.0)
-    if pending:
-        logger.error("session %s: relay tasks ignored cancellation; aborting the upstream socket", sid)
-        if ws.transport is not None:
-            ws.transport.abort()
-        for t in pending:
-            t.cancel()
-        await asyncio.wait(pending, timeout=1.0)
-
-
-def _close_info(exc: BaseException) -> tuple[int | None, str | None]:
-    """(close code, reason) the upstream sent, from any connect/recv failure (None: no close frame)."""
-    if isinstance(exc, UpstreamClosed):
-        return exc.code, exc.reason
-    if isinstance(exc, ConnectionClosed) and exc.rcvd is not None:
-        return exc.rcvd.code, exc.rcvd.reason
-    if isinstance(exc, websockets.exceptions.InvalidStatus):
-        status = exc.response.status_code
-        return (1008 if status in (401, 403, 404) else 1011), f"HTTP {status} at upgrade"
-    return None, None
-
-
-def end_fields(error: GatewayError | None) -> dict[str, bytes | str | int]:
-    """The outbox entry that tells the front how the session ended."""
-    if error is None:
-        return {"k": "end", "c": 0}
-    return {"k": "end", "c": error.code.value[0], "e": orjson.dumps({
-        "reason": error.reason, "message": error.message, "retryable": error.retryable,
-        "retry_after_s": error.retry_after_s, "upstream_close_code": error.upstream_close_code,
-        "upstream_close_reason": error.upstream_close_reason})}

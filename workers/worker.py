@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import secrets
 import ssl
 import time
 from typing import Any
@@ -21,11 +20,12 @@ from websockets.asyncio.client import ClientConnection
 from livegate import __version__, keys, metrics, records
 from livegate.bus import Batcher, read_stream, supervise
 from livegate.errors import GatewayError
-from livegate.redisconn import AnyRedis, connect
+from livegate.redisconn import AnyRedis, connect, unordered_pipeline
 from livegate.routes import Routing, UpstreamRoute
 from livegate.settings import Settings
 from workers import upstream
-from workers.relay import InboxItem, SessionRelay, end_fields
+from workers.events import InboxItem, end_fields
+from workers.relay import SessionRelay
 from workers.takeover import Reaper
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class Worker:
         self._ssl_ctx: dict[str, ssl.SSLContext | None] = {}
         self._inbox_last_id = "0-0"
         self._claiming: dict[str, list[InboxItem]] = {}  # inbox entries of sessions being claimed
+        self._recheck_pending = False  # re-read our pending allocation entries (after a failed read)
         self._started = False
         self._closed = False
         self._last_heartbeat = 0.0
@@ -125,7 +126,10 @@ class Worker:
         tasks = list(self._tasks.values()) + self._loops
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # bounded: a task whose cancellation a library swallowed must not hang the shutdown
+        _, stuck = await asyncio.wait(tasks, timeout=5.0) if tasks else (set(), set())
+        if stuck:
+            logger.error("worker %s: %d tasks ignored cancellation at shutdown", self.id, len(stuck))
         try:
             # sessions still held (not handed over within the drain timeout): the fleet takes them over now
             # rather than after our heartbeat expires
@@ -154,7 +158,8 @@ class Worker:
             # someone else's now. Stop relaying them (no cleanup: their keys are not ours) and start afresh.
             logger.error("worker %s: declared dead by the fleet; abandoning %d sessions", self.id, len(self.sessions))
             await self._abandon_all()
-        pipe = self.redis.pipeline(transaction=False)
+        # no command here depends on another's order: on a Redis Cluster one round trip per master involved
+        pipe = unordered_pipeline(self.redis)
         pipe.set(keys.worker_heartbeat(self.id), f"{len(self.sessions)}/{s.worker_capacity}",
                  px=int(s.heartbeat_ttl_s * 1000))
         pipe.zadd(keys.WORKERS, {self.id: records.now_ms()})
@@ -223,14 +228,23 @@ class Worker:
             await self._capacity.wait()
             if self._stop.is_set():
                 return
+            # ">" delivers new entries; after a failed read, "0" first re-reads our own pending ones: an XREADGROUP
+            # whose reply was lost with the connection still delivered its entry to us, and only we can take it
+            start = "0" if self._recheck_pending else ">"
             try:
-                reply = await self.redis.xreadgroup(keys.ALLOC_GROUP, self.id, {keys.ALLOC_STREAM: ">"},
+                reply = await self.redis.xreadgroup(keys.ALLOC_GROUP, self.id, {keys.ALLOC_STREAM: start},
                                                     count=1, block=500)
             except Exception as exc:
                 logger.warning("worker %s: allocation read failed: %r", self.id, exc)
+                self._recheck_pending = True
                 await asyncio.sleep(0.2)
                 continue
+            if start == "0" and not _entries(reply):
+                self._recheck_pending = False
             for eid, fields in _entries(reply):
+                if not fields:  # a pending entry deleted meanwhile
+                    await self.redis.xack(keys.ALLOC_STREAM, keys.ALLOC_GROUP, eid)
+                    continue
                 if self._stop.is_set():  # read just as we began to drain: give it back to the fleet
                     await self.batcher.submit([("XADD", keys.ALLOC_STREAM, "*", *[x for kv in fields.items() for x in kv]),
                                                ("XACK", keys.ALLOC_STREAM, keys.ALLOC_GROUP, eid),

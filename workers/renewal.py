@@ -1,0 +1,84 @@
+"""When a session's upstream connection is renewed: on go_away (at the first resumable point, at the latest a
+margin before the deadline), when the worker drains (a planned migration), and when the upstream stalls during a
+turn. A mixin of :class:`workers.relay.SessionRelay`, which owns the state it reads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from livegate import metrics
+from livegate.v1 import gateway_pb2 as gw
+from workers.events import GoAwayReceived, Migrate, UpstreamClosed
+
+logger = logging.getLogger(__name__)
+
+
+class RenewalPolicy:
+    """Expects: sid, worker, record, options, _renew (Event), _renew_timer, _migrating, _resumable, _handle,
+    _handle_index, next_index, _turn_open, _last_frame, _m, _emit."""
+
+    _renew: asyncio.Event
+    _renew_timer: asyncio.TimerHandle | None
+    sid: str
+    worker: Any
+    record: Any
+    options: Any
+    _m: dict[str, Any]
+
+    async def _renew_waiter(self) -> None:
+        await self._renew.wait()
+        raise Migrate() if self._migrating else GoAwayReceived()
+
+    def _on_migrate(self) -> None:
+        """Hand over at the first resumable point, at the latest after half the drain timeout."""
+        self._migrating = True
+        if self._at_resumable_point():
+            self._renew.set()
+            return
+        if self._renew_timer is not None:
+            self._renew_timer.cancel()
+        self._renew_timer = asyncio.get_running_loop().call_later(
+            self.worker.settings.drain_timeout_s / 2, self._renew.set)
+
+    async def _stall_watchdog(self) -> None:
+        """A silent upstream in the middle of a turn (socket open, nothing sent) is renewed like a drop."""
+        stall_s = self.worker.settings.upstream_stall_s
+        while True:
+            await asyncio.sleep(stall_s / 4)
+            if self._turn_open and time.monotonic() - self._last_frame > stall_s:
+                logger.warning("session %s: upstream silent for %.1fs during a turn; renewing it", self.sid, stall_s)
+                raise UpstreamClosed(None, "upstream stalled")
+
+    def _reset_renewal(self) -> None:
+        self._renew.clear()
+        self._resumable = False
+        if self._renew_timer is not None:
+            self._renew_timer.cancel()
+            self._renew_timer = None
+
+    def _on_go_away(self, time_left_s: float) -> None:
+        """Plan the renewal: at the first resumable point (no turn in flight, nothing sent since the handle),
+        at the latest ``go_away_margin_s`` before the upstream's deadline."""
+        self.record.go_aways += 1
+        self._m["go_away"].inc()  # type: ignore[attr-defined]
+        if self._renew_timer is None:
+            delay = max(0.0, time_left_s - self.worker.settings.go_away_margin_s)
+            self._renew_timer = asyncio.get_running_loop().call_later(delay, self._renew.set)
+        if self._at_resumable_point():
+            self._renew.set()
+
+    def _at_resumable_point(self) -> bool:
+        return bool(self._handle) and self._resumable and self.next_index - 1 <= self._handle_index
+
+    async def _renewed(self, reason: str, gap_s: float) -> None:
+        logger.info("session %s: upstream renewed after %s in %.3fs", self.sid, reason, gap_s)
+        metrics.UPSTREAM_RESUMES.labels(self.record.flavour, reason.split("_close_")[0], "ok").inc()
+        self._m["gap"].observe(gap_s)  # type: ignore[attr-defined]
+        if self.options.upstream_events:
+            out = gw.ServerMessage()
+            out.upstream_renewed.reason = reason
+            out.upstream_renewed.gap.FromNanoseconds(int(gap_s * 1e9))
+            await self._emit(out)
