@@ -78,3 +78,17 @@ def stream_id(n: int) -> str:
 def stream_seq(entry_id: bytes | str) -> int:
     s = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return int(s.partition("-")[2])
+
+
+def admission_keys(scope: str) -> tuple[str, ...]:
+    """The keys of one admission scope, in the order its scripts take them; all share ``{adm:<scope>}``:
+    leases (zset id -> expiry ms), owner (hash id -> "<ms>:<tenant>"), used (hash tenant -> count), queue
+    (zset of waiters, lexically ordered), qexp (zset waiter -> expiry), heads (zset: the fair order), state
+    (hash: vt, seq, effective cap), tags (hash tenant -> last tag)."""
+    tag = f"{PREFIX}:{{adm:{scope}}}"
+    return tuple(f"{tag}:{name}" for name in ("leases", "owner", "used", "queue", "qexp", "heads", "state", "tags"))
+
+
+def rate_bucket(tenant: str) -> str:
+    """A tenant's session-creation token bucket (hash: tokens, ts)."""
+    return f"{PREFIX}:{{rate:{tenant}}}:bucket"

@@ -57,6 +57,7 @@ class SessionRecord:
     setup: bytes  # BidiGenerateContentSetup as validated at the front (serialized)
     options: bytes = b""  # SessionOptions (serialized)
     route: str = ""  # the upstream route (livegate/routes.py)
+    lease: str = ""  # the admission lease (livegate/admission.py), renewed by the owning worker
     reattach_hash: str = ""
     wants_resumption: bool = False  # the caller asked for session_resumption updates
     state: str = PENDING

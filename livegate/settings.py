@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     front_tls_key_file: str = Field("", repr=False)
     front_client_ca_file: str = Field("", description="require client certificates signed by this CA (mTLS)")
     admission_file: str = Field("", description="admission caps, tenant shares and rate limits (JSON)")
+    admission_json: str = Field("", description="the same document inline (e.g. from a Helm value)")
 
     # --- worker ------------------------------------------------------------------------------------
     worker_id: str = ""

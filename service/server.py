@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from livegate import __version__, keys, metrics, records
 from livegate.bus import Batcher, read_stream, supervise
 from livegate.errors import GatewayError, invalid_argument, not_found
+from livegate.admission import Lease, admission_from_settings, scope_of
 from livegate.models import LIVE_MODELS
 from livegate.redisconn import AnyRedis, connect
 from livegate.routes import Routing
@@ -46,6 +47,7 @@ class Front:
         self.auth: Authenticator = authenticator or build_authenticator(self.settings)
         self.sessions: dict[str, FrontSession] = {}
         self.routing = Routing.from_settings(self.settings)
+        self.admission = admission_from_settings(self.redis, self.settings)
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -158,13 +160,16 @@ class Front:
                 pipe.zadd(keys.FRONTS, {self.id: records.now_ms()})
                 pipe.expire(keys.front_outbox(self.id), OUTBOX_TTL_S)
                 await pipe.execute()
+                await self.admission.export_headroom()
             except Exception as exc:
                 logger.warning("front %s: heartbeat failed: %r", self.id, exc)
 
     # -- sessions ----------------------------------------------------------------------------------
 
-    async def open_session(self, tenant: str, first: gw.ClientMessage) -> tuple[FrontSession, str]:
-        """Validate ``setup``, create the session in Redis and queue it for a worker."""
+    async def open_session(self, tenant: str, first: gw.ClientMessage,
+                           deadline_s: float | None = None) -> tuple[FrontSession, str]:
+        """Validate ``setup``, admit it (waiting fairly within the caller's deadline), create the session in
+        Redis and queue it for a worker."""
         setup = live.BidiGenerateContentSetup()
         setup.CopyFrom(first.setup)
         model = validate_setup(setup, tuple(m for r in self.routing.routes.values() for m in (r.models or LIVE_MODELS)))
@@ -173,14 +178,25 @@ class Front:
         if setup.session_resumption.handle:
             upstream_handle = await self._resolve_handle(tenant, model, setup.session_resumption.handle)
             setup.session_resumption.ClearField("handle")
+        wait_s = min(deadline_s, self.settings.setup_timeout_s) if deadline_s else self.settings.setup_timeout_s
+        lease = await self.admission.acquire(tenant, scope_of(route.name, model), max(0.0, wait_s - 0.5))
+        try:
+            return await self._create(tenant, first, setup, model, route, upstream_handle, lease)
+        except BaseException:
+            await asyncio.shield(self.admission.release(lease))
+            raise
+
+    async def _create(self, tenant: str, first: gw.ClientMessage, setup: live.BidiGenerateContentSetup, model: str,
+                      route: Any, upstream_handle: str, lease: Lease) -> tuple[FrontSession, str]:
         sid = "s-" + secrets.token_urlsafe(18)
         token = secrets.token_urlsafe(32)
         record = records.SessionRecord(
             sid=sid, tenant=tenant, model=model, flavour=route.flavour, front=self.id, route=route.name,
             setup=setup.SerializeToString(), options=first.options.SerializeToString() if first.HasField("options") else b"",
             reattach_hash=records.hash_token(token), wants_resumption=first.setup.HasField("session_resumption"),
-            handle=upstream_handle)
+            handle=upstream_handle, lease=str(lease))
         session = FrontSession(self, sid, tenant, model=model)
+        session.lease = lease
         session.grace_s = records.reattach_grace_s(record.options, self.settings)
         metrics.SESSIONS_STARTED.labels(model, tenant).inc()
         self.sessions[sid] = session

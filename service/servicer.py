@@ -74,7 +74,7 @@ class LiveGatewayServicer:
             if reattach:
                 session, token = await front.reattach_session(tenant, msg.reattach)
             elif kind == "setup":
-                session, token = await front.open_session(tenant, msg)
+                session, token = await front.open_session(tenant, msg, context.time_remaining())
             else:
                 raise invalid_argument(f"the first message must be `setup` (or `reattach`), got `{kind or 'nothing'}`",
                                        "SETUP_REQUIRED")

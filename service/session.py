@@ -59,6 +59,7 @@ class FrontSession:
         self.throttled_s = 0.0
         self.created = time.monotonic()
         self.grace_s = front.settings.reattach_grace_s  # kept this long for a reattach when the caller is lost
+        self.lease: Any = None  # the admission lease, released here if no worker ever takes the session
         st = front.settings
         self._audio = TokenBucket(rate=st.audio_rate_factor, burst=st.audio_burst_s)  # in seconds of audio
         self._msgs = TokenBucket(rate=st.max_messages_per_s, burst=2 * st.max_messages_per_s)
@@ -219,6 +220,8 @@ class FrontSession:
         else:  # through the batcher: after any write of this session still queued
             await self.front.batcher.submit([("DEL", *keys.session_keys(self.sid)),
                                              ("ZREM", keys.tenant_sessions(self.tenant), self.sid)])
+            if self.lease is not None:
+                await self.front.admission.release(self.lease)
 
     async def tell_worker(self, kind: str, value: object) -> None:
         """A control entry (attach, detach) for the owning worker."""

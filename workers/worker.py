@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection
 from livegate import __version__, keys, metrics, records
 from livegate.bus import Batcher, read_stream, supervise
 from livegate.errors import GatewayError
+from livegate.admission import Lease, admission_from_settings
 from livegate.redisconn import AnyRedis, connect, unordered_pipeline
 from livegate.routes import Routing, UpstreamRoute
 from livegate.settings import Settings
@@ -52,6 +53,7 @@ class Worker:
         self._stop: asyncio.Event | None = None  # created in start(): constructors touch no event loop
         self._capacity: asyncio.Event | None = None
         self.routing = Routing.from_settings(self.settings)
+        self.admission = admission_from_settings(self.redis, self.settings)
         self._credentials: dict[str, upstream.Credentials] = {}  # per route, created on first use
         self._ssl_ctx: dict[str, ssl.SSLContext | None] = {}
         self._inbox_last_id = "0-0"
@@ -171,6 +173,9 @@ class Worker:
                 pipe.expire(key, s.session_key_ttl_s)
         replies = await pipe.execute()
         self._export_gauges()
+        leases = [Lease.parse(r.record.lease) for r in self.sessions.values() if r.record.lease]
+        if leases:  # our sessions keep their admission slots (a lost one is put back)
+            await self.admission.renew_many(leases)
         live_fronts = {f.decode() for f in replies[3]}
         for relay in list(self.sessions.values()):  # a dead front's callers can only come back by reattaching
             if relay.record.front not in live_fronts and not relay.detached:
@@ -383,6 +388,12 @@ class Worker:
                 ("SREM", keys.worker_sessions(self.id), sid),
                 ("ZREM", keys.tenant_sessions(r.tenant), sid),
             ])
+            if r.lease:
+                lease = Lease.parse(r.lease)
+                if error is not None and error.reason == "UPSTREAM_QUOTA_EXCEEDED":
+                    # the upstream's real cap is lower than configured: admit fewer until it recovers
+                    await self.admission.on_upstream_quota_exceeded(lease.scope)
+                await self.admission.release(lease)
         except Exception as exc:
             logger.warning("session %s: cleanup failed (%r); keys expire by TTL", sid, exc)
 

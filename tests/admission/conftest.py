@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from service.admission import Admission, AdmissionConfig
+from livegate.admission import Admission, AdmissionConfig
 
 
 @pytest.fixture

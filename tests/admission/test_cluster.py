@@ -13,7 +13,7 @@ from redis.cluster import key_slot
 
 from livegate.errors import GatewayError
 from livegate.rediscluster import RedisClusterProcess
-from service.admission import Admission, AdmissionConfig, admission_keys
+from livegate.admission import Admission, AdmissionConfig, admission_keys
 
 SCOPES = ["gemini:models/gemini-live-2.5-flash", "vertex:my-proj/us-central1/live-2.5",  # slots 9049, 3878
           "gemini:models/gemini-3.1-flash-live", "vertex:my-proj/europe-west4/live-2.5",  # 158, 13294

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -175,6 +176,27 @@ def _realtime_text(n: int) -> gw.ClientMessage:
     return m
 
 
+async def _admission_full(c: dict[str, Any]) -> grpc.aio.AioRpcError:
+    held = c["stub"].Connect()
+    await held.write(setup())
+    await held.read()
+    await held.read()  # setup_complete: it holds the scope's only slot
+    waiting = c["stub"].Connect(timeout=1.5)
+    await waiting.write(setup())
+    return await ended(waiting)
+
+
+async def _rate_limited(c: dict[str, Any]) -> grpc.aio.AioRpcError:
+    first = c["stub"].Connect()
+    await first.write(setup())
+    await first.read()
+    return await stream(c["stub"], setup())
+
+
+_CAP1 = json.dumps({"scopes": {"default/gemini-live-2.5-flash": {"cap": 1}}})
+_RATE1 = json.dumps({"rate": {"default": {"per_s": 0.1, "burst": 1}}})
+
+
 # reason -> (settings overrides, trigger)
 TRIGGERS: dict[str, tuple[dict[str, Any], Trigger]] = {
     "SETUP_REQUIRED": ({}, lambda c: stream(c["stub"], text("hi"))),
@@ -197,6 +219,8 @@ TRIGGERS: dict[str, tuple[dict[str, Any], Trigger]] = {
     "REPLAY_TRIMMED": ({"s2c_history_len": 3}, _replay_trimmed),
     "CLOSED_BY_ADMIN": ({}, _closed_by_admin),
     "SLOW_READER": ({"session_queue_len": 4}, _slow_reader),
+    "ADMISSION_FULL": ({"admission_json": _CAP1}, _admission_full),
+    "RATE_LIMITED": ({"admission_json": _RATE1}, _rate_limited),
     "NO_WORKER": ({"worker_capacity": 0, "setup_timeout_s": 1.0}, lambda c: stream(c["stub"], setup())),
     "UPSTREAM_UNAVAILABLE": ({"upstream_max_attempts": 2}, lambda c: (
         c["emulator"].faults.add({"target": "all", "when": "immediately", "action": "drop"}),

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from livegate.client import Client
@@ -26,8 +27,8 @@ pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None or shutil.whi
 
 MODEL = "gemini-live-2.5-flash"
 DASHBOARDS = Path(__file__).resolve().parents[2] / "helm" / "livegate" / "dashboards"
-# panels whose metrics come from admission control, which this stack does not configure yet
-ADMISSION_METRICS = ("livegate_admission_", "livegate_quota_headroom")
+# admission control with a small cap, so that waits and refusals happen (the capacity dashboard's panels)
+ADMISSION = json.dumps({"scopes": {"default/gemini-live-2.5-flash": {"cap": 2}}, "lease_ttl_s": 10})
 
 
 async def http_get(port: int, path: str) -> bytes:
@@ -55,7 +56,7 @@ async def emulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[An
 
 @pytest.fixture
 async def procs(redis: Any, redis_url: str, emulator: Any) -> AsyncIterator[ProcStack]:
-    stack = ProcStack(redis_url, emulator, go_away_margin_s=0.5)
+    stack = ProcStack(redis_url, emulator, go_away_margin_s=0.5, admission_json=ADMISSION)
     try:
         yield stack
     finally:
@@ -130,7 +131,7 @@ async def test_every_dashboard_panel_returns_data(procs: ProcStack, emulator: An
         assert len(queries) >= 40
         missing = []
         async with asyncio.timeout(60):
-            pending = [q for q in queries if not any(m in q[2] for m in ADMISSION_METRICS)]
+            pending = list(queries)
             while pending:
                 still = []
                 for board, title, expr in pending:
@@ -187,3 +188,15 @@ async def drive_every_event(front: Any, workers: list[Any], emulator: Any, redis
             await converse(s, "After the Redis blip?")
         async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as s:
             await converse(s, "A second session")
+            # admission: the cap is 2, so a third session waits (admission wait) and, given a short deadline,
+            # is refused (admission rejection); quota headroom is exported along the way
+            async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as s2:
+                await converse(s2, "Holding the second slot")
+                for _ in range(2):  # two refusals, scrapes apart: `increase(...) > 0` panels see them
+                    call = stub.Connect(timeout=1.0)
+                    await call.write(gw.ClientMessage(setup=gw.ClientMessage().setup.__class__(
+                        model=MODEL, generation_config={"response_modalities": [1]})))
+                    with pytest.raises(grpc.aio.AioRpcError):
+                        while True:
+                            await call.read()
+                    await asyncio.sleep(2.5)
