@@ -57,7 +57,8 @@ def classify(frames: list[str]) -> str | None:
     if any(top.startswith(w) for w in READS):
         return f"syscall: socket read ({_who(frames)})"
     if top.startswith("getpid"):
-        return "syscall: getpid (asyncio.get_running_loop on CPython 3.11, from asyncio.timeout in redis-py reads)"
+        return ("syscall: getpid (asyncio.get_running_loop on CPython 3.11: asyncio.timeout per Redis reply, "
+                "Queue.get, wait_for)")
     if top.startswith("getrandom"):
         return "syscall: getrandom (websockets client frame mask, os.urandom per frame)"
     for name, needles in GROUPS:

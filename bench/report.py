@@ -235,13 +235,14 @@ def markdown(r: dict[str, Any]) -> str:
     prof = s.get("profile")
     if prof:
         L.append("## Profile of the hot path\n")
-        L.append(f"py-spy {prof.get('py_spy')}, {prof.get('sessions')} sessions of the scripted conversation for "
+        L.append(f"{prof.get('py_spy')} (`record --native`, 200 Hz), {prof.get('sessions')} sessions of the "
+                 "scripted conversation for "
                  f"{prof.get('seconds')} s; share of samples (own time of the leaf function, and grouped).\n")
         for role in ("worker", "front"):
             p = prof.get(role)
             if not p:
                 continue
-            L.append(f"**{role}** ({p['samples']} samples; idle samples excluded: {p.get('idle_share')} idle):\n")
+            L.append(f"**{role}** ({p['samples']} samples, {p.get('idle_share', 0):.0%} of them idle):\n")
             L.append("| group | share |")
             L.append("| --- | --- |")
             for g, v in p["groups"].items():
