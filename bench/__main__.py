@@ -61,7 +61,11 @@ def environment() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     return {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "git": cmd("git", "rev-parse", "--short", "HEAD"), "python": platform.python_version(),
+            "git": cmd("git", "rev-parse", "--short", "HEAD"),
+            # the product code measured is the working tree: uncommitted changes to it are listed here
+            "uncommitted_product_changes": [ln for ln in cmd("git", "status", "--porcelain", "--", "livegate", "service",
+                                                             "workers", "emulator", "proto").splitlines() if ln],
+            "python": platform.python_version(),
             "cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
             "grpcio": grpc.__version__, "redis_py": redis.__version__, "websockets": websockets.__version__,
             "redis_server": cmd("redis-server", "--version"), "matplotlib": mpl,

@@ -86,6 +86,9 @@ def markdown(r: dict[str, Any]) -> str:
              f"{env['websockets']}, {env['redis_server'].split(' sha=')[0]}; load average at start "
              f"{', '.join(f'{x:.2f}' for x in env['loadavg_at_start'])}. Everything (load generator, emulator, "
              "Redis, livegate, the floor chain) shares the same cores, on loopback.\n")
+    if env.get("uncommitted_product_changes"):
+        L.append("Measured from the working tree, which had uncommitted product changes: "
+                 + ", ".join(f"`{c.strip()}`" for c in env["uncommitted_product_changes"]) + ".\n")
     L.append("Reproduce: `. .venv/bin/activate && python -m bench` (full, ~12 min) or `python -m bench --quick`. "
              "What the numbers say, the profile and the hot-path changes it suggests: [analysis.md](analysis.md) "
              "(written by hand for the committed run).\n")
