@@ -112,14 +112,16 @@ def markdown(r: dict[str, Any]) -> str:
                  "percentiles are in results.json, `percentile_difference`). The floor chain "
                  "(bench/floor.py) is measured the same way against its own direct WebSocket echo. Steady window "
                  f"{ov['duration_s']} s after {ov['warmup_s']} s warm-up. ms.\n")
-        L.append("| sessions | path | c2s p50 | c2s p99 | c2s max | s2c p50 | s2c p99 | s2c max | setup p50 | delivered |")
+        L.append("| sessions | path | c2s p50 | c2s p99 | c2s max | s2c p50 | s2c p99 | s2c max | setup_complete p50 / p99 "
+                 "| delivered c2s / s2c |")
         L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for row in ov["rows"]:
             for mode in ("direct", "gateway", "floor_direct", "floor"):
                 x = row["runs"][mode]
                 L.append(f"| {row['sessions']} | {mode} | {_f(x['c2s']['p50'])} | {_f(x['c2s']['p99'])} | "
                          f"{_f(x['c2s']['max'])} | {_f(x['s2c']['p50'])} | {_f(x['s2c']['p99'])} | {_f(x['s2c']['max'])} | "
-                         f"{_f(x['setup']['p50'])} | {_f(x['delivered_c2s'], 4)} / {_f(x['delivered_s2c'], 4)} |")
+                         f"{_f(x['setup']['p50'])} / {_f(x['setup']['p99'])} | {_f(x['delivered_c2s'], 4)} / "
+                         f"{_f(x['delivered_s2c'], 4)} |")
         L.append("")
         L.append("| sessions | livegate added c2s p50 / p99 / max | livegate added s2c p50 / p99 / max | floor added "
                  "c2s p50 / p99 | floor added s2c p50 / p99 | added round trip p50: livegate / floor (ratio) | "
