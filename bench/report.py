@@ -314,8 +314,9 @@ def make_plots(out: Path, r: dict[str, Any]) -> list[str]:
                       ("floor c2s", lambda x: x["floor_added"]["c2s"][q]),
                       ("floor s2c", lambda x: x["floor_added"]["s2c"][q])]
             for i, (name, fn) in enumerate(series):
-                ax.bar([j + (i - 1.5) * width for j in range(len(labels))], [fn(x) or 0 for x in ov["rows"]], width,
-                       label=name)
+                ax.bar([j + (i - 1.5) * width for j in range(len(labels))],
+                       [max(0.01, fn(x) or 0.0) for x in ov["rows"]], width, label=name)
+            ax.set_yscale("log")  # 1 session is ~1 ms, 200 sessions can be hundreds
             ax.set_xticks(range(len(labels)), labels)
             ax.set_xlabel("concurrent sessions")
             ax.set_ylabel(f"added latency {q} (ms)")
