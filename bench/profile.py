@@ -1,11 +1,12 @@
 """Profile of the hot path: py-spy samples the worker and the front (real ``livegate`` processes) while N
 sessions run the scripted conversation; the collapsed stacks are reduced to the share of samples per leaf
 function and per group (JSON/base64, protobuf, Redis, WebSocket/TLS, gRPC, asyncio/uvloop, livegate's own code).
-The raw collapsed stacks are kept next to the results (profile-<role>.txt)."""
+The raw collapsed stacks are kept next to the results (profile-<role>-native.txt.gz)."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import shutil
 import subprocess
 import sys
@@ -117,7 +118,11 @@ async def run(out: Path, *, sessions: int, seconds: float, native: bool = True) 
                 res[role] = None
                 res[f"{role}_error"] = err.decode()[-500:]
             else:
-                res[role] = reduce(path.read_text())
+                text = path.read_text()
+                res[role] = reduce(text)
+                with gzip.open(str(path) + ".gz", "wt") as f:  # kept next to the results, compressed
+                    f.write(text)
+                path.unlink()
         await load
         await m.emulator.dump()
     finally:
