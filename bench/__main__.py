@@ -97,7 +97,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             return None
         finally:
             timings[name] = round(time.monotonic() - t0, 1)
+            out["timings_s"] = timings
             print(f"[bench] {name} done in {timings[name]} s", file=sys.stderr, flush=True)
+            try:  # what is measured so far survives an interrupted run
+                from bench import report
+
+                report.write(Path(args.out), out, plots=False)
+            except Exception:  # noqa: BLE001 - the final write reports for real
+                traceback.print_exc()
 
     if "memory" in only:
         async def mem() -> Any:
