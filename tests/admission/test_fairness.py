@@ -98,7 +98,12 @@ async def test_flood_cannot_take_anothers_guaranteed_share(make: Callable[..., A
         for i in range(30):
             tasks.append(asyncio.create_task(_append(adm, "a-flood", admitted)))
         await wait_until(has_waiting(adm, S, 28), what="A holding 2, 28 queued")
-        assert len(admitted) == 2 and await live(redis, S) == 2
+        # two of A's acquires were granted: wait until those coroutines have returned their leases
+        async def two_admitted() -> bool:
+            return len(admitted) == 2
+
+        await wait_until(two_admitted, what="A's two admitted acquires returned")
+        assert await live(redis, S) == 2
         b = [await adm.acquire("b-calm", S, 0) for _ in range(2)]  # deadline 0: no waiting at all
         assert await live(redis, S) == 4
         with pytest.raises(GatewayError) as exc:
