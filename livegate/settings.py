@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     upstream_ping_timeout_s: float = 60.0
     upstream_max_frame_bytes: int = 16 * 1024 * 1024
     upstream_stall_s: float = Field(15.0, description="renew the upstream after this long without a frame during a turn")
+    compression_default: bool = Field(True, description="turn on context-window compression upstream when the caller "
+                                      "did not configure it (sessions are otherwise capped at 15 min audio / 2 min video)")
     go_away_margin_s: float = Field(5.0, description="renew the upstream at least this long before go_away's deadline")
     vertex_project: str = ""
     vertex_location: str = "us-central1"

@@ -198,7 +198,8 @@ class SessionRelay(RenewalPolicy):
         self.ws = ws
         self.record.connects += 1
         self._local_connects += 1
-        setup = codec.upstream_setup(self.setup, self._handle, self.route, self.record.model)
+        setup = codec.upstream_setup(self.setup, self._handle, self.route, self.record.model,
+                                     compression_default=w.settings.compression_default)
         try:
             await ws.send(setup)
             first = await asyncio.wait_for(ws.recv(decode=False), timeout=w.settings.upstream_connect_timeout_s)

@@ -224,3 +224,4 @@ async def test_no_resumption_updates_unless_asked(client: Any) -> None:
             if m.server_content.turn_complete:
                 break
     assert not any(m.HasField("session_resumption_update") for m in raw)
+
