@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -19,52 +18,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from livegate.settings import Settings
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import gateway_pb2_grpc
-from service import tls
 from service.auth import build_authenticator
 from service.server import Front
 
 MODEL = "gemini-live-2.5-flash"
-
-
-def _front_class() -> type[Front]:
-    """Front, or until service/server.py binds through service.tls.bind, a subclass whose start() does."""
-    if "tls.bind" in inspect.getsource(Front.start) or "bind(server" in inspect.getsource(Front.start):
-        return Front
-    return _TlsFront
-
-
-class _TlsFront(Front):
-    async def start(self) -> None:  # Front.start with the one binding line of service.tls
-        import asyncio
-
-        from grpc_health.v1 import health
-        from grpc_reflection.v1alpha import reflection
-
-        from livegate import keys, records
-        from livegate.bus import supervise
-        from service import server as srv
-        from service.servicer import SERVICE_NAME, LiveGatewayServicer
-
-        self._stop = asyncio.Event()
-        await self.batcher.start()
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(keys.front_outbox(self.id), {"k": "hello"})
-        pipe.expire(keys.front_outbox(self.id), srv.OUTBOX_TTL_S)
-        pipe.zadd(keys.FRONTS, {self.id: records.now_ms()})
-        await pipe.execute()
-        self._tasks = [asyncio.create_task(supervise("outbox", self._outbox_loop)),
-                       asyncio.create_task(supervise("keepalive", self._keepalive_loop))]
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", self.settings.max_message_bytes)])
-        server.add_generic_rpc_handlers([LiveGatewayServicer(self).handler()])
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        self.port = tls.bind(server, self.settings)
-        if self.port == 0:
-            raise OSError(f"could not bind the front to {self.settings.front_listen}")
-        await server.start()
-        self._server = server
-        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
 
 
 @pytest.fixture
@@ -87,7 +44,7 @@ def gateway(redis: Any, redis_url: str, emulator_config: Any) -> Any:
             worker = Worker(s)
             await worker.start()
             stack.push_async_callback(worker.aclose)
-            front = _front_class()(s, authenticator=build_authenticator(s))
+            front = Front(s, authenticator=build_authenticator(s))
             await front.start()
             stack.push_async_callback(front.aclose, 1.0)
             yield {"settings": s, "front": front, "worker": worker, "redis": redis, "address": front.address}
