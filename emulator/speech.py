@@ -9,6 +9,10 @@ Two engines:
 * ``synthetic``: pure numpy, speech-like but not speech: a voiced source at the
   voice's pitch, harmonics shaped by formant-ish resonances that move per character,
   amplitude-modulated at a syllable rate.  About 60 ms per character, never silent.
+  Rendered word by word (a word with its trailing space), each word cached per voice: a
+  conversation repeats its words, so after warm-up an answer costs a few copies, not a
+  numpy synthesis (which took ~15 ms of CPU per second of audio and dominated the
+  emulator under load).
 
 ``"auto"`` picks espeak when ``espeak-ng`` is on PATH, else synthetic.  Results are
 deterministic for the same arguments and cached per instance (LRU, bounded by entries
@@ -21,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import zlib
 from collections import OrderedDict
@@ -40,6 +45,8 @@ _CACHE_BYTES = 64 * 1024 * 1024
 _ESPEAK_TIMEOUT_S = 30.0
 _MAX_TEXT_CHARS = 5000  # longer texts are cut (about 5 minutes of speech)
 _MAX_ESPEAK_PROCS = max(2, os.cpu_count() or 2)  # concurrent espeak-ng processes per Synthesizer
+_WORD_CACHE_ENTRIES = 4096  # synthetic engine: rendered words kept per Synthesizer (~3 KB per character)
+_WORDS = re.compile(r"\S+\s*|\s+")
 
 
 class SynthesisError(RuntimeError):
@@ -64,6 +71,8 @@ class Synthesizer:
         self._espeak_path = espeak_path
         self._cache: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._cache_bytes = 0
+        self._words: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._rendering: dict[tuple[str, str], asyncio.Future[bytes]] = {}
         self._max_processes = max(1, max_processes)
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
@@ -90,9 +99,36 @@ class Synthesizer:
         if self._engine == "espeak":
             pcm = await self._espeak(text, profile, lang)
         else:
-            pcm = await asyncio.to_thread(synthetic_speech, text, profile)
+            pcm = await self._synthetic(text, profile)
         self._remember(key, pcm)
         return pcm
+
+    async def _synthetic(self, text: str, profile: VoiceProfile) -> bytes:
+        """``synthetic_speech`` word by word, each word cached: same duration per character, same voice."""
+        parts = []
+        for word in _WORDS.findall(text):
+            key = (word, profile.name)
+            pcm = self._words.get(key)
+            if pcm is not None:
+                self._words.move_to_end(key)
+            else:
+                # sessions speaking at once share one rendering of a new word
+                pending = self._rendering.get(key)
+                if pending is None:
+                    pending = self._rendering[key] = asyncio.ensure_future(
+                        asyncio.to_thread(synthetic_speech, word, profile))
+                    pending.add_done_callback(lambda f, key=key: self._rendered(key, f))
+                pcm = await asyncio.shield(pending)
+            parts.append(pcm)
+        return b"".join(parts)
+
+    def _rendered(self, key: tuple[str, str], fut: asyncio.Future[bytes]) -> None:
+        self._rendering.pop(key, None)
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        self._words[key] = fut.result()
+        if len(self._words) > _WORD_CACHE_ENTRIES:
+            self._words.popitem(last=False)
 
     def _remember(self, key: tuple[str, str, str], pcm: bytes) -> None:
         if len(pcm) > _CACHE_BYTES // 4:

@@ -183,3 +183,16 @@ async def test_cancelled_synthesis_kills_espeak() -> None:
         await task
     assert _espeak_children() == []
     assert len(await synth.synthesize("still works", voice="Puck")) > 0
+
+
+async def test_synthetic_engine_renders_word_by_word_with_the_same_timing() -> None:
+    synth = Synthesizer("synthetic")
+    text = "the quick brown fox, the lazy dog"
+    pcm = await synth.synthesize(text, voice="Puck")
+    assert audio.duration_s(pcm, 24000) == pytest.approx(len(text) * speech.SYNTH_CHAR_S, abs=1e-3)
+    profile = speech.voice_profile("Puck")
+    assert pcm == b"".join(speech.synthetic_speech(w, profile) for w in ("the ", "quick ", "brown ", "fox, ", "the ",
+                                                                          "lazy ", "dog"))
+    # a new sentence made of words already spoken is assembled from them
+    again = await synth.synthesize("the lazy fox, the", voice="Puck")
+    assert again == b"".join(speech.synthetic_speech(w, profile) for w in ("the ", "lazy ", "fox, ", "the"))
