@@ -4,6 +4,9 @@
   round trip: under load one ``execute`` carries hundreds of XADDs; idle, a write costs one round trip.
 - :func:`read_stream` follows one stream with ``XREAD BLOCK`` and survives connection drops (it resumes
   after the last id it saw), yielding batches.
+
+On one Redis node both go through :class:`livegate.resp.FastRedis` (one packed write and one deadline per
+pipeline); on a cluster through redis-py's cluster client, in order (:func:`livegate.redisconn.execute_ordered`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livegate import metrics
 from livegate.redisconn import AnyRedis, _already_written, execute_ordered
+from livegate.resp import FastRedis
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +37,7 @@ class Batcher:
 
     def __init__(self, redis: AnyRedis, *, max_batch: int = 1024, role: str = "") -> None:
         self._redis = redis
+        self._fast = None if isinstance(redis, RedisCluster) else FastRedis(redis)
         self._errors = metrics.REDIS_ERRORS.labels(role or "process", "pipeline")
         self._max_batch = max_batch
         self._pending: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
@@ -62,6 +67,8 @@ class Batcher:
             if not fut.done():
                 fut.set_exception(RedisConnectionError("batcher closed"))
         self._pending.clear()
+        if self._fast is not None:
+            await self._fast.aclose()
 
     def submit(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
         if self._closed:
@@ -86,7 +93,7 @@ class Batcher:
     async def _flush(self, groups: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]]) -> None:
         n = sum(len(commands) for commands, _ in groups)
         try:
-            if isinstance(self._redis, RedisCluster):
+            if self._fast is None:
                 # Redis Cluster: the commands live on several masters. Keep the single-node guarantees (a
                 # group's commands in order, commands on one key in submission order) at two round trips
                 # per batch in the common case, and retry commands whose connection dropped mid-pipeline
@@ -94,17 +101,14 @@ class Batcher:
                 replies = await execute_ordered(self._redis, [(cmd, {}) for commands, _ in groups for cmd in commands],
                                                 [len(commands) for commands, _ in groups])
             else:
-                pipe = self._redis.pipeline(transaction=False)
-                for commands, _ in groups:
-                    for cmd in commands:
-                        pipe.execute_command(*cmd)
-                replies = await pipe.execute(raise_on_error=False)
-                # redis-py re-sends the whole pipeline after a connection drop; if the first attempt ran (its
-                # replies were lost), an explicit-id XADD is now refused as "equal or smaller": our own entry
-                # at that id means it was written, not that another writer fenced us
-                for i, cmd in enumerate(cmd for commands, _ in groups for cmd in commands):
-                    if is_stale_id_error(replies[i]):
-                        replies[i] = await _already_written(self._redis, cmd) or replies[i]  # type: ignore[arg-type]
+                flat = [cmd for commands, _ in groups for cmd in commands]
+                replies = await self._fast.execute(flat)
+                # a batch is re-sent after a connection drop; if the first attempt ran (its replies were
+                # lost), an explicit-id XADD is now refused as "equal or smaller": our own entry at that id
+                # means it was written, not that another writer fenced us
+                for i, reply in enumerate(replies):
+                    if is_stale_id_error(reply):
+                        replies[i] = await _already_written(self._redis, flat[i]) or reply  # type: ignore[arg-type]
         except Exception as exc:  # connection lost beyond the retry policy: fail this batch, keep running
             self._errors.inc()
             logger.warning("redis pipeline of %d commands failed: %r", n, exc)
@@ -154,6 +158,41 @@ async def read_stream(
         info = await redis.xinfo_stream(key) if await redis.exists(key) else None
         last_id = (info["last-generated-id"].decode() if isinstance(info["last-generated-id"], bytes)
                    else str(info["last-generated-id"])) if info else "0-0"
+    if isinstance(redis, RedisCluster):
+        async for batch in _read_cluster(redis, key, last_id, block_ms, count, stop):
+            yield batch
+        return
+    fast = FastRedis(redis)
+    bkey, bid = key.encode(), last_id.encode()
+    conn = None
+    backoff = 0.05
+    try:
+        while stop is None or not stop.is_set():
+            try:
+                if conn is None:
+                    conn = await fast.connection()
+                entries = await fast.xread(conn, bkey, bid, count=count, block_ms=block_ms)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                metrics.REDIS_ERRORS.labels("process", "xread").inc()
+                logger.warning("reading %s failed (%r); retrying in %.2fs", key, exc, backoff)
+                if conn is not None:
+                    await fast.release(conn)
+                    conn = None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            backoff = 0.05
+            if entries:
+                bid = entries[-1][0]
+                yield entries
+    finally:
+        if conn is not None:
+            await fast.release(conn)
+        await fast.aclose()
+
+
+async def _read_cluster(redis: RedisCluster, key: str, last_id: str, block_ms: int, count: int,
+                        stop: asyncio.Event | None) -> AsyncIterator[list[Entry]]:
     backoff = 0.05
     while stop is None or not stop.is_set():
         try:

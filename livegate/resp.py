@@ -1,0 +1,157 @@
+"""The data plane's fast path to one Redis node: pipelines packed once, read with one timeout.
+
+Every relayed frame costs a few Redis commands (an XADD to a session log and to a worker inbox or front
+outbox). Through redis-py's ``Pipeline`` each command pays for argument encoding, per-command bookkeeping
+and, per reply, an ``asyncio.timeout`` (a timer handle and a ``get_running_loop`` call): on the benchmark's
+profile that was a third of a worker's CPU. Here a batch is packed into one buffer by :func:`pack`, written
+with one write, and its replies are read off the connection with one deadline around the whole exchange.
+
+Connections, AUTH, TLS, ``SELECT``, RESP3 and the hiredis parser are still redis-py's: :class:`FastRedis`
+takes connections from a pool built from the client's own connection settings, minus the per-reply
+socket timeout. A connection that fails or times out mid-exchange is discarded (never reused with replies
+in flight) and the batch is retried under the client's retry policy, as ``Pipeline.execute`` does.
+
+Redis Cluster keeps redis-py's cluster client (see :mod:`livegate.redisconn`): a batch there spans masters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+Command = Sequence[Any]
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+# Errors after which the connection is dropped and the batch retried (under the client's retry policy).
+_RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError, asyncio.TimeoutError)
+
+
+def _arg(a: Any) -> bytes:
+    if type(a) is bytes:
+        return a
+    if type(a) is str:
+        return a.encode()
+    if type(a) is int or type(a) is bool:
+        return b"%d" % a
+    if isinstance(a, float):
+        return repr(a).encode()
+    if isinstance(a, (bytes, bytearray, memoryview)):
+        return bytes(a)
+    raise TypeError(f"cannot send {type(a).__name__} to Redis: {a!r:.80}")
+
+
+def pack(commands: Sequence[Command]) -> bytes:
+    """RESP for ``commands``, all in one buffer (args: bytes, str (UTF-8), int, float)."""
+    out = bytearray()
+    for cmd in commands:
+        out += b"*%d\r\n" % len(cmd)
+        for a in cmd:
+            b = a if type(a) is bytes else _arg(a)
+            out += b"$%d\r\n" % len(b)
+            out += b
+            out += b"\r\n"
+    return bytes(out)
+
+
+class FastRedis:
+    """Pipelines and stream reads on connections of ``client``'s settings, without per-reply timeouts."""
+
+    def __init__(self, client: Redis, *, timeout_s: float = 10.0) -> None:
+        pool = client.connection_pool
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None}  # one deadline per exchange instead
+        self._pool = ConnectionPool(connection_class=pool.connection_class, max_connections=pool.max_connections,
+                                    **kwargs)
+        self._retry = client.get_retry() or kwargs.get("retry")
+        self._timeout_s = timeout_s
+
+    def __repr__(self) -> str:
+        return f"<FastRedis {self._pool!r}>"
+
+    async def aclose(self) -> None:
+        await self._pool.disconnect()
+
+    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+        """Run ``commands`` as one pipeline; one reply per command, a ``ResponseError`` in place of a
+        command's error reply (``raise_on_error=False``). Retried whole after a dropped connection."""
+        packed = pack(commands)
+        n = len(commands)
+
+        async def attempt() -> list[Any]:
+            return await self._exchange(packed, n)
+
+        if self._retry is None:
+            return await attempt()
+        return await self._retry.call_with_retry(attempt, _ignore)  # type: ignore[no-any-return]
+
+    async def _exchange(self, packed: bytes, n: int) -> list[Any]:
+        conn = await self._pool.get_connection()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await conn.send_packed_command(packed, check_health=False)
+                return [await _reply(conn) for _ in range(n)]
+        except _RETRYABLE as exc:
+            await conn.disconnect(nowait=True)
+            if isinstance(exc, asyncio.TimeoutError):
+                raise RedisTimeoutError(f"no reply from Redis within {self._timeout_s:.0f}s") from None
+            raise
+        except BaseException:  # cancelled mid-exchange: replies may be in flight, never reuse the connection
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await self._pool.release(conn)
+
+    async def xread(self, conn: AbstractConnection, key: bytes, last_id: bytes, *, count: int,
+                    block_ms: int) -> list[Entry]:
+        """One ``XREAD BLOCK`` of ``key`` on ``conn`` (a connection the caller holds for its read loop)."""
+        packed = pack((("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", key, last_id),))
+        try:
+            async with asyncio.timeout(block_ms / 1000 + self._timeout_s):
+                await conn.send_packed_command(packed, check_health=False)
+                reply = await _reply(conn)
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        if isinstance(reply, ResponseError):
+            raise reply
+        return entries(reply)
+
+    async def connection(self) -> AbstractConnection:
+        """A connection for a read loop; give it back with :meth:`release`."""
+        return await self._pool.get_connection()
+
+    async def release(self, conn: AbstractConnection) -> None:
+        await self._pool.release(conn)
+
+
+async def _reply(conn: AbstractConnection) -> Any:
+    try:
+        return await conn.read_response(disable_decoding=True, timeout=math.inf)
+    except ResponseError as exc:  # an error reply: this command's result, the connection is fine
+        return exc
+
+
+async def _ignore(*_: object) -> None:
+    """The retry policy's on-failure hook: the failed connection was already dropped in ``_exchange``."""
+
+
+def entries(reply: Any) -> list[Entry]:
+    """An XREAD reply (RESP3 map or RESP2 array, raw) as ``[(id, {field: value})]``."""
+    out: list[Entry] = []
+    if not reply:
+        return out
+    streams = reply.values() if isinstance(reply, dict) else (s[1] for s in reply)
+    for items in streams:
+        for eid, flat in items:
+            if flat is None:
+                continue
+            it = iter(flat)
+            out.append((eid, dict(zip(it, it))))
+    return out
