@@ -43,6 +43,7 @@ class Batcher:
         self._pending: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.batches = 0
         self.commands = 0
@@ -73,7 +74,9 @@ class Batcher:
     def submit(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
         if self._closed:
             raise RedisConnectionError("batcher closed")
-        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()  # once: on Python 3.11 every lookup is a getpid() call
+        fut: asyncio.Future[list[Any]] = self._loop.create_future()
         self._pending.append((commands, fut))
         self._wake.set()
         return fut

@@ -71,28 +71,44 @@ class FastRedis:
                                     **kwargs)
         self._retry = client.get_retry() or kwargs.get("retry")
         self._timeout_s = timeout_s
+        self._conn: AbstractConnection | None = None  # execute()'s connection
+        self._busy = False
 
     def __repr__(self) -> str:
         return f"<FastRedis {self._pool!r}>"
 
     async def aclose(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._pool.release(conn)
         await self._pool.disconnect()
 
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """Run ``commands`` as one pipeline; one reply per command, a ``ResponseError`` in place of a
-        command's error reply (``raise_on_error=False``). Retried whole after a dropped connection."""
+        command's error reply (``raise_on_error=False``). Retried whole after a dropped connection.
+
+        One exchange at a time (the Batcher's single task): it runs on one held connection, so a batch
+        does not pay the pool's per-checkout health probe."""
+        if self._busy:
+            raise RuntimeError("FastRedis.execute is not reentrant: one pipeline at a time")
+        self._busy = True
         packed = pack(commands)
         n = len(commands)
 
         async def attempt() -> list[Any]:
             return await self._exchange(packed, n)
 
-        if self._retry is None:
-            return await attempt()
-        return await self._retry.call_with_retry(attempt, _ignore)  # type: ignore[no-any-return]
+        try:
+            if self._retry is None:
+                return await attempt()
+            return await self._retry.call_with_retry(attempt, _ignore)  # type: ignore[no-any-return]
+        finally:
+            self._busy = False
 
     async def _exchange(self, packed: bytes, n: int) -> list[Any]:
-        conn = await self._pool.get_connection()
+        if self._conn is None:
+            self._conn = await self._pool.get_connection()
+        conn = self._conn  # reconnects by itself on the next send after a disconnect
         try:
             async with asyncio.timeout(self._timeout_s):
                 await conn.send_packed_command(packed, check_health=False)
@@ -105,8 +121,6 @@ class FastRedis:
         except BaseException:  # cancelled mid-exchange: replies may be in flight, never reuse the connection
             await conn.disconnect(nowait=True)
             raise
-        finally:
-            await self._pool.release(conn)
 
     async def xread(self, conn: AbstractConnection, key: bytes, last_id: bytes, *, count: int,
                     block_ms: int) -> list[Entry]:
