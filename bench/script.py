@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from google.protobuf import duration_pb2
+
+# imported here, not at the first session: google-genai's import (~0.4 s) would count as the first setup time
+from livegate.client import build_setup
 
 MODEL = "gemini-live-2.5-flash"
 OPEN_TIMEOUT_S = 40.0  # connect + setup_complete, bounded even when the gateway is overloaded
@@ -132,10 +136,6 @@ class Gateway:
         self._audio = audio
 
     def setup_message(self) -> Any:
-        from google.protobuf import duration_pb2
-
-        from livegate.client import build_setup
-
         gw = self.gw
         first = gw.ClientMessage(setup=build_setup(MODEL, {
             "response_modalities": [self.modality],

@@ -37,7 +37,11 @@ def ssl_context(route: UpstreamRoute) -> ssl.SSLContext | None:
         return None
     ctx = ssl.create_default_context()
     if route.ca_file:
-        ctx.load_verify_locations(route.ca_file)
+        try:
+            ctx.load_verify_locations(route.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"upstream route {route.name!r}: cannot load the CA file {route.ca_file!r} ({exc}); "
+                             "fix LIVEGATE_UPSTREAM_CA_FILE or the route's ca_file") from None
     return ctx
 
 

@@ -84,6 +84,10 @@ class Worker:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        # TLS contexts (the trust store, a CA file) and credential objects per route: built now, so the first
+        # session does not wait for them and a bad CA file stops the worker at start
+        for route in self.routing.routes.values():
+            self._prepare_route(route)
         await self.batcher.start()
         # the inbox is created by its owner only (fronts write with NOMKSTREAM): never recreated once dead
         await self.redis.xadd(keys.worker_inbox(self.id), {"k": "hello"})
@@ -319,10 +323,13 @@ class Worker:
 
     # -- services for relays -----------------------------------------------------------------------
 
-    async def open_upstream(self, route: UpstreamRoute) -> ClientConnection:
+    def _prepare_route(self, route: UpstreamRoute) -> None:
         if route.name not in self._credentials:
             self._credentials[route.name] = upstream.credentials_for(route)
             self._ssl_ctx[route.name] = upstream.ssl_context(route)
+
+    async def open_upstream(self, route: UpstreamRoute) -> ClientConnection:
+        self._prepare_route(route)
         return await upstream.open_upstream(self.settings, route, self._credentials[route.name],
                                             ssl_ctx=self._ssl_ctx[route.name])
 

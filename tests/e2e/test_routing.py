@@ -83,3 +83,17 @@ async def test_routes_and_models_are_enforced(routed: dict[str, Any], key: str, 
     info = error_details_pb2.ErrorInfo()
     status = rpc_status.from_call(err.value)
     assert status is not None and status.details[0].Unpack(info) and info.reason == reason
+
+
+async def test_worker_with_an_unreadable_upstream_ca_file_fails_at_start(redis_url: str, tmp_path: Any) -> None:
+    """TLS contexts are built when the worker starts: a wrong CA path stops it with a message naming the
+    route and the file, instead of failing every session later."""
+    from workers.worker import Worker
+
+    missing = tmp_path / "no-such-ca.pem"
+    w = Worker(Settings(redis_url=redis_url, upstream_url="wss://127.0.0.1:1", upstream_ca_file=str(missing)))
+    try:
+        with pytest.raises(ValueError, match=r"cannot load the CA file .*no-such-ca\.pem"):
+            await w.start()
+    finally:
+        await w.aclose()
