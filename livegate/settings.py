@@ -11,7 +11,7 @@ import secrets
 import socket
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Flavour = Literal["gemini", "vertex"]
@@ -64,8 +64,9 @@ class Settings(BaseSettings):
     # --- worker ------------------------------------------------------------------------------------
     worker_id: str = ""
     worker_capacity: int = Field(100, description="upstream sessions one worker holds at most")
-    heartbeat_interval_s: float = 1.0
-    heartbeat_ttl_s: float = 5.0
+    heartbeat_interval_s: float = Field(0.5, gt=0, description="how often workers and fronts beat (and renew leases)")
+    heartbeat_ttl_s: float = Field(2.0, gt=0, description="a worker or front silent this long is dead: its sessions "
+                                   "are taken over (worker) or detached (front). Bounds the pause after a crash")
     drain_timeout_s: float = 30.0
 
     # --- sessions and Redis retention ------------------------------------------------------------
@@ -113,6 +114,13 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _heartbeat_fits_ttl(self) -> Settings:
+        if self.heartbeat_ttl_s < 2 * self.heartbeat_interval_s:
+            raise ValueError(f"heartbeat_ttl_s ({self.heartbeat_ttl_s}) must be at least twice heartbeat_interval_s "
+                             f"({self.heartbeat_interval_s}): one late beat would declare a live process dead")
+        return self
 
     def with_ids(self, role: str) -> Settings:
         """Fill in the process ids (front_id / worker_id) if they were not configured."""

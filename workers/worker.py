@@ -62,6 +62,7 @@ class Worker:
         self._started = False
         self._closed = False
         self._last_heartbeat = 0.0
+        self._ttls_refreshed = 0.0  # when the owned sessions' key TTLs were last refreshed (monotonic)
         self._draining = False
         self._gauge_keys: set[tuple[str, str, str]] = set()
         self.reaper = Reaper(self)
@@ -171,10 +172,15 @@ class Worker:
         pipe.zadd(keys.WORKERS, {self.id: records.now_ms()})
         pipe.expire(keys.worker_inbox(self.id), max(60, int(s.heartbeat_ttl_s * 10)))
         pipe.zrangebyscore(keys.FRONTS, records.now_ms() - int(s.heartbeat_ttl_s * 1000), "+inf")
-        # keep every owned session's keys alive while we relay them
-        for sid in self.sessions:
-            for key in keys.session_keys(sid):
-                pipe.expire(key, s.session_key_ttl_s)
+        # keep every owned session's keys alive while we relay them: their TTL is long (session_key_ttl_s), so
+        # a refresh every tenth of it is enough, not one per beat (five EXPIREs per session)
+        now = time.monotonic()
+        refresh = now - self._ttls_refreshed >= s.session_key_ttl_s / 10
+        if refresh:
+            self._ttls_refreshed = now
+            for sid in self.sessions:
+                for key in keys.session_keys(sid):
+                    pipe.expire(key, s.session_key_ttl_s)
         replies = await pipe.execute()
         self._export_gauges()
         leases = [Lease.parse(r.record.lease) for r in self.sessions.values() if r.record.lease]
