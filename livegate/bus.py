@@ -39,6 +39,7 @@ class Batcher:
         self._redis = redis
         self._fast = None if isinstance(redis, RedisCluster) else FastRedis(redis)
         self._errors = metrics.REDIS_ERRORS.labels(role or "process", "pipeline")
+        self._sizes = metrics.REDIS_BATCH_COMMANDS.labels(role or "process")
         self._max_batch = max_batch
         self._pending: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
         self._wake = asyncio.Event()
@@ -121,6 +122,7 @@ class Batcher:
             return
         self.batches += 1
         self.commands += n
+        self._sizes.observe(n)
         i = 0
         for commands, fut in groups:
             part = replies[i : i + len(commands)]

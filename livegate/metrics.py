@@ -67,3 +67,6 @@ TOKENS = Counter("livegate_tokens_total", "Tokens reported by the upstream's usa
 
 # -- redis ----------------------------------------------------------------------------------------------
 REDIS_ERRORS = Counter("livegate_redis_errors_total", "Redis operations that failed", ["role", "op"])
+REDIS_BATCH_COMMANDS = Histogram("livegate_redis_batch_commands",
+                                 "Commands per data-plane pipeline (batching: higher under load is cheaper per frame)",
+                                 ["role"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))

@@ -48,16 +48,35 @@ def _arg(a: Any) -> bytes:
     raise TypeError(f"cannot send {type(a).__name__} to Redis: {a!r:.80}")
 
 
+# Encoded string arguments (command names, keys, field names repeat frame after frame): bounded, cleared when full.
+_ENCODED: dict[str, bytes] = {}
+_ENCODED_MAX = 8192
+
+
 def pack(commands: Sequence[Command]) -> bytes:
     """RESP for ``commands``, all in one buffer (args: bytes, str (UTF-8), int, float)."""
     out = bytearray()
+    enc = _ENCODED
     for cmd in commands:
         out += b"*%d\r\n" % len(cmd)
         for a in cmd:
-            b = a if type(a) is bytes else _arg(a)
-            out += b"$%d\r\n" % len(b)
-            out += b
-            out += b"\r\n"
+            t = type(a)
+            if t is bytes:
+                out += b"$%d\r\n" % len(a)
+                out += a
+                out += b"\r\n"
+            elif t is str:
+                e = enc.get(a)
+                if e is None:
+                    b = a.encode()
+                    e = b"$%d\r\n%b\r\n" % (len(b), b)
+                    if len(enc) >= _ENCODED_MAX:
+                        enc.clear()
+                    enc[a] = e
+                out += e
+            else:
+                b = b"%d" % a if t is int else _arg(a)
+                out += b"$%d\r\n%b\r\n" % (len(b), b)
     return bytes(out)
 
 
