@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -34,8 +35,20 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings(**overrides)
 
 
+def tune_gc() -> None:
+    """Fewer garbage collections on the relay path. Every frame allocates short-lived objects (stream entries,
+    futures, protobuf wrappers); with CPython's default first-generation threshold (700) the front spent ~6 %
+    of its CPU collecting. What exists at start (modules, settings) is moved out of the collector's way
+    (``gc.freeze``) and a first-generation pass runs every 50,000 net allocations instead of 700: cycles are
+    still collected, less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def _run(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
     """Run ``main(stop)`` on uvloop; SIGINT/SIGTERM set ``stop``; a second signal exits immediately."""
+    tune_gc()
 
     async def runner() -> int:
         loop = asyncio.get_running_loop()
