@@ -32,7 +32,7 @@ def plan(quick: bool) -> dict[str, Any]:
                 "memory": {"sizes": [1, 10]},
                 "profile": {"sessions": 5, "seconds": 2}}
     return {"overhead": {"sizes": [1, 50, 200], "duration_s": 8.0, "warmup_s": 2.0},
-            "capacity": {"start": 100, "duration_s": 6.0, "warmup_s": 2.0, "max_steps": 6},
+            "capacity": {"start": 100, "duration_s": 6.0, "warmup_s": 2.0, "max_steps": 6, "repeats": 3},
             "memory": {"sizes": [1, 100, 500]},
             "profile": {"sessions": 100, "seconds": 12}}
 

@@ -1,7 +1,8 @@
 """Scenario 2, capacity: the most concurrent real-time audio sessions (640 B in at 50/s, 960 B of 24 kHz
 audio out at 50/s) with p99 one-way latency < 50 ms in both directions, >= 99.9 % delivered and >= 98 % of
 the target send rate; for livegate and for the floor chain, searched the same way (bisection, resolution 10
-sessions), with CPU per process and Redis commands per frame at each step."""
+sessions), with CPU per process and Redis commands per frame at each step. Each step runs ``repeats`` times
+and the run with the median worst-direction p99 decides it (one scheduling spike on shared cores does not)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,21 @@ def sustained(r: dict[str, Any], n: int, total_s: float) -> tuple[bool, str]:
     return True, "ok"
 
 
-async def one_step(main: Main, kind: str, n: int, duration_s: float, warmup_s: float) -> dict[str, Any]:
+def _worst_p99(r: dict[str, Any]) -> float:
+    vals = [r[d]["p99"] for d in ("c2s", "s2c")]
+    return float("inf") if None in vals or r["errors"] else max(vals)
+
+
+async def one_step(main: Main, kind: str, n: int, duration_s: float, warmup_s: float,
+                   repeats: int = 1) -> dict[str, Any]:
+    runs = [await one_run(main, kind, n, duration_s, warmup_s) for _ in range(max(1, repeats))]
+    runs.sort(key=_worst_p99)
+    r = runs[len(runs) // 2]
+    r["repeats_worst_p99_ms"] = [None if _worst_p99(x) == float("inf") else round(_worst_p99(x), 2) for x in runs]
+    return r
+
+
+async def one_run(main: Main, kind: str, n: int, duration_s: float, warmup_s: float) -> dict[str, Any]:
     redis_url = main.stack.redis.url  # type: ignore[union-attr]
     if kind == "floor":
         r = await floor_measure("floor", "", n, duration_s, warmup_s, channel=main.floor_channel,
@@ -71,13 +86,13 @@ async def measure_multi(main: Main, stubs: list[Any], n: int, duration_s: float,
 
 
 async def search(main: Main, kind: str, *, start: int, duration_s: float, warmup_s: float, max_steps: int,
-                 resolution: int = 10, ceiling: int = 600) -> dict[str, Any]:
+                 repeats: int = 1, resolution: int = 10, ceiling: int = 600) -> dict[str, Any]:
     lo, hi = 0, None
     n = start
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     for _ in range(max_steps):
-        r = await one_step(main, kind, n, duration_s, warmup_s)
+        r = await one_step(main, kind, n, duration_s, warmup_s, repeats)
         steps.append(r)
         if r["sustained"]:
             lo, best = n, r
@@ -95,7 +110,7 @@ async def search(main: Main, kind: str, *, start: int, duration_s: float, warmup
     return {"kind": kind, "max_sessions": lo, "first_failure": hi, "at_max": best,
             "steps": [{k: s[k] for k in ("sessions", "c2s", "s2c", "delivered_c2s", "delivered_s2c", "send_rate",
                                          "sustained", "verdict", "redis_commands_per_frame", "steady", "errors",
-                                         "error_examples") if k in s} for s in steps]}
+                                         "error_examples", "repeats_worst_p99_ms") if k in s} for s in steps]}
 
 
 def per_core(result: dict[str, Any], roles: tuple[str, ...]) -> float | None:
@@ -106,10 +121,12 @@ def per_core(result: dict[str, Any], roles: tuple[str, ...]) -> float | None:
     return round(result["max_sessions"] / cores, 1) if cores else None
 
 
-async def run(main: Main, *, start: int, duration_s: float, warmup_s: float, max_steps: int) -> dict[str, Any]:
-    floor = await search(main, "floor", start=start, duration_s=duration_s, warmup_s=warmup_s, max_steps=max_steps)
-    gw = await search(main, "gateway", start=start, duration_s=duration_s, warmup_s=warmup_s, max_steps=max_steps)
-    out = {"p99_limit_ms": P99_LIMIT_MS, "floor": floor, "gateway": gw,
+async def run(main: Main, *, start: int, duration_s: float, warmup_s: float, max_steps: int,
+              repeats: int = 1) -> dict[str, Any]:
+    kw = {"start": start, "duration_s": duration_s, "warmup_s": warmup_s, "max_steps": max_steps, "repeats": repeats}
+    floor = await search(main, "floor", **kw)
+    gw = await search(main, "gateway", **kw)
+    out = {"p99_limit_ms": P99_LIMIT_MS, "repeats": repeats, "floor": floor, "gateway": gw,
            "gateway_sessions_per_core": per_core(gw, ("front", "worker")),
            "floor_sessions_per_core": per_core(floor, ("floor_front", "floor_worker"))}
     if floor["max_sessions"]:

@@ -143,7 +143,8 @@ def markdown(r: dict[str, Any]) -> str:
     if cap:
         L.append("## 2. Capacity: concurrent real-time audio sessions\n")
         L.append(f"Sustained = p99 one-way latency < {cap['p99_limit_ms']:.0f} ms in both directions, ≥ 99.9 % "
-                 "delivered, ≥ 98 % of the target send rate; bisection with a resolution of 10 sessions. 1 worker + "
+                 "delivered, ≥ 98 % of the target send rate; bisection with a resolution of 10 sessions; each step runs "
+                 f"{cap.get('repeats', 1)} time(s) and the run with the median worst-direction p99 decides it. 1 worker + "
                  "1 front (livegate) vs 1 worker + 1 front (floor). CPU in cores over the steady window (/proc); "
                  "Redis commands per frame from `INFO commandstats` (frames = messages relayed in both directions).\n")
         L.append(f"- **livegate: {cap['gateway']['max_sessions']} sessions** (first failure: "
@@ -152,15 +153,16 @@ def markdown(r: dict[str, Any]) -> str:
         L.append(f"- **floor chain: {cap['floor']['max_sessions']} sessions** (first failure: "
                  f"{_f(cap['floor']['first_failure'])}), {_f(cap.get('floor_sessions_per_core'), 1)} per core of its "
                  f"front + worker; ratio {_f(cap.get('ratio_to_floor'))}\n")
-        L.append("| chain | sessions | c2s p50 / p99 | s2c p50 / p99 | delivered | verdict | CPU cores by process | "
-                 "Redis cmds/frame |")
-        L.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        L.append("| chain | sessions | c2s p50 / p99 | s2c p50 / p99 | delivered | verdict | worst p99 of each run | "
+                 "CPU cores by process | Redis cmds/frame |")
+        L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for kind in ("floor", "gateway"):
             for st in cap[kind]["steps"]:
                 cpu = _get(st, "steady", "cpu_by_role") or {}
                 L.append(f"| {kind} | {st['sessions']} | {_f(st['c2s']['p50'])} / {_f(st['c2s']['p99'])} | "
                          f"{_f(st['s2c']['p50'])} / {_f(st['s2c']['p99'])} | {_f(st['delivered_c2s'], 4)} / "
                          f"{_f(st['delivered_s2c'], 4)} | {st['verdict']} | "
+                         f"{' / '.join(_f(x) for x in st.get('repeats_worst_p99_ms') or [])} | "
                          f"{', '.join(f'{k} {v:.2f}' for k, v in cpu.items())} | {_f(st.get('redis_commands_per_frame'))} |")
         L.append("")
         best = _get(cap, "gateway", "at_max", "steady", "redis_commands")
