@@ -94,3 +94,28 @@ async def test_read_stream_follows_a_stream_across_a_killed_connection(redis: An
     await redis.xadd("feed", {"m": "d"})
     await asyncio.wait_for(task, 10)
     assert got == [b"a", b"b", b"c", b"d"]
+
+
+async def test_the_fast_path_keeps_the_clients_auth_and_database() -> None:
+    """FastRedis opens its own connections from the client's settings: a password and a database number in
+    the URL apply to them too."""
+    from livegate.devstack import RedisProcess
+    from livegate.redisconn import connect
+
+    proc = RedisProcess(extra_args=("--requirepass", "pw-1")).start()
+    base = f"redis://:pw-1@127.0.0.1:{proc.port}"
+    client, db0 = connect(f"{base}/3"), connect(f"{base}/0")
+    batcher = Batcher(client, role="test")
+    try:
+        await batcher.start()
+        assert (await batcher.submit([("XADD", "authed", "0-1", "m", b"x")]))[0] == b"0-1"
+        async for batch in read_stream(client, "authed", last_id="0-0", block_ms=100):
+            assert [f[b"m"] for _, f in batch] == [b"x"]
+            break
+        assert await client.xlen("authed") == 1  # written to database 3 ...
+        assert await db0.exists("authed") == 0  # ... not to the default one
+    finally:
+        await batcher.aclose()
+        await client.aclose()
+        await db0.aclose()
+        proc.stop()
