@@ -58,6 +58,7 @@ async def one_run(main: Main, kind: str, n: int, duration_s: float, warmup_s: fl
         msgs = (r["steady"] or {}).get("relayed_messages") or {}
         frames = msgs.get("c2s", 0) + msgs.get("s2c", 0)
     r.pop("_raw", None)
+    r["cpu_us_per_frame"] = cpu_per_frame(r["steady"], frames)
     if kind != "floor":
         from bench.memory import _sessions_ended
 
@@ -66,6 +67,15 @@ async def one_run(main: Main, kind: str, n: int, duration_s: float, warmup_s: fl
     ok, why = sustained(r, n, duration_s + warmup_s)
     r["sustained"], r["verdict"] = ok, why
     return r
+
+
+def cpu_per_frame(steady: dict[str, Any] | None, frames: float) -> dict[str, float] | None:
+    """CPU µs per relayed frame (both directions) by process role over the steady window: the cost of a frame,
+    comparable between chains at the same load."""
+    if not steady or not frames:
+        return None
+    per_s = frames / steady["window_s"]
+    return {role: round(cores / per_s * 1e6, 1) for role, cores in steady["cpu_by_role"].items()}
 
 
 async def measure_multi(main: Main, stubs: list[Any], n: int, duration_s: float, warmup_s: float,
@@ -110,7 +120,7 @@ async def search(main: Main, kind: str, *, start: int, duration_s: float, warmup
     return {"kind": kind, "max_sessions": lo, "first_failure": hi, "at_max": best,
             "steps": [{k: s[k] for k in ("sessions", "c2s", "s2c", "delivered_c2s", "delivered_s2c", "send_rate",
                                          "sustained", "verdict", "redis_commands_per_frame", "steady", "errors",
-                                         "error_examples", "repeats_worst_p99_ms") if k in s} for s in steps]}
+                                         "error_examples", "repeats_worst_p99_ms", "cpu_us_per_frame") if k in s} for s in steps]}
 
 
 def per_core(result: dict[str, Any], roles: tuple[str, ...]) -> float | None:

@@ -154,8 +154,8 @@ def markdown(r: dict[str, Any]) -> str:
                  f"{_f(cap['floor']['first_failure'])}), {_f(cap.get('floor_sessions_per_core'), 1)} per core of its "
                  f"front + worker; ratio {_f(cap.get('ratio_to_floor'))}\n")
         L.append("| chain | sessions | c2s p50 / p99 | s2c p50 / p99 | delivered | verdict | worst p99 of each run | "
-                 "CPU cores by process | Redis cmds/frame |")
-        L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+                 "CPU cores by process | CPU µs per frame by process | Redis cmds/frame |")
+        L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for kind in ("floor", "gateway"):
             for st in cap[kind]["steps"]:
                 cpu = _get(st, "steady", "cpu_by_role") or {}
@@ -163,7 +163,9 @@ def markdown(r: dict[str, Any]) -> str:
                          f"{_f(st['s2c']['p50'])} / {_f(st['s2c']['p99'])} | {_f(st['delivered_c2s'], 4)} / "
                          f"{_f(st['delivered_s2c'], 4)} | {st['verdict']} | "
                          f"{' / '.join(_f(x) for x in st.get('repeats_worst_p99_ms') or [])} | "
-                         f"{', '.join(f'{k} {v:.2f}' for k, v in cpu.items())} | {_f(st.get('redis_commands_per_frame'))} |")
+                         f"{', '.join(f'{k} {v:.2f}' for k, v in cpu.items())} | "
+                         f"{', '.join(f'{k} {v:.0f}' for k, v in (st.get('cpu_us_per_frame') or {}).items())} | "
+                         f"{_f(st.get('redis_commands_per_frame'))} |")
         L.append("")
         best = _get(cap, "gateway", "at_max", "steady", "redis_commands")
         if best:

@@ -61,6 +61,10 @@ def test_quick_run_writes_well_formed_results(tmp_path: Path) -> None:
         assert isinstance(step["sustained"], bool) and step["verdict"]
         assert step["redis_commands_per_frame"] > 0
         assert step["steady"]["cpu_cores"]["redis"] >= 0
+        # CPU per frame: the cores each role used over the window, per relayed frame
+        per = step["cpu_us_per_frame"]
+        assert set(per) == set(step["steady"]["cpu_by_role"]) and all(v >= 0 for v in per.values())
+        assert step["repeats_worst_p99_ms"] and len(step["repeats_worst_p99_ms"]) == cap["repeats"]
     assert {"worker", "front", "redis", "emulator", "loadgen"} <= set(cap["gateway"]["steps"][0]["steady"]["cpu_by_role"])
 
     # 3. resilience: each timing measured once
@@ -85,3 +89,11 @@ def test_quick_run_writes_well_formed_results(tmp_path: Path) -> None:
     for png in r["plots"]:
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(r["plots"]) == {"overhead.png", "capacity.png", "memory.png"}
+
+
+def test_cpu_per_frame_divides_cores_by_the_frame_rate() -> None:
+    from bench.capacity import cpu_per_frame
+
+    steady = {"window_s": 2.0, "cpu_by_role": {"front": 0.5, "worker": 0.25}}
+    assert cpu_per_frame(steady, 10_000) == {"front": 100.0, "worker": 50.0}  # 5,000 frames/s
+    assert cpu_per_frame(steady, 0) is None and cpu_per_frame(None, 10) is None
