@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -114,6 +115,8 @@ async def serve(config: EmulatorConfig) -> int:
             loop.add_signal_handler(sig, stop.set)
     server = EmulatorServer(config)
     await server.start()
+    gc.collect()
+    gc.freeze()  # start-up objects (numpy, models, voices) stay out of later collections: shorter pauses
     print(f"Live API emulator listening on {server.url}", flush=True)
     print(f"  Gemini: {server.gemini_url('v1beta')}", flush=True)
     print(f"  Vertex: {server.vertex_url('v1beta1')}", flush=True)
