@@ -85,6 +85,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     timings: dict[str, float] = {}
 
     async def guarded(name: str, coro: Any) -> Any:
+        from bench.common import settle
+
+        # start from a quiet machine: what the previous scenario left running has wound down (recorded)
+        out.setdefault("busy_cores_before", {})[name] = await settle(timeout_s=3.0 if args.quick else 20.0)
         t0 = time.monotonic()
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         try:

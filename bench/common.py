@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import os
@@ -19,6 +20,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from livegate.devstack import RedisProcess, free_port
@@ -90,6 +92,47 @@ class CpuMeter:
     def stop(self) -> dict[str, float]:
         dt = max(1e-6, time.monotonic() - self._t0)
         return {n: round((cpu_seconds(p) - self._c0[n]) / dt, 3) for n, p in self.pids.items()}
+
+
+@contextlib.contextmanager
+def no_gc_pauses() -> Iterator[None]:
+    """The load generator's own garbage collector stays out of a measurement: a full collection of this
+    process (results, gRPC and protobuf objects of earlier steps) took up to 67 ms, which the stamps taken
+    here would have counted as relay latency. Collected after the window instead."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+        gc.collect()
+
+
+def busy_cores(window_s: float = 0.5) -> float:
+    """Cores the whole machine kept busy over ``window_s`` (/proc/stat; blocking)."""
+    def sample() -> tuple[float, float]:
+        with open("/proc/stat") as f:
+            v = [float(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0.0)  # idle + iowait
+        return sum(v), idle
+
+    t0, i0 = sample()
+    time.sleep(window_s)
+    t1, i1 = sample()
+    total = t1 - t0
+    return 0.0 if total <= 0 else (1.0 - (i1 - i0) / total) * (os.cpu_count() or 1)
+
+
+async def settle(*, below_cores: float = 0.3, timeout_s: float = 20.0) -> float:
+    """Wait until the machine is quiet (what the previous scenario left running has wound down), bounded;
+    returns the last busy-cores reading, recorded with the scenario."""
+    deadline = time.monotonic() + timeout_s
+    busy = await asyncio.to_thread(busy_cores)
+    while busy > below_cores and time.monotonic() < deadline:
+        busy = await asyncio.to_thread(busy_cores)
+    return round(busy, 2)
 
 
 def aggregate_roles(cores: dict[str, float]) -> dict[str, float]:

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from bench.common import (CpuMeter, Emulator, aggregate_roles, commandstats, commandstats_delta,
-                          histogram_quantiles, latency_buckets, scrape, summary_ms)
+                          histogram_quantiles, latency_buckets, no_gc_pauses, scrape, summary_ms)
 from bench.script import Direct, Gateway, SessionResult, converse, match
 
 _keys = itertools.count(1)
@@ -46,6 +46,12 @@ async def measure(mode: str, emulator: Emulator, n: int, duration_s: float, warm
                   stub: Any = None, on_steady: Any = None) -> dict[str, Any]:
     """One load run: n sessions for warmup + duration; latencies of the steady window only."""
     make = transport_factory(mode, emulator, stub)
+    with no_gc_pauses():
+        return await _measure(make, mode, emulator, n, duration_s, warmup_s, on_steady)
+
+
+async def _measure(make: Any, mode: str, emulator: Emulator, n: int, duration_s: float, warmup_s: float,
+                   on_steady: Any) -> dict[str, Any]:
     task = asyncio.ensure_future(run_sessions(make, n, warmup_s + duration_s))
     steady = None
     if on_steady is not None:
@@ -95,12 +101,13 @@ async def floor_measure(mode: str, target: str, n: int, duration_s: float, warmu
         res["t0"] = t0
         return res
 
-    task = asyncio.ensure_future(asyncio.gather(*(one(i) for i in range(n))))
-    steady = None
-    if on_steady is not None:
-        await asyncio.sleep(ramp + warmup_s + 0.5)
-        steady = await on_steady(duration_s - 1.5)
-    results = await task
+    with no_gc_pauses():
+        task = asyncio.ensure_future(asyncio.gather(*(one(i) for i in range(n))))
+        steady = None
+        if on_steady is not None:
+            await asyncio.sleep(ramp + warmup_s + 0.5)
+            steady = await on_steady(duration_s - 1.5)
+        results = await task
     since = time.time() - duration_s - 0.3  # approximate start of the steady window
     since = min(r["t0"] for r in results) + ramp + warmup_s
     c2s = [v for r in results for ts, v in r["c2s"] if ts >= since]

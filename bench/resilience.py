@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from bench.common import Stack, pct, summary_ms
+from bench.common import Stack, pct, settle, summary_ms
 from bench.load import new_key
 from bench.script import Direct, Gateway, converse, turn_text
 from livegate import keys
@@ -235,10 +235,11 @@ async def run(*, quick: bool) -> dict[str, Any]:
              "reattach": reattach(trials=1 if quick else 6)}
 
     async def guarded(coro: Any) -> dict[str, Any]:
+        busy = await settle(timeout_s=3.0 if quick else 20.0)  # the previous stack's processes have wound down
         try:
-            return await coro
+            return {**await coro, "busy_cores_before": busy}
         except Exception as exc:  # noqa: BLE001 - a failed part is reported, the others still run
-            return {"error": f"{type(exc).__name__}: {exc}"}
+            return {"error": f"{type(exc).__name__}: {exc}", "busy_cores_before": busy}
 
-    # one after the other: run at once, the three stacks starve each other's heartbeats (TTL 1 s) on 2 cores
+    # one after the other: run at once, the three stacks starve each other's heartbeats on 2 cores
     return {name: await guarded(c) for name, c in parts.items()}
