@@ -5,8 +5,8 @@
 - :func:`read_stream` follows one stream with ``XREAD BLOCK`` and survives connection drops (it resumes
   after the last id it saw), yielding batches.
 
-On one Redis node both go through :class:`livegate.resp.FastRedis` (one packed write and one deadline per
-pipeline); on a cluster through redis-py's cluster client, in order (:func:`livegate.redisconn.execute_ordered`).
+On one Redis node they go through :mod:`livegate.resp` (one packed write and one deadline per pipeline, held
+connections); on a cluster through redis-py's cluster client, in order (:func:`livegate.redisconn.execute_ordered`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livegate import metrics
 from livegate.redisconn import AnyRedis, _already_written, execute_ordered
-from livegate.resp import FastRedis
+from livegate.resp import FastRedis, StreamReader
 
 logger = logging.getLogger(__name__)
 
@@ -163,58 +163,30 @@ async def read_stream(
         info = await redis.xinfo_stream(key) if await redis.exists(key) else None
         last_id = (info["last-generated-id"].decode() if isinstance(info["last-generated-id"], bytes)
                    else str(info["last-generated-id"])) if info else "0-0"
-    if isinstance(redis, RedisCluster):
-        async for batch in _read_cluster(redis, key, last_id, block_ms, count, stop):
-            yield batch
-        return
-    fast = FastRedis(redis)
-    bkey, bid = key.encode(), last_id.encode()
-    conn = None
+    reader = None if isinstance(redis, RedisCluster) else StreamReader(redis, key)
+    last = last_id.encode()
     backoff = 0.05
     try:
         while stop is None or not stop.is_set():
             try:
-                if conn is None:
-                    conn = await fast.connection()
-                entries = await fast.xread(conn, bkey, bid, count=count, block_ms=block_ms)
+                if reader is not None:
+                    entries = await reader.read(last, count=count, block_ms=block_ms)
+                else:
+                    reply = await redis.xread({key: last}, count=count, block=block_ms)
+                    entries = _entries(reply, key) if reply else []
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 metrics.REDIS_ERRORS.labels("process", "xread").inc()
                 logger.warning("reading %s failed (%r); retrying in %.2fs", key, exc, backoff)
-                if conn is not None:
-                    await fast.release(conn)
-                    conn = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
             backoff = 0.05
             if entries:
-                bid = entries[-1][0]
+                last = entries[-1][0]
                 yield entries
     finally:
-        if conn is not None:
-            await fast.release(conn)
-        await fast.aclose()
-
-
-async def _read_cluster(redis: RedisCluster, key: str, last_id: str, block_ms: int, count: int,
-                        stop: asyncio.Event | None) -> AsyncIterator[list[Entry]]:
-    backoff = 0.05
-    while stop is None or not stop.is_set():
-        try:
-            reply = await redis.xread({key: last_id}, count=count, block=block_ms)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            metrics.REDIS_ERRORS.labels("process", "xread").inc()
-            logger.warning("reading %s failed (%r); retrying in %.2fs", key, exc, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 1.0)
-            continue
-        backoff = 0.05
-        if not reply:
-            continue
-        entries = _entries(reply, key)
-        if entries:
-            last_id = entries[-1][0].decode()
-            yield entries
+        if reader is not None:
+            await reader.aclose()
 
 
 def _entries(reply: Any, key: str) -> list[Entry]:

@@ -6,10 +6,12 @@ and, per reply, an ``asyncio.timeout`` (a timer handle and a ``get_running_loop`
 profile that was a third of a worker's CPU. Here a batch is packed into one buffer by :func:`pack`, written
 with one write, and its replies are read off the connection with one deadline around the whole exchange.
 
-Connections, AUTH, TLS, ``SELECT``, RESP3 and the hiredis parser are still redis-py's: :class:`FastRedis`
-takes connections from a pool built from the client's own connection settings, minus the per-reply
-socket timeout. A connection that fails or times out mid-exchange is discarded (never reused with replies
-in flight) and the batch is retried under the client's retry policy, as ``Pipeline.execute`` does.
+:class:`FastRedis` runs the Batcher's pipelines and :class:`StreamReader` a process's ``XREAD BLOCK`` loop, each
+on one connection held for its life (redis-py's pool probes a connection at every checkout). Connections,
+AUTH, TLS, ``SELECT``, RESP3 and the hiredis parser are still redis-py's, built from the client's own
+settings minus the per-reply socket timeout; the deadline around each exchange covers a reconnect and its
+handshake too. A connection that fails or times out mid-exchange is dropped (never reused with replies in
+flight) and a pipeline is retried under the client's retry policy, as ``Pipeline.execute`` does.
 
 Redis Cluster keeps redis-py's cluster client (see :mod:`livegate.redisconn`): a batch there spans masters.
 """
@@ -84,11 +86,8 @@ class FastRedis:
     """Pipelines and stream reads on connections of ``client``'s settings, without per-reply timeouts."""
 
     def __init__(self, client: Redis, *, timeout_s: float = 10.0) -> None:
-        pool = client.connection_pool
-        kwargs = {**pool.connection_kwargs, "socket_timeout": None}  # one deadline per exchange instead
-        self._pool = ConnectionPool(connection_class=pool.connection_class, max_connections=pool.max_connections,
-                                    **kwargs)
-        self._retry = client.get_retry() or kwargs.get("retry")
+        self._pool = _pool_like(client)
+        self._retry = client.get_retry() or self._pool.connection_kwargs.get("retry")
         self._timeout_s = timeout_s
         self._conn: AbstractConnection | None = None  # execute()'s connection
         self._busy = False
@@ -125,43 +124,68 @@ class FastRedis:
             self._busy = False
 
     async def _exchange(self, packed: bytes, n: int) -> list[Any]:
-        if self._conn is None:
-            self._conn = await self._pool.get_connection()
-        conn = self._conn  # reconnects by itself on the next send after a disconnect
+        conn = self._conn  # held; it reconnects by itself on the next send after a disconnect
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(self._timeout_s):  # the connect and handshake are inside the deadline too
+                if conn is None:
+                    conn = self._conn = await self._pool.get_connection()
                 await conn.send_packed_command(packed, check_health=False)
                 return [await _reply(conn) for _ in range(n)]
         except _RETRYABLE as exc:
-            await conn.disconnect(nowait=True)
+            if conn is not None:
+                await conn.disconnect(nowait=True)
             if isinstance(exc, asyncio.TimeoutError):
                 raise RedisTimeoutError(f"no reply from Redis within {self._timeout_s:.0f}s") from None
             raise
         except BaseException:  # cancelled mid-exchange: replies may be in flight, never reuse the connection
-            await conn.disconnect(nowait=True)
+            if conn is not None:
+                await conn.disconnect(nowait=True)
             raise
 
-    async def xread(self, conn: AbstractConnection, key: bytes, last_id: bytes, *, count: int,
-                    block_ms: int) -> list[Entry]:
-        """One ``XREAD BLOCK`` of ``key`` on ``conn`` (a connection the caller holds for its read loop)."""
-        packed = pack((("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", key, last_id),))
+
+class StreamReader:
+    """``XREAD BLOCK`` of one stream on a connection held for the reader's life (``client``'s settings,
+    one deadline per read: the block time plus ``timeout_s``)."""
+
+    def __init__(self, client: Redis, key: str, *, timeout_s: float = 10.0) -> None:
+        self._pool = _pool_like(client)
+        self._key = key.encode()
+        self._timeout_s = timeout_s
+        self._conn: AbstractConnection | None = None
+
+    async def read(self, last_id: bytes, *, count: int, block_ms: int) -> list[Entry]:
+        """The entries after ``last_id`` (``[]`` when the block time passes first)."""
+        packed = pack((("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", self._key, last_id),))
+        conn = self._conn
         try:
             async with asyncio.timeout(block_ms / 1000 + self._timeout_s):
+                if conn is None:
+                    conn = self._conn = await self._pool.get_connection()
                 await conn.send_packed_command(packed, check_health=False)
                 reply = await _reply(conn)
-        except BaseException:
-            await conn.disconnect(nowait=True)
+        except BaseException as exc:  # never reuse a connection with a reply in flight
+            if conn is not None:
+                await conn.disconnect(nowait=True)
+            if isinstance(exc, asyncio.TimeoutError):
+                raise RedisTimeoutError(f"no reply from Redis within {block_ms / 1000 + self._timeout_s:.0f}s") from None
             raise
         if isinstance(reply, ResponseError):
             raise reply
         return entries(reply)
 
-    async def connection(self) -> AbstractConnection:
-        """A connection for a read loop; give it back with :meth:`release`."""
-        return await self._pool.get_connection()
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._pool.release(conn)
+        await self._pool.disconnect()
 
-    async def release(self, conn: AbstractConnection) -> None:
-        await self._pool.release(conn)
+
+def _pool_like(client: Redis) -> ConnectionPool:
+    """A pool of connections with ``client``'s settings (address, AUTH, TLS, database, RESP3, retry policy)
+    but no per-reply socket timeout: its users put one deadline around each exchange."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+    return ConnectionPool(connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs)
 
 
 async def _reply(conn: AbstractConnection) -> Any:

@@ -119,3 +119,41 @@ async def test_the_fast_path_keeps_the_clients_auth_and_database() -> None:
         await client.aclose()
         await db0.aclose()
         proc.stop()
+
+
+async def test_a_silent_redis_is_a_timeout_then_a_retry_not_a_hang() -> None:
+    """Redis accepts connections but answers nothing for 1.5 s (DEBUG SLEEP): the first attempt of a pipeline
+    (including its connection handshake) gives up at the deadline and is retried until Redis answers; a stream
+    read gives up after its block time plus the deadline."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from livegate import metrics
+    from livegate.devstack import RedisProcess
+    from livegate.redisconn import connect
+    from livegate.resp import StreamReader
+
+    proc = RedisProcess(extra_args=("--enable-debug-command", "yes")).start()
+    client, sleeper = connect(proc.url), connect(proc.url)
+    retries = metrics.REDIS_ERRORS.labels("process", "retry")
+    fast = FastRedis(client, timeout_s=0.3)
+    reader = StreamReader(client, "quiet", timeout_s=0.3)
+    try:
+        await sleeper.ping()
+        before = retries._value.get()
+        asleep = asyncio.ensure_future(sleeper.execute_command("DEBUG", "SLEEP", "1.5"))
+        await asyncio.sleep(0.1)  # the server is now inside DEBUG SLEEP
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(RedisTimeoutError):
+            await reader.read(b"0-0", count=10, block_ms=100)
+        assert loop.time() - t0 < 1.2  # gave up at block + deadline, not when Redis woke up
+        assert await fast.execute([("PING",)]) == [b"PONG"]
+        assert retries._value.get() > before  # an attempt timed out and was retried
+        await asleep
+        assert await reader.read(b"0-0", count=10, block_ms=100) == []  # the reader recovers
+    finally:
+        await fast.aclose()
+        await reader.aclose()
+        await client.aclose()
+        await sleeper.aclose()
+        proc.stop()
