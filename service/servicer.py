@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 
 SERVICE_NAME = gw.DESCRIPTOR.services_by_name["LiveGateway"].full_name
 
+# gRPC ends both a caller's half-close and its cancellation with an empty read; a cancellation's own notice
+# (the handler task cancelled) can land a completion or two later. Before a half-close closes the session, it
+# gets this long for that notice, so a broken stream is kept for a reattach instead of being closed.
+HALF_CLOSE_SETTLE_S = 0.05
+
 
 def _deserialize_client(raw: bytes) -> tuple[bytes, gw.ClientMessage | None]:
     try:
@@ -116,6 +121,10 @@ class LiveGatewayServicer:
                 # SLOW_READER: the caller is cut but the session is kept (detached) for a reattach
                 return error
             exc = client_task.exception()
+            if exc is None:  # an empty read: a half-close, or a cancellation whose notice is still on its way
+                await asyncio.sleep(HALF_CLOSE_SETTLE_S)  # cancelled here: the caller is lost (finally: detach)
+                if context.cancelled():
+                    raise asyncio.CancelledError()  # the caller is lost (finally: detach)
             closed = True
             await asyncio.shield(session.request_close())
             if exc is not None:

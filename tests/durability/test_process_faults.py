@@ -216,3 +216,21 @@ async def test_sigterm_front_callers_move_to_another_front(procs: ProcStack, emu
         assert s.reattaches >= 1
         info = await stub.GetSession(gw.GetSessionRequest(session_id=s.session_id))
         assert info.front_id != leaving.id
+
+
+async def test_a_cancelled_stream_is_kept_for_a_reattach_not_closed(procs: ProcStack) -> None:
+    """gRPC ends a caller's cancellation with an empty read, like a half-close, and the cancellation's own
+    notice can land a moment later: the front must keep the session for a reattach (a half-close closes it).
+    Repeated on real processes, because which of the two the front sees first is up to gRPC."""
+    await procs.worker()
+    front = await procs.front()
+    async with Client(front.address) as client:
+        async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as s:
+            for i in range(15):
+                s._call.cancel()  # the stream breaks; the caller still has its session id and token
+                await s.reattach()
+                await s.send_client_content(turns={"role": "user", "parts": [{"text": f"Still there {i}?"}]})
+                async with asyncio.timeout(20):
+                    async for m in s.receive_raw():
+                        if m.server_content.turn_complete:
+                            break
