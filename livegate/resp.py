@@ -7,7 +7,7 @@ profile that was a third of a worker's CPU. Here a batch is packed into one buff
 with one write, and its replies are read off the connection with one deadline around the whole exchange.
 
 :class:`FastRedis` runs the Batcher's pipelines and :class:`StreamReader` a process's ``XREAD BLOCK`` loop, each
-on one connection held for its life (redis-py's pool probes a connection at every checkout). Connections,
+on a :class:`HeldConnection` (redis-py's pool probes a connection at every checkout). Connections,
 AUTH, TLS, ``SELECT``, RESP3 and the hiredis parser are still redis-py's, built from the client's own
 settings minus the per-reply socket timeout; the deadline around each exchange covers a reconnect and its
 handshake too. A connection that fails or times out mid-exchange is dropped (never reused with replies in
@@ -25,15 +25,12 @@ from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Command = Sequence[Any]
 Entry = tuple[bytes, dict[bytes, bytes]]
 
-# Errors after which the connection is dropped and the batch retried (under the client's retry policy).
-_RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError, asyncio.TimeoutError)
 
 
 def _arg(a: Any) -> bytes:
@@ -82,18 +79,34 @@ def pack(commands: Sequence[Command]) -> bytes:
     return bytes(out)
 
 
-class FastRedis:
-    """Pipelines and stream reads on connections of ``client``'s settings, without per-reply timeouts."""
+class HeldConnection:
+    """One connection of ``client``'s settings, held for its owner's life (redis-py's pool probes a connection
+    at every checkout). An exchange writes a packed batch and reads its replies under one deadline that also
+    covers a (re)connect and its handshake; a connection that fails, times out or is cancelled mid-exchange is
+    dropped, never reused with replies in flight (it reconnects on the next exchange)."""
 
-    def __init__(self, client: Redis, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, client: Redis) -> None:
         self._pool = _pool_like(client)
-        self._retry = client.get_retry() or self._pool.connection_kwargs.get("retry")
-        self._timeout_s = timeout_s
-        self._conn: AbstractConnection | None = None  # execute()'s connection
-        self._busy = False
+        self._conn: AbstractConnection | None = None
 
     def __repr__(self) -> str:
-        return f"<FastRedis {self._pool!r}>"
+        return f"<HeldConnection {self._pool!r}>"
+
+    async def exchange(self, packed: bytes, n: int, deadline_s: float) -> list[Any]:
+        """``n`` replies to ``packed`` (an error reply as a ``ResponseError`` in its place)."""
+        conn = self._conn
+        try:
+            async with asyncio.timeout(deadline_s):
+                if conn is None:
+                    conn = self._conn = await self._pool.get_connection()
+                await conn.send_packed_command(packed, check_health=False)
+                return [await _reply(conn) for _ in range(n)]
+        except BaseException as exc:
+            if conn is not None:
+                await conn.disconnect(nowait=True)
+            if isinstance(exc, asyncio.TimeoutError):
+                raise RedisTimeoutError(f"no reply from Redis within {deadline_s:.1f}s") from None
+            raise
 
     async def aclose(self) -> None:
         if self._conn is not None:
@@ -101,12 +114,26 @@ class FastRedis:
             await self._pool.release(conn)
         await self._pool.disconnect()
 
+
+class FastRedis:
+    """The Batcher's pipelines: one at a time, on a held connection, retried whole after a dropped connection
+    under ``client``'s retry policy (as ``Pipeline.execute`` does)."""
+
+    def __init__(self, client: Redis, *, timeout_s: float = 10.0) -> None:
+        self._held = HeldConnection(client)
+        self._retry = client.get_retry() or client.connection_pool.connection_kwargs.get("retry")
+        self._timeout_s = timeout_s
+        self._busy = False
+
+    def __repr__(self) -> str:
+        return f"<FastRedis {self._held!r}>"
+
+    async def aclose(self) -> None:
+        await self._held.aclose()
+
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """Run ``commands`` as one pipeline; one reply per command, a ``ResponseError`` in place of a
-        command's error reply (``raise_on_error=False``). Retried whole after a dropped connection.
-
-        One exchange at a time (the Batcher's single task): it runs on one held connection, so a batch
-        does not pay the pool's per-checkout health probe."""
+        command's error reply (``raise_on_error=False``)."""
         if self._busy:
             raise RuntimeError("FastRedis.execute is not reentrant: one pipeline at a time")
         self._busy = True
@@ -114,7 +141,7 @@ class FastRedis:
         n = len(commands)
 
         async def attempt() -> list[Any]:
-            return await self._exchange(packed, n)
+            return await self._held.exchange(packed, n, self._timeout_s)
 
         try:
             if self._retry is None:
@@ -123,61 +150,26 @@ class FastRedis:
         finally:
             self._busy = False
 
-    async def _exchange(self, packed: bytes, n: int) -> list[Any]:
-        conn = self._conn  # held; it reconnects by itself on the next send after a disconnect
-        try:
-            async with asyncio.timeout(self._timeout_s):  # the connect and handshake are inside the deadline too
-                if conn is None:
-                    conn = self._conn = await self._pool.get_connection()
-                await conn.send_packed_command(packed, check_health=False)
-                return [await _reply(conn) for _ in range(n)]
-        except _RETRYABLE as exc:
-            if conn is not None:
-                await conn.disconnect(nowait=True)
-            if isinstance(exc, asyncio.TimeoutError):
-                raise RedisTimeoutError(f"no reply from Redis within {self._timeout_s:.0f}s") from None
-            raise
-        except BaseException:  # cancelled mid-exchange: replies may be in flight, never reuse the connection
-            if conn is not None:
-                await conn.disconnect(nowait=True)
-            raise
-
 
 class StreamReader:
-    """``XREAD BLOCK`` of one stream on a connection held for the reader's life (``client``'s settings,
-    one deadline per read: the block time plus ``timeout_s``)."""
+    """``XREAD BLOCK`` of one stream on a held connection; each read's deadline is the block time plus
+    ``timeout_s``."""
 
     def __init__(self, client: Redis, key: str, *, timeout_s: float = 10.0) -> None:
-        self._pool = _pool_like(client)
+        self._held = HeldConnection(client)
         self._key = key.encode()
         self._timeout_s = timeout_s
-        self._conn: AbstractConnection | None = None
 
     async def read(self, last_id: bytes, *, count: int, block_ms: int) -> list[Entry]:
         """The entries after ``last_id`` (``[]`` when the block time passes first)."""
         packed = pack((("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", self._key, last_id),))
-        conn = self._conn
-        try:
-            async with asyncio.timeout(block_ms / 1000 + self._timeout_s):
-                if conn is None:
-                    conn = self._conn = await self._pool.get_connection()
-                await conn.send_packed_command(packed, check_health=False)
-                reply = await _reply(conn)
-        except BaseException as exc:  # never reuse a connection with a reply in flight
-            if conn is not None:
-                await conn.disconnect(nowait=True)
-            if isinstance(exc, asyncio.TimeoutError):
-                raise RedisTimeoutError(f"no reply from Redis within {block_ms / 1000 + self._timeout_s:.0f}s") from None
-            raise
+        (reply,) = await self._held.exchange(packed, 1, block_ms / 1000 + self._timeout_s)
         if isinstance(reply, ResponseError):
             raise reply
         return entries(reply)
 
     async def aclose(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await self._pool.release(conn)
-        await self._pool.disconnect()
+        await self._held.aclose()
 
 
 def _pool_like(client: Redis) -> ConnectionPool:
@@ -196,7 +188,7 @@ async def _reply(conn: AbstractConnection) -> Any:
 
 
 async def _ignore(*_: object) -> None:
-    """The retry policy's on-failure hook: the failed connection was already dropped in ``_exchange``."""
+    """The retry policy's on-failure hook: the failed connection was already dropped by the exchange."""
 
 
 def entries(reply: Any) -> list[Entry]:
