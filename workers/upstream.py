@@ -119,6 +119,26 @@ def credentials_for(route: UpstreamRoute) -> Credentials:
     return GoogleCredentials(route.google_credentials_file)
 
 
+class Upstreams:
+    """A worker's way to its upstreams: per route, its credentials and TLS context (the trust store, a CA
+    file), made once. ``prepare`` them at start, so the first session does not wait and a bad CA file stops
+    the worker there."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._parts: dict[str, tuple[Credentials, ssl.SSLContext | None]] = {}
+
+    def prepare(self, route: UpstreamRoute) -> tuple[Credentials, ssl.SSLContext | None]:
+        parts = self._parts.get(route.name)
+        if parts is None:
+            parts = self._parts[route.name] = (credentials_for(route), ssl_context(route))
+        return parts
+
+    async def open(self, route: UpstreamRoute) -> ClientConnection:
+        credentials, ctx = self.prepare(route)
+        return await open_upstream(self._settings, route, credentials, ssl_ctx=ctx)
+
+
 async def open_upstream(settings: Settings, route: UpstreamRoute, credentials: Credentials, *,
                         ssl_ctx: ssl.SSLContext | None = None) -> ClientConnection:
     """Open the WebSocket to ``route`` (no setup sent yet). Raises OSError / websockets errors on failure."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import ssl
 import time
 from typing import Any
 
@@ -54,8 +53,7 @@ class Worker:
         self._capacity: asyncio.Event | None = None
         self.routing = Routing.from_settings(self.settings)
         self.admission = admission_from_settings(self.redis, self.settings)
-        self._credentials: dict[str, upstream.Credentials] = {}  # per route, created on first use
-        self._ssl_ctx: dict[str, ssl.SSLContext | None] = {}
+        self.upstreams = upstream.Upstreams(self.settings)
         self._inbox_last_id = "0-0"
         self._claiming: dict[str, list[InboxItem]] = {}  # inbox entries of sessions being claimed
         self._recheck_pending = False  # re-read our pending allocation entries (after a failed read)
@@ -85,10 +83,8 @@ class Worker:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        # TLS contexts (the trust store, a CA file) and credential objects per route: built now, so the first
-        # session does not wait for them and a bad CA file stops the worker at start
-        for route in self.routing.routes.values():
-            self._prepare_route(route)
+        for route in self.routing.routes.values():  # a bad CA file stops the worker here
+            self.upstreams.prepare(route)
         await self.batcher.start()
         # the inbox is created by its owner only (fronts write with NOMKSTREAM): never recreated once dead
         await self.redis.xadd(keys.worker_inbox(self.id), {"k": "hello"})
@@ -329,15 +325,8 @@ class Worker:
 
     # -- services for relays -----------------------------------------------------------------------
 
-    def _prepare_route(self, route: UpstreamRoute) -> None:
-        if route.name not in self._credentials:
-            self._credentials[route.name] = upstream.credentials_for(route)
-            self._ssl_ctx[route.name] = upstream.ssl_context(route)
-
     async def open_upstream(self, route: UpstreamRoute) -> ClientConnection:
-        self._prepare_route(route)
-        return await upstream.open_upstream(self.settings, route, self._credentials[route.name],
-                                            ssl_ctx=self._ssl_ctx[route.name])
+        return await self.upstreams.open(route)
 
     def write_server_message(self, relay: SessionRelay, seq: int, data: bytes, t_ns: int) -> asyncio.Future[list[Any]]:
         """The s2c log entry and the front's outbox entry, in one pipeline. Only the first message creates
