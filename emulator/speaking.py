@@ -1,5 +1,5 @@
-"""Speaking a reply: text chunks, or paced 24 kHz PCM chunks (base64 precomputed and cached) with
-output transcription, plus code-execution parts and grounding metadata."""
+"""Speaking a reply: text chunks, or paced 24 kHz PCM chunks (base64 encoded once per chunk, when first sent,
+and cached) with output transcription, plus code-execution parts and grounding metadata."""
 
 from __future__ import annotations
 
@@ -20,16 +20,40 @@ if TYPE_CHECKING:
 BYTES_PER_S_OUT = audio.OUT_RATE * 2
 
 
+class Chunks:
+    """A reply's audio cut into ``chunk_ms`` pieces. Each piece is base64-encoded when it is first sent, not
+    all at the start of the reply: sessions that start replies at the same moment would otherwise spend one
+    burst of CPU on whole replies before their first chunk, and every other session's frames wait behind it."""
+
+    __slots__ = ("_pcm", "_step", "_b64", "durations")
+
+    def __init__(self, pcm: bytes, step: int) -> None:
+        self._pcm = pcm
+        self._step = step
+        n = -(-len(pcm) // step)
+        self._b64: list[str | None] = [None] * n
+        self.durations = [min(step, len(pcm) - i * step) / BYTES_PER_S_OUT for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self._b64)
+
+    def b64(self, i: int) -> str:
+        data = self._b64[i]
+        if data is None:
+            data = self._b64[i] = frames.b64(self._pcm[i * self._step : (i + 1) * self._step])
+        return data
+
+
 class ChunkCache:
-    """(text, voice, language, chunk_ms) -> base64 audio chunks; shared by all sessions of a server."""
+    """(text, voice, language, chunk_ms) -> the reply's audio ``Chunks``; shared by all sessions of a server."""
 
     def __init__(self, synthesizer: Synthesizer, max_entries: int = 512) -> None:
         self.synthesizer = synthesizer
         self._max = max_entries
-        self._cache: OrderedDict[tuple[str, str, str, int], tuple[list[str], list[float]]] = OrderedDict()
-        self._inflight: dict[tuple[str, str, str, int], asyncio.Task[tuple[list[str], list[float]]]] = {}
+        self._cache: OrderedDict[tuple[str, str, str, int], Chunks] = OrderedDict()
+        self._inflight: dict[tuple[str, str, str, int], asyncio.Task[Chunks]] = {}
 
-    async def chunks(self, text: str, voice: str, language: str | None, chunk_ms: int) -> tuple[list[str], list[float]]:
+    async def chunks(self, text: str, voice: str, language: str | None, chunk_ms: int) -> Chunks:
         key = (text, voice, language or "", chunk_ms)
         hit = self._cache.get(key)
         if hit is not None:
@@ -42,7 +66,7 @@ class ChunkCache:
             task.add_done_callback(lambda t, key=key: self._settle(key, t))  # type: ignore[misc]
         return await asyncio.shield(task)
 
-    def _settle(self, key: tuple[str, str, str, int], task: asyncio.Task[tuple[list[str], list[float]]]) -> None:
+    def _settle(self, key: tuple[str, str, str, int], task: asyncio.Task[Chunks]) -> None:
         self._inflight.pop(key, None)
         if task.cancelled() or task.exception() is not None:
             return
@@ -57,11 +81,9 @@ class ChunkCache:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _make(self, text: str, voice: str, language: str | None, chunk_ms: int) -> tuple[list[str], list[float]]:
+    async def _make(self, text: str, voice: str, language: str | None, chunk_ms: int) -> Chunks:
         pcm = await self.synthesizer.synthesize(text, voice=voice, language_code=language)
-        step = max(2, BYTES_PER_S_OUT * chunk_ms // 1000 // 2 * 2)
-        pieces = [pcm[i : i + step] for i in range(0, len(pcm), step)]
-        return [frames.b64(p) for p in pieces], [len(p) / BYTES_PER_S_OUT for p in pieces]
+        return Chunks(pcm, max(2, BYTES_PER_S_OUT * chunk_ms // 1000 // 2 * 2))
 
 
 class Speaker:
@@ -98,9 +120,8 @@ class Speaker:
     async def _speak_audio(self, reply: Reply, extra: dict[str, Any], first: bool) -> dict[str, int]:
         setup, cfg = self.s.setup, self.s.config
         assert setup is not None
-        b64s, durations = await self.s.server.chunks.chunks(
-            reply.text, setup.voice, setup.language_code, cfg.audio_chunk_ms
-        )
+        chunks = await self.s.server.chunks.chunks(reply.text, setup.voice, setup.language_code, cfg.audio_chunk_ms)
+        durations, count = chunks.durations, len(chunks)
         words = reply.text.split()
         said = 0
         pacing = cfg.pacing
@@ -108,19 +129,18 @@ class Speaker:
         elapsed = 0.0
         interval = cfg.resumption_update_interval_s
         last_update = start
-        for n, (data, dur) in enumerate(zip(b64s, durations)):
+        for n, dur in enumerate(durations):
             if pacing > 0:
                 delay = start + elapsed * pacing - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
             else:
                 await asyncio.sleep(0)
-            last = n == len(b64s) - 1
-            await self.s.send(
-                frames.model_turn(self.s.flavour, [frames.audio_part(self.s.flavour, data)], **(extra if last else {}))
-            )
+            last = n == count - 1
+            part = frames.audio_part(self.s.flavour, chunks.b64(n))
+            await self.s.send(frames.model_turn(self.s.flavour, [part], **(extra if last else {})))
             elapsed += dur
-            upto = len(words) if last else math.floor(len(words) * (n + 1) / len(b64s))
+            upto = len(words) if last else math.floor(len(words) * (n + 1) / count)
             if upto > said:
                 piece = " ".join(words[said:upto])
                 piece = piece if said == 0 else " " + piece
@@ -133,7 +153,7 @@ class Speaker:
             if interval > 0 and time.monotonic() - last_update >= interval:
                 last_update = time.monotonic()
                 await self.gen.send_resumption_update(resumable=False)
-        if not b64s and setup.output_transcription and reply.text:
+        if not count and setup.output_transcription and reply.text:
             await self.s.send(frames.transcription("outputTranscription", reply.text))
         return {"AUDIO": math.ceil(sum(durations) * AUDIO_TOKENS_PER_S)}
 

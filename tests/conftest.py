@@ -10,10 +10,16 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from livegate.devstack import RedisProcess
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+# Property tests check behaviour, never speed: no per-example deadline and no "input generation is slow"
+# health check, both of which fail on a busy 2-core CI machine (a first draw once took 1.1 s here).
+settings.register_profile("livegate", deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+settings.load_profile("livegate")
 
 
 # Secrets the suite uses or mints, which no gateway log line may ever contain (issue: "a grep of all logs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
 import subprocess
@@ -196,3 +197,18 @@ async def test_synthetic_engine_renders_word_by_word_with_the_same_timing() -> N
     # a new sentence made of words already spoken is assembled from them
     again = await synth.synthesize("the lazy fox, the", voice="Puck")
     assert again == b"".join(speech.synthetic_speech(w, profile) for w in ("the ", "lazy ", "fox, ", "the"))
+
+
+def test_reply_chunks_are_encoded_when_sent_and_cover_the_audio_exactly() -> None:
+    from emulator.speaking import BYTES_PER_S_OUT, Chunks
+
+    pcm = bytes(range(256)) * 20 + b"\x01\x02"  # 5122 B: two full 2400 B chunks and a 322 B tail
+    chunks = Chunks(pcm, 2400)
+    assert len(chunks) == 3
+    assert chunks._b64 == [None, None, None]  # nothing encoded before the first send
+    assert base64.b64decode(chunks.b64(1)) == pcm[2400:4800]
+    assert chunks._b64[0] is None and chunks._b64[2] is None
+    assert b"".join(base64.b64decode(chunks.b64(i)) for i in range(3)) == pcm
+    assert chunks.b64(1) is chunks.b64(1)  # encoded once, shared by every session sending this reply
+    assert chunks.durations == [2400 / BYTES_PER_S_OUT, 2400 / BYTES_PER_S_OUT, 322 / BYTES_PER_S_OUT]
+    assert len(Chunks(b"", 2400)) == 0
