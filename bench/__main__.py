@@ -27,12 +27,14 @@ SCENARIOS = ("memory", "overhead", "capacity", "scaleout", "resilience", "profil
 
 def plan(quick: bool) -> dict[str, Any]:
     if quick:
-        return {"overhead": {"sizes": [2], "duration_s": 1.2, "warmup_s": 0.3},
-                "capacity": {"start": 3, "duration_s": 1.5, "warmup_s": 0.3, "max_steps": 1},
+        return {"overhead": {"sizes": [2], "duration_s": 1.2, "warmup_s": 0.3, "stagger_s": 0.3},
+                "capacity": {"start": 3, "duration_s": 1.5, "warmup_s": 0.3, "max_steps": 1, "stagger_s": 0.3},
                 "memory": {"sizes": [1, 10]},
                 "profile": {"sessions": 5, "seconds": 2}}
-    return {"overhead": {"sizes": [1, 50, 200], "duration_s": 8.0, "warmup_s": 2.0},
-            "capacity": {"start": 100, "duration_s": 6.0, "warmup_s": 2.0, "max_steps": 6, "repeats": 3},
+    # sessions start spread over one scripted turn (bench/load.py, STAGGER_S)
+    return {"overhead": {"sizes": [1, 50, 200], "duration_s": 8.0, "warmup_s": 2.0, "stagger_s": 3.5},
+            "capacity": {"start": 100, "duration_s": 6.0, "warmup_s": 2.0, "max_steps": 6, "repeats": 3,
+                         "stagger_s": 3.5},
             "memory": {"sizes": [1, 100, 500]},
             "profile": {"sessions": 100, "seconds": 12}}
 

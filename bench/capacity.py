@@ -2,19 +2,21 @@
 audio out at 50/s) with p99 one-way latency < 50 ms in both directions, >= 99.9 % delivered and >= 98 % of
 the target send rate; for livegate and for the floor chain, searched the same way (bisection, resolution 10
 sessions), with CPU per process and Redis commands per frame at each step. Each step runs ``repeats`` times
-and the run with the median worst-direction p99 decides it (one scheduling spike on shared cores does not)."""
+and the run with the median worst-direction p99 decides it (one scheduling spike on shared cores does not).
+Sessions start spread over one scripted turn (``bench.load.STAGGER_S``); livegate's maximum is then run once
+more with every session's turns in lockstep (``gateway_phase_locked_at_max``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bench.load import floor_measure, measure, redis_per_frame, steady_probe
+from bench.load import STAGGER_S, floor_measure, measure, redis_per_frame, steady_probe
 from bench.stacks import Main
 
 P99_LIMIT_MS = 50.0
 
 
-def sustained(r: dict[str, Any], n: int, total_s: float) -> tuple[bool, str]:
+def sustained(r: dict[str, Any], n: int) -> tuple[bool, str]:
     if r["errors"]:
         return False, f"{r['errors']} session errors"
     for d in ("c2s", "s2c"):
@@ -24,7 +26,7 @@ def sustained(r: dict[str, Any], n: int, total_s: float) -> tuple[bool, str]:
         dl = r[f"delivered_{d}"]
         if dl is None or dl < 0.999:
             return False, f"{d} delivered {dl}"
-    rate = r["frames_c2s"] / (n * 50 * max(0.5, total_s - 1.0))
+    rate = r["frames_c2s"] / (n * 50 * max(0.5, r["session_s"] - 1.0))  # frames sent before the last second
     r["send_rate"] = round(rate, 3)
     if rate < 0.98:
         return False, f"send rate {rate:.3f}"
@@ -37,24 +39,26 @@ def _worst_p99(r: dict[str, Any]) -> float:
 
 
 async def one_step(main: Main, kind: str, n: int, duration_s: float, warmup_s: float,
-                   repeats: int = 1) -> dict[str, Any]:
-    runs = [await one_run(main, kind, n, duration_s, warmup_s) for _ in range(max(1, repeats))]
+                   repeats: int = 1, stagger_s: float | None = STAGGER_S) -> dict[str, Any]:
+    runs = [await one_run(main, kind, n, duration_s, warmup_s, stagger_s) for _ in range(max(1, repeats))]
     runs.sort(key=_worst_p99)
     r = runs[len(runs) // 2]
     r["repeats_worst_p99_ms"] = [None if _worst_p99(x) == float("inf") else round(_worst_p99(x), 2) for x in runs]
     return r
 
 
-async def one_run(main: Main, kind: str, n: int, duration_s: float, warmup_s: float) -> dict[str, Any]:
+async def one_run(main: Main, kind: str, n: int, duration_s: float, warmup_s: float,
+                  stagger_s: float | None = STAGGER_S) -> dict[str, Any]:
     redis_url = main.stack.redis.url  # type: ignore[union-attr]
     if kind == "floor":
         r = await floor_measure("floor", "", n, duration_s, warmup_s, channel=main.floor_channel,
-                                on_steady=steady_probe(main.floor_pids(), redis_url))
+                                on_steady=steady_probe(main.floor_pids(), redis_url), stagger_s=stagger_s)
         frames = n * 50 * 2 * (r["steady"]["window_s"] if r["steady"] else 0)
     else:
         stubs = main.stubs()
         r = await measure_multi(main, stubs, n, duration_s, warmup_s,
-                                on_steady=steady_probe(main.livegate_pids(), redis_url, main.workers + main.fronts))
+                                on_steady=steady_probe(main.livegate_pids(), redis_url, main.workers + main.fronts),
+                                stagger_s=stagger_s)
         msgs = (r["steady"] or {}).get("relayed_messages") or {}
         frames = msgs.get("c2s", 0) + msgs.get("s2c", 0)
     r.pop("_raw", None)
@@ -64,7 +68,7 @@ async def one_run(main: Main, kind: str, n: int, duration_s: float, warmup_s: fl
 
         await _sessions_ended(main)  # the next step starts from an empty gateway
     r["redis_commands_per_frame"] = redis_per_frame(r["steady"], frames)
-    ok, why = sustained(r, n, duration_s + warmup_s)
+    ok, why = sustained(r, n)
     r["sustained"], r["verdict"] = ok, why
     return r
 
@@ -79,7 +83,7 @@ def cpu_per_frame(steady: dict[str, Any] | None, frames: float) -> dict[str, flo
 
 
 async def measure_multi(main: Main, stubs: list[Any], n: int, duration_s: float, warmup_s: float,
-                        on_steady: Any) -> dict[str, Any]:
+                        on_steady: Any, stagger_s: float | None = STAGGER_S) -> dict[str, Any]:
     """Like ``measure`` but spreads the sessions over every front (round robin)."""
     import itertools
 
@@ -90,19 +94,21 @@ async def measure_multi(main: Main, stubs: list[Any], n: int, duration_s: float,
     orig = load.transport_factory
     load.transport_factory = lambda mode, emulator, stub=None: (lambda: Gateway(next(cycle)))  # type: ignore[assignment]
     try:
-        return await measure("gateway", main.emulator, n, duration_s, warmup_s, on_steady=on_steady)
+        return await measure("gateway", main.emulator, n, duration_s, warmup_s, on_steady=on_steady,
+                             stagger_s=stagger_s)
     finally:
         load.transport_factory = orig  # type: ignore[assignment]
 
 
 async def search(main: Main, kind: str, *, start: int, duration_s: float, warmup_s: float, max_steps: int,
-                 repeats: int = 1, resolution: int = 10, ceiling: int = 600) -> dict[str, Any]:
+                 repeats: int = 1, stagger_s: float | None = STAGGER_S, resolution: int = 10,
+                 ceiling: int = 600) -> dict[str, Any]:
     lo, hi = 0, None
     n = start
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     for _ in range(max_steps):
-        r = await one_step(main, kind, n, duration_s, warmup_s, repeats)
+        r = await one_step(main, kind, n, duration_s, warmup_s, repeats, stagger_s)
         steps.append(r)
         if r["sustained"]:
             lo, best = n, r
@@ -117,7 +123,7 @@ async def search(main: Main, kind: str, *, start: int, duration_s: float, warmup
                 break
             nxt = (lo + hi) // 2 // resolution * resolution or max(1, (lo + hi) // 2)
         n = nxt
-    return {"kind": kind, "max_sessions": lo, "first_failure": hi, "at_max": best,
+    return {"kind": kind, "stagger_s": stagger_s, "max_sessions": lo, "first_failure": hi, "at_max": best,
             "steps": [{k: s[k] for k in ("sessions", "c2s", "s2c", "delivered_c2s", "delivered_s2c", "send_rate",
                                          "sustained", "verdict", "redis_commands_per_frame", "steady", "errors",
                                          "error_examples", "repeats_worst_p99_ms", "cpu_us_per_frame") if k in s} for s in steps]}
@@ -132,11 +138,19 @@ def per_core(result: dict[str, Any], roles: tuple[str, ...]) -> float | None:
 
 
 async def run(main: Main, *, start: int, duration_s: float, warmup_s: float, max_steps: int,
-              repeats: int = 1) -> dict[str, Any]:
-    kw = {"start": start, "duration_s": duration_s, "warmup_s": warmup_s, "max_steps": max_steps, "repeats": repeats}
+              repeats: int = 1, stagger_s: float | None = STAGGER_S) -> dict[str, Any]:
+    kw = {"start": start, "duration_s": duration_s, "warmup_s": warmup_s, "max_steps": max_steps, "repeats": repeats,
+          "stagger_s": stagger_s}
     floor = await search(main, "floor", **kw)
     gw = await search(main, "gateway", **kw)
-    out = {"p99_limit_ms": P99_LIMIT_MS, "repeats": repeats, "floor": floor, "gateway": gw,
+    # the stress shape at livegate's maximum: the same sessions started 10 ms apart, every turn in lockstep
+    locked = None
+    if gw["max_sessions"]:
+        r = await one_step(main, "gateway", gw["max_sessions"], duration_s, warmup_s, repeats, stagger_s=None)
+        locked = {k: r.get(k) for k in ("sessions", "c2s", "s2c", "sustained", "verdict", "repeats_worst_p99_ms",
+                                        "cpu_us_per_frame")}
+    out = {"p99_limit_ms": P99_LIMIT_MS, "repeats": repeats, "stagger_s": stagger_s, "floor": floor, "gateway": gw,
+           "gateway_phase_locked_at_max": locked,
            "gateway_sessions_per_core": per_core(gw, ("front", "worker")),
            "floor_sessions_per_core": per_core(floor, ("floor_front", "floor_worker"))}
     if floor["max_sessions"]:

@@ -15,6 +15,21 @@ from bench.script import Direct, Gateway, SessionResult, converse, match
 
 _keys = itertools.count(1)
 
+# How sessions start. By default their starts are spread over one scripted turn (~3.3 s, bench/script.py), so
+# the turn boundaries of different sessions fall at independent moments, as in a fleet of independent calls.
+# Identical scripts started 10 ms apart ("phase-locked", ``stagger_s=None``) change turns in lockstep: every
+# session's turn end, next turn and reply synthesis land in the same half second, every 3.3 s, a burst no
+# fleet of independent callers produces and that the floor chain (no turns) never sees. The capacity scenario
+# still runs that shape once at livegate's maximum, as a stress row.
+STAGGER_S = 3.5
+
+
+def ramp_for(n: int, stagger_s: float | None) -> float:
+    """Seconds over which ``n`` sessions start."""
+    if n <= 1:
+        return 0.0
+    return min(2.0, n * 0.01) if stagger_s is None else stagger_s
+
 
 def new_key() -> str:
     return f"bs{next(_keys)}"
@@ -22,9 +37,9 @@ def new_key() -> str:
 
 async def run_sessions(make: Any, n: int, duration_s: float, *, ramp_s: float | None = None,
                        **kw: Any) -> tuple[list[SessionResult], float]:
-    """``make()`` -> a transport; session i starts at i * ramp / n. Returns the results and the time the
-    last session started (the start of the steady state)."""
-    ramp = min(2.0, n * 0.01) if ramp_s is None else ramp_s
+    """``make()`` -> a transport; session i starts at i * ramp / n (ramp: ``ramp_s``, or phase-locked).
+    Returns the results and the time the last session started (the start of the steady state)."""
+    ramp = ramp_for(n, None) if ramp_s is None else ramp_s
     t0 = time.time()
 
     async def one(i: int) -> SessionResult:
@@ -43,45 +58,47 @@ def transport_factory(mode: str, emulator: Emulator, stub: Any = None) -> Any:
 
 
 async def measure(mode: str, emulator: Emulator, n: int, duration_s: float, warmup_s: float,
-                  stub: Any = None, on_steady: Any = None) -> dict[str, Any]:
-    """One load run: n sessions for warmup + duration; latencies of the steady window only."""
+                  stub: Any = None, on_steady: Any = None, stagger_s: float | None = STAGGER_S) -> dict[str, Any]:
+    """One load run: n sessions started over the ramp, then warmup, then ``duration_s`` with all of them
+    running (the steady window: the only latencies kept)."""
     make = transport_factory(mode, emulator, stub)
     with no_gc_pauses():
-        return await _measure(make, mode, emulator, n, duration_s, warmup_s, on_steady)
+        return await _measure(make, mode, emulator, n, duration_s, warmup_s, on_steady, ramp_for(n, stagger_s))
 
 
 async def _measure(make: Any, mode: str, emulator: Emulator, n: int, duration_s: float, warmup_s: float,
-                   on_steady: Any) -> dict[str, Any]:
-    task = asyncio.ensure_future(run_sessions(make, n, warmup_s + duration_s))
+                   on_steady: Any, ramp: float) -> dict[str, Any]:
+    session_s = ramp + warmup_s + duration_s  # the first session runs to the end of the steady window
+    task = asyncio.ensure_future(run_sessions(make, n, session_s, ramp_s=ramp))
     steady = None
     if on_steady is not None:
-        ramp = min(2.0, n * 0.01)
         await asyncio.sleep(ramp + warmup_s + 1.0)  # setups take a moment too
         steady = await on_steady(duration_s - 1.5)
     results, t_steady = await task
     stamps = await emulator.dump()
-    m = match(results, stamps, since=t_steady + warmup_s)
+    m = match(results, stamps, since=t_steady + warmup_s, until=t_steady + warmup_s + duration_s)
     setups = [r.setup_s for r in results if r.setup_s is not None]
     errors = [r.error for r in results if r.error]
     return {"mode": mode, "sessions": n, "duration_s": duration_s,
             "c2s": summary_ms(m["c2s"]), "s2c": summary_ms(m["s2c"]), "setup": summary_ms(setups),
             "delivered_c2s": m["delivered_c2s"], "delivered_s2c": m["delivered_s2c"],
             "frames_c2s": m["frames_c2s"], "frames_s2c": m["frames_s2c"], "errors": len(errors),
-            "error_examples": errors[:3], "steady": steady, "_raw": m}
+            "error_examples": errors[:3], "steady": steady, "ramp_s": ramp, "session_s": session_s, "_raw": m}
 
 
 # -- the floor chain ---------------------------------------------------------------------------------------------
 
 async def floor_measure(mode: str, target: str, n: int, duration_s: float, warmup_s: float,
-                        ssl_ctx: Any = None, channel: Any = None, on_steady: Any = None) -> dict[str, Any]:
+                        ssl_ctx: Any = None, channel: Any = None, on_steady: Any = None,
+                        stagger_s: float | None = STAGGER_S) -> dict[str, Any]:
     """``mode`` = "floor" (gRPC into the floor front at ``target``) or "floor_direct" (WebSocket straight to
-    the echo at ``target``)."""
+    the echo at ``target``). Same ramp and steady window as ``measure``."""
     import websockets
 
     from bench.floor import floor_session
 
-    ramp = min(2.0, n * 0.01)
-    total = warmup_s + duration_s
+    ramp = ramp_for(n, stagger_s)
+    total = ramp + warmup_s + duration_s
 
     async def one(i: int) -> dict[str, Any]:
         await asyncio.sleep(i * ramp / max(1, n))
@@ -108,16 +125,17 @@ async def floor_measure(mode: str, target: str, n: int, duration_s: float, warmu
             await asyncio.sleep(ramp + warmup_s + 0.5)
             steady = await on_steady(duration_s - 1.5)
         results = await task
-    since = time.time() - duration_s - 0.3  # approximate start of the steady window
     since = min(r["t0"] for r in results) + ramp + warmup_s
-    c2s = [v for r in results for ts, v in r["c2s"] if ts >= since]
-    s2c = [v for r in results for ts, v in r["s2c"] if ts >= since]
+    until = since + duration_s
+    c2s = [v for r in results for ts, v in r["c2s"] if since <= ts < until]
+    s2c = [v for r in results for ts, v in r["s2c"] if since <= ts < until]
     sent = sum(1 for r in results for ts in r["sent"].values() if ts < r["end"] - 1.0)
     got = sum(1 for r in results for ts, _ in r["c2s"] if ts < r["end"] - 1.0)
     return {"mode": mode, "sessions": n, "duration_s": duration_s, "c2s": summary_ms(c2s), "s2c": summary_ms(s2c),
             "setup": summary_ms([]), "delivered_c2s": got / sent if sent else None,
             "delivered_s2c": got / sent if sent else None, "frames_c2s": sent, "frames_s2c": got, "errors": 0,
-            "error_examples": [], "steady": steady, "_raw": {"c2s": c2s, "s2c": s2c}}
+            "error_examples": [], "steady": steady, "ramp_s": ramp, "session_s": total,
+            "_raw": {"c2s": c2s, "s2c": s2c}}
 
 
 # -- what the processes did during the steady window ----------------------------------------------------------

@@ -10,23 +10,25 @@ from __future__ import annotations
 from typing import Any
 
 from bench.common import diff_ms, pct, summary_ms
-from bench.load import floor_measure, measure, steady_probe
+from bench.load import STAGGER_S, floor_measure, measure, steady_probe
 from bench.stacks import Main
 
 
-async def run(main: Main, sizes: list[int], duration_s: float, warmup_s: float) -> dict[str, Any]:
+async def run(main: Main, sizes: list[int], duration_s: float, warmup_s: float,
+              stagger_s: float | None = STAGGER_S) -> dict[str, Any]:
     emu = main.emulator
     redis_url = main.stack.redis.url  # type: ignore[union-attr]
     rows: list[dict[str, Any]] = []
     for n in sizes:
         runs: dict[str, dict[str, Any]] = {}
-        runs["direct"] = await measure("direct", emu, n, duration_s, warmup_s)
+        runs["direct"] = await measure("direct", emu, n, duration_s, warmup_s, stagger_s=stagger_s)
         runs["gateway"] = await measure("gateway", emu, n, duration_s, warmup_s, stub=main.stubs()[0],
                                         on_steady=steady_probe(main.livegate_pids(), redis_url,
-                                                               main.workers + main.fronts))
+                                                               main.workers + main.fronts), stagger_s=stagger_s)
         runs["floor_direct"] = await floor_measure("floor_direct", main.floor["echo"].ident, n, duration_s, warmup_s,
-                                                   ssl_ctx=emu.ssl_context())
-        runs["floor"] = await floor_measure("floor", "", n, duration_s, warmup_s, channel=main.floor_channel)
+                                                   ssl_ctx=emu.ssl_context(), stagger_s=stagger_s)
+        runs["floor"] = await floor_measure("floor", "", n, duration_s, warmup_s, channel=main.floor_channel,
+                                            stagger_s=stagger_s)
         # per message: latency through the chain - the direct path's median (conservative: the direct path's
         # own jitter is counted as added); and, for reference, the difference of the percentiles
         added = {d: per_message(runs["gateway"], runs["direct"], d) for d in ("c2s", "s2c")}
@@ -45,7 +47,7 @@ async def run(main: Main, sizes: list[int], duration_s: float, warmup_s: float) 
             row["floor_added_round_trip_p50_ms"] = round(sum(frt), 3)
             row["ratio_to_floor_p50"] = round(sum(rt) / sum(frt), 2) if sum(frt) > 0 else None
         rows.append(row)
-    return {"sizes": sizes, "duration_s": duration_s, "warmup_s": warmup_s, "rows": rows}
+    return {"sizes": sizes, "duration_s": duration_s, "warmup_s": warmup_s, "stagger_s": stagger_s, "rows": rows}
 
 
 def per_message(chain: dict[str, Any], direct: dict[str, Any], d: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.load import run_sessions, transport_factory
+from bench.load import STAGGER_S, run_sessions, transport_factory
 from bench.stacks import main_stack
 
 GROUPS = (  # first match wins, on the whole stack from the leaf up
@@ -102,8 +102,8 @@ async def run(out: Path, *, sessions: int, seconds: float, native: bool = True) 
                            "py_spy": subprocess.run([spy, "--version"], capture_output=True, text=True).stdout.strip()}
     try:
         make = transport_factory("gateway", m.emulator, m.stubs()[0])
-        load = asyncio.ensure_future(run_sessions(make, sessions, seconds + 4))
-        await asyncio.sleep(3)
+        load = asyncio.ensure_future(run_sessions(make, sessions, STAGGER_S + seconds + 4, ramp_s=STAGGER_S))
+        await asyncio.sleep(STAGGER_S + 3)
         out.mkdir(parents=True, exist_ok=True)
         procs = {}
         for role, p in (("worker", m.workers[0]), ("front", m.fronts[0])):

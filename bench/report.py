@@ -146,13 +146,21 @@ def markdown(r: dict[str, Any]) -> str:
                  "delivered, ≥ 98 % of the target send rate; bisection with a resolution of 10 sessions; each step runs "
                  f"{cap.get('repeats', 1)} time(s) and the run with the median worst-direction p99 decides it. 1 worker + "
                  "1 front (livegate) vs 1 worker + 1 front (floor). CPU in cores over the steady window (/proc); "
-                 "Redis commands per frame from `INFO commandstats` (frames = messages relayed in both directions).\n")
+                 "Redis commands per frame from `INFO commandstats` (frames = messages relayed in both directions). "
+                 f"Session starts are spread over {_f(cap.get('stagger_s'))} s (one scripted turn), so sessions "
+                 "change turns at independent moments (`bench/load.py`, `STAGGER_S`).\n")
         L.append(f"- **livegate: {cap['gateway']['max_sessions']} sessions** (first failure: "
                  f"{_f(cap['gateway']['first_failure'])}), {_f(cap.get('gateway_sessions_per_core'), 1)} sessions per "
                  "core of front + worker CPU")
         L.append(f"- **floor chain: {cap['floor']['max_sessions']} sessions** (first failure: "
                  f"{_f(cap['floor']['first_failure'])}), {_f(cap.get('floor_sessions_per_core'), 1)} per core of its "
-                 f"front + worker; ratio {_f(cap.get('ratio_to_floor'))}\n")
+                 f"front + worker; ratio {_f(cap.get('ratio_to_floor'))}")
+        locked = cap.get("gateway_phase_locked_at_max")
+        if locked:
+            L.append(f"- stress shape, livegate at {locked['sessions']} sessions with every session's turns in "
+                     f"lockstep (started 10 ms apart): c2s p99 {_f(locked['c2s']['p99'])} ms, s2c p99 "
+                     f"{_f(locked['s2c']['p99'])} ms, {locked['verdict']}")
+        L.append("")
         L.append("| chain | sessions | c2s p50 / p99 | s2c p50 / p99 | delivered | verdict | worst p99 of each run | "
                  "CPU cores by process | CPU µs per frame by process | Redis cmds/frame |")
         L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

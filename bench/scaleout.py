@@ -8,17 +8,18 @@ from __future__ import annotations
 from typing import Any
 
 from bench.capacity import per_core, search
+from bench.load import STAGGER_S
 from bench.stacks import Main
 
 
 async def run(main: Main, one: dict[str, Any] | None, *, start: int, duration_s: float, warmup_s: float,
-              max_steps: int, repeats: int = 1) -> dict[str, Any]:
+              max_steps: int, repeats: int = 1, stagger_s: float | None = STAGGER_S) -> dict[str, Any]:
     if one is None:  # capacity did not run: measure 1 + 1 here
         one = await search(main, "gateway", start=start, duration_s=duration_s, warmup_s=warmup_s,
-                           max_steps=max_steps, repeats=repeats)
+                           max_steps=max_steps, repeats=repeats, stagger_s=stagger_s)
     await main.add_livegate(workers=1, fronts=1)
     two = await search(main, "gateway", start=max(start, one["max_sessions"] or start), duration_s=duration_s,
-                       warmup_s=warmup_s, max_steps=max_steps, repeats=repeats)
+                       warmup_s=warmup_s, max_steps=max_steps, repeats=repeats, stagger_s=stagger_s)
 
     def redis_at_max(r: dict[str, Any]) -> dict[str, Any]:
         best = r.get("at_max") or {}

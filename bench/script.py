@@ -319,9 +319,10 @@ async def converse(transport: Any, key: str, *, duration_s: float, audio_in: boo
 # -- matching -------------------------------------------------------------------------------------------------
 
 def match(results: list[SessionResult], stamps: dict[str, Any], *, settle_s: float = 1.0,
-          since: float = 0.0) -> dict[str, Any]:
+          since: float = 0.0, until: float = float("inf")) -> dict[str, Any]:
     """Join client times with the emulator's: c2s = emulator arrival - client send, s2c = client arrival -
-    emulator send. Delivery counts only messages sent more than ``settle_s`` before the session's end."""
+    emulator send; latencies of messages sent in [since, until). Delivery counts only messages sent more
+    than ``settle_s`` before the session's end."""
     by_key = {}
     for conv in stamps["convs"]:
         if conv["key"]:
@@ -346,14 +347,14 @@ def match(results: list[SessionResult], stamps: dict[str, Any], *, settle_s: flo
                 if ts < r.end - settle_s:
                     sent_s += 1
                     got_s += ta is not None
-                if ta is not None and ts >= since:
+                if ta is not None and since <= ts < until:
                     s2c.append(ta - ts)
         for index, ts in r.sent.items():
             ta = arrivals.get(index)
             if ts < r.end - settle_s:
                 sent_c += 1
                 got_c += ta is not None
-            if ta is not None and ts >= since:
+            if ta is not None and since <= ts < until:
                 c2s.append(ta - ts)
     return {"c2s": c2s, "s2c": s2c, "delivered_c2s": got_c / sent_c if sent_c else None,
             "delivered_s2c": got_s / sent_s if sent_s else None, "frames_c2s": sent_c, "frames_s2c": sent_s,

@@ -5,6 +5,7 @@ the data-plane batch sizes. Much shorter than the full search, and the same numb
     python -m bench.step gateway 60            # one run of 60 sessions
     python -m bench.step floor 60,90 --repeat 2
     python -m bench.step gateway 60 --env heartbeat_interval_s=1 --env heartbeat_ttl_s=5
+    python -m bench.step gateway 80 --stagger locked   # every session's turns in lockstep
 
 Prints one JSON line per run.
 """
@@ -33,7 +34,7 @@ def _batches(addr: str) -> tuple[float, float]:
 
 
 async def run(kind: str, sizes: list[int], *, duration_s: float, warmup_s: float, repeat: int,
-              env: dict[str, str]) -> None:
+              env: dict[str, str], stagger_s: float | None) -> None:
     from bench import capacity
     from bench.stacks import main_stack
 
@@ -43,7 +44,7 @@ async def run(kind: str, sizes: list[int], *, duration_s: float, warmup_s: float
             for _ in range(repeat):
                 procs = [] if kind == "floor" else m.workers + m.fronts
                 before = [await asyncio.to_thread(_batches, p.metrics) for p in procs]
-                r = await capacity.one_run(m, kind, n, duration_s, warmup_s)
+                r = await capacity.one_run(m, kind, n, duration_s, warmup_s, stagger_s)
                 after = [await asyncio.to_thread(_batches, p.metrics) for p in procs]
                 out: dict[str, Any] = {
                     "kind": kind, "sessions": n, "sustained": r["sustained"], "verdict": r["verdict"],
@@ -67,6 +68,9 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=8.0, help="steady seconds per run (default 8)")
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--repeat", type=int, default=1, help="runs per session count")
+    ap.add_argument("--stagger", default="3.5", metavar="SECONDS|locked",
+                    help="spread session starts over this many seconds (default 3.5, one scripted turn); "
+                         "'locked': 10 ms apart, every session's turns in lockstep")
     ap.add_argument("--env", action="append", default=[], metavar="SETTING=VALUE",
                     help="a livegate setting for the workers and fronts (repeatable)")
     args = ap.parse_args()
@@ -74,7 +78,8 @@ def main() -> None:
     import uvloop
 
     uvloop.run(run(args.kind, [int(x) for x in args.sessions.split(",")], duration_s=args.duration,
-                   warmup_s=args.warmup, repeat=args.repeat, env=env))
+                   warmup_s=args.warmup, repeat=args.repeat, env=env,
+                   stagger_s=None if args.stagger == "locked" else float(args.stagger)))
 
 
 if __name__ == "__main__":

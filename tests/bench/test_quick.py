@@ -66,6 +66,14 @@ def test_quick_run_writes_well_formed_results(tmp_path: Path) -> None:
         assert set(per) == set(step["steady"]["cpu_by_role"]) and all(v >= 0 for v in per.values())
         assert step["repeats_worst_p99_ms"] and len(step["repeats_worst_p99_ms"]) == cap["repeats"]
     assert {"worker", "front", "redis", "emulator", "loadgen"} <= set(cap["gateway"]["steps"][0]["steady"]["cpu_by_role"])
+    # sessions started spread over the plan's stagger; the lockstep stress row at livegate's maximum, if any
+    assert cap["stagger_s"] == cap["floor"]["stagger_s"] == cap["gateway"]["stagger_s"] > 0
+    locked = cap["gateway_phase_locked_at_max"]
+    if cap["gateway"]["max_sessions"]:
+        assert locked["sessions"] == cap["gateway"]["max_sessions"] and isinstance(locked["sustained"], bool)
+        assert locked["c2s"]["n"] > 0 and locked["s2c"]["n"] > 0
+    else:
+        assert locked is None
 
     # 3. resilience: each timing measured once
     res = s["resilience"]
