@@ -1,8 +1,9 @@
 """A worker process: pulls sessions from Redis while under capacity and relays each one.
 
-Lifecycle: ``start()`` (register, heartbeat, allocation and inbox loops), ``drain()`` (stop taking
+Lifecycle: ``start()`` (register; heartbeat, allocation, inbox and reaper loops), ``drain()`` (stop taking
 sessions, let live ones finish within the drain timeout), ``aclose()`` (cancel what is left, close
-clients). All idempotent. Signals are handled by the CLI, not here.
+clients). All idempotent. Signals are handled by the CLI, not here. The heartbeat is
+``workers/heartbeat.py``, crash takeover ``workers/takeover.py``, upstream connections ``workers/upstream.py``.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from livegate import __version__, keys, metrics, records
 from livegate.bus import Batcher, read_stream, supervise
 from livegate.errors import GatewayError
 from livegate.admission import Lease, admission_from_settings
-from livegate.redisconn import AnyRedis, connect, unordered_pipeline
+from livegate.redisconn import AnyRedis, connect
 from livegate.routes import Routing, UpstreamRoute
 from livegate.settings import Settings
 from workers import upstream
 from workers.events import InboxItem, end_fields
+from workers.heartbeat import Heartbeat
 from workers.relay import SessionRelay
 from workers.takeover import Reaper
 
@@ -59,10 +61,8 @@ class Worker:
         self._recheck_pending = False  # re-read our pending allocation entries (after a failed read)
         self._started = False
         self._closed = False
-        self._last_heartbeat = 0.0
-        self._ttls_refreshed = 0.0  # when the owned sessions' key TTLs were last refreshed (monotonic)
         self._draining = False
-        self._gauge_keys: set[tuple[str, str, str]] = set()
+        self.heartbeat = Heartbeat(self)
         self.reaper = Reaper(self)
         self.stats = WorkerStats()
 
@@ -88,10 +88,9 @@ class Worker:
         await self.batcher.start()
         # the inbox is created by its owner only (fronts write with NOMKSTREAM): never recreated once dead
         await self.redis.xadd(keys.worker_inbox(self.id), {"k": "hello"})
-        await self._heartbeat_once()
-        self._last_heartbeat = time.monotonic()
+        await self.heartbeat.beat()
         self._loops = [
-            asyncio.create_task(supervise("heartbeat", self._heartbeat_loop), name="worker-heartbeat"),
+            asyncio.create_task(supervise("heartbeat", self.heartbeat.run), name="worker-heartbeat"),
             asyncio.create_task(supervise("allocation", self._allocation_loop), name="worker-allocation"),
             asyncio.create_task(supervise("inbox", self._inbox_loop), name="worker-inbox"),
             asyncio.create_task(supervise("reaper", self.reaper.run), name="worker-reaper"),
@@ -152,66 +151,8 @@ class Worker:
             await self.redis.aclose()
         logger.info("worker %s closed: taken=%d ended=%d", self.id, self.stats.taken, self.stats.ended)
 
-    # -- heartbeat ---------------------------------------------------------------------------------
-
-    async def _heartbeat_once(self) -> None:
-        s = self.settings
-        if self._last_heartbeat and not await self.redis.zadd(keys.WORKERS, {self.id: records.now_ms()}, xx=True, ch=True):
-            # another worker declared us dead (our heartbeat stalled) and requeued our sessions: they are
-            # someone else's now. Stop relaying them (no cleanup: their keys are not ours) and start afresh.
-            logger.error("worker %s: declared dead by the fleet; abandoning %d sessions", self.id, len(self.sessions))
-            await self._abandon_all()
-        # no command here depends on another's order: on a Redis Cluster one round trip per master involved
-        pipe = unordered_pipeline(self.redis)
-        pipe.set(keys.worker_heartbeat(self.id), f"{len(self.sessions)}/{s.worker_capacity}",
-                 px=int(s.heartbeat_ttl_s * 1000))
-        pipe.zadd(keys.WORKERS, {self.id: records.now_ms()})
-        pipe.expire(keys.worker_inbox(self.id), max(60, int(s.heartbeat_ttl_s * 10)))
-        pipe.zrangebyscore(keys.FRONTS, records.now_ms() - int(s.heartbeat_ttl_s * 1000), "+inf")
-        # keep every owned session's keys alive while we relay them: their TTL is long (session_key_ttl_s), so
-        # a refresh every tenth of it is enough, not one per beat (five EXPIREs per session)
-        now = time.monotonic()
-        refresh = now - self._ttls_refreshed >= s.session_key_ttl_s / 10
-        if refresh:
-            self._ttls_refreshed = now
-            for sid in self.sessions:
-                for key in keys.session_keys(sid):
-                    pipe.expire(key, s.session_key_ttl_s)
-        replies = await pipe.execute()
-        self._export_gauges()
-        leases = [Lease.parse(r.record.lease) for r in self.sessions.values() if r.record.lease]
-        if leases:  # our sessions keep their admission slots (a lost one is put back)
-            await self.admission.renew_many(leases)
-        live_fronts = {f.decode() for f in replies[3]}
-        for relay in list(self.sessions.values()):  # a dead front's callers can only come back by reattaching
-            if relay.record.front not in live_fronts and not relay.detached:
-                grace_ms = int(records.reattach_grace_s(relay.record.options, s) * 1000)
-                relay.deliver(InboxItem("detach", grace_ms, relay.record.front.encode()))
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
-            try:
-                await self._heartbeat_once()
-                self._last_heartbeat = time.monotonic()
-            except Exception as exc:
-                logger.warning("worker %s: heartbeat failed: %r", self.id, exc)
-
-    def _export_gauges(self) -> None:
-        metrics.WORKER_CAPACITY.set(self.settings.worker_capacity)
-        metrics.WORKER_SESSIONS.set(len(self.sessions))
-        counts: dict[tuple[str, str, str], int] = {}
-        for relay in self.sessions.values():
-            state = "detached" if relay.detached else ("active" if relay.ws is not None else "resuming")
-            key = (state, relay.record.model, relay.record.tenant)
-            counts[key] = counts.get(key, 0) + 1
-        for key in self._gauge_keys - counts.keys():
-            metrics.SESSIONS_ACTIVE.labels("worker", *key).set(0)
-        for key, n in counts.items():
-            metrics.SESSIONS_ACTIVE.labels("worker", *key).set(n)
-        self._gauge_keys = set(counts)
-
-    async def _abandon_all(self) -> None:
+    async def abandon_all(self) -> None:
+        """Stop relaying every session without cleaning up: the fleet gave them to other workers."""
         tasks = list(self._tasks.values())
         for relay in self.sessions.values():
             relay.abandon()
@@ -221,8 +162,7 @@ class Worker:
 
     def ready(self) -> bool:
         """Taking sessions: started, not draining, and the last heartbeat reached Redis within its TTL."""
-        fresh = time.monotonic() - self._last_heartbeat < self.settings.heartbeat_ttl_s
-        return self._started and not self._closed and not self._draining and fresh
+        return self._started and not self._closed and not self._draining and self.heartbeat.fresh()
 
     # -- allocation ----------------------------------------------------------------------------------
 

@@ -1,0 +1,103 @@
+"""A worker's heartbeat: proof of life in Redis, and what the worker keeps alive or learns with each beat.
+
+Every ``heartbeat_interval_s`` one pipeline:
+
+* sets ``lg:{w:<id>}:hb`` (load ``n/capacity``, TTL ``heartbeat_ttl_s``) and the worker's score in
+  ``lg:{fleet}:workers`` (what reapers on other workers read: ``workers/takeover.py``);
+* keeps the worker's inbox alive, and every tenth of ``session_key_ttl_s`` the keys of every owned session;
+* reads the live fronts, so a session whose front stopped beating is detached (its caller can only come
+  back by reattaching through another front).
+
+Then it renews the owned sessions' admission leases and exports the session gauges. A worker that finds its
+registry entry gone was declared dead by the fleet (its beats stalled) and its sessions requeued: it abandons
+them (they are someone else's now) and carries on empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from livegate import keys, metrics, records
+from livegate.admission import Lease
+from livegate.redisconn import unordered_pipeline
+from workers.events import InboxItem
+
+if TYPE_CHECKING:
+    from workers.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.last = 0.0  # when the last beat reached Redis (monotonic); 0: never
+        self._ttls_refreshed = 0.0  # when the owned sessions' key TTLs were last refreshed (monotonic)
+        self._gauge_keys: set[tuple[str, str, str]] = set()
+
+    def __repr__(self) -> str:
+        return f"<Heartbeat of {self.worker.id} last={self.last:.1f}>"
+
+    def fresh(self) -> bool:
+        """The last beat reached Redis within the heartbeat TTL (the fleet still counts this worker alive)."""
+        return time.monotonic() - self.last < self.worker.settings.heartbeat_ttl_s
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.worker.settings.heartbeat_interval_s)
+            try:
+                await self.beat()
+            except Exception as exc:
+                logger.warning("worker %s: heartbeat failed: %r", self.worker.id, exc)
+
+    async def beat(self) -> None:
+        w, s = self.worker, self.worker.settings
+        if self.last and not await w.redis.zadd(keys.WORKERS, {w.id: records.now_ms()}, xx=True, ch=True):
+            # another worker declared us dead (our heartbeat stalled) and requeued our sessions: they are
+            # someone else's now. Stop relaying them (no cleanup: their keys are not ours) and start afresh.
+            logger.error("worker %s: declared dead by the fleet; abandoning %d sessions", w.id, len(w.sessions))
+            await w.abandon_all()
+        # no command here depends on another's order: on a Redis Cluster one round trip per master involved
+        pipe = unordered_pipeline(w.redis)
+        pipe.set(keys.worker_heartbeat(w.id), f"{len(w.sessions)}/{s.worker_capacity}",
+                 px=int(s.heartbeat_ttl_s * 1000))
+        pipe.zadd(keys.WORKERS, {w.id: records.now_ms()})
+        pipe.expire(keys.worker_inbox(w.id), max(60, int(s.heartbeat_ttl_s * 10)))
+        pipe.zrangebyscore(keys.FRONTS, records.now_ms() - int(s.heartbeat_ttl_s * 1000), "+inf")
+        # keep every owned session's keys alive while we relay them: their TTL is long (session_key_ttl_s), so
+        # a refresh every tenth of it is enough, not one per beat (five EXPIREs per session)
+        now = time.monotonic()
+        if now - self._ttls_refreshed >= s.session_key_ttl_s / 10:
+            self._ttls_refreshed = now
+            for sid in w.sessions:
+                for key in keys.session_keys(sid):
+                    pipe.expire(key, s.session_key_ttl_s)
+        replies = await pipe.execute()
+        self.last = time.monotonic()
+        self._export_gauges()
+        leases = [Lease.parse(r.record.lease) for r in w.sessions.values() if r.record.lease]
+        if leases:  # our sessions keep their admission slots (a lost one is put back)
+            await w.admission.renew_many(leases)
+        live_fronts = {f.decode() for f in replies[3]}
+        for relay in list(w.sessions.values()):  # a dead front's callers can only come back by reattaching
+            if relay.record.front not in live_fronts and not relay.detached:
+                grace_ms = int(records.reattach_grace_s(relay.record.options, s) * 1000)
+                relay.deliver(InboxItem("detach", grace_ms, relay.record.front.encode()))
+
+    def _export_gauges(self) -> None:
+        w = self.worker
+        metrics.WORKER_CAPACITY.set(w.settings.worker_capacity)
+        metrics.WORKER_SESSIONS.set(len(w.sessions))
+        counts: dict[tuple[str, str, str], int] = {}
+        for relay in w.sessions.values():
+            state = "detached" if relay.detached else ("active" if relay.ws is not None else "resuming")
+            key = (state, relay.record.model, relay.record.tenant)
+            counts[key] = counts.get(key, 0) + 1
+        for key in self._gauge_keys - counts.keys():
+            metrics.SESSIONS_ACTIVE.labels("worker", *key).set(0)
+        for key, n in counts.items():
+            metrics.SESSIONS_ACTIVE.labels("worker", *key).set(n)
+        self._gauge_keys = set(counts)
