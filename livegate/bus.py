@@ -147,6 +147,17 @@ async def supervise(name: str, loop_fn: Callable[[], Awaitable[None]], *, max_ba
             backoff = min(backoff * 2, max_backoff_s)
 
 
+async def every(interval_s: float, tick: Callable[[], Awaitable[object]], what: str) -> None:
+    """Call ``tick`` every ``interval_s`` for ever; a failed tick is logged (as ``what`` failed) and the next
+    one runs on time. For periodic work whose single failure must not end it (heartbeats, sweeps)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await tick()
+        except Exception as exc:
+            logger.warning("%s failed: %r", what, exc)
+
+
 def is_stale_id_error(reply: object) -> bool:
     """XADD with an explicit id at or below the stream's last id: the entry was already written (a retried
     pipeline) or another writer owns the stream now (a fenced stale worker)."""

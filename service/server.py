@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from livegate import __version__, keys, metrics, records
-from livegate.bus import Batcher, read_stream, supervise
+from livegate.bus import Batcher, every, read_stream, supervise
 from livegate.errors import GatewayError, invalid_argument, not_found
 from livegate.admission import Lease, admission_from_settings, scope_of
 from livegate.models import LIVE_MODELS
@@ -151,18 +151,16 @@ class Front:
             self._outbox_last_id = batch[-1][0].decode()
 
     async def _keepalive_loop(self) -> None:
+        await every(self.settings.heartbeat_interval_s, self._keepalive, f"front {self.id}: heartbeat")
+
+    async def _keepalive(self) -> None:
         """The front's heartbeat (workers detach the sessions of a front that stops beating) and its
         outbox's TTL."""
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
-            try:
-                pipe = self.redis.pipeline(transaction=False)
-                pipe.zadd(keys.FRONTS, {self.id: records.now_ms()})
-                pipe.expire(keys.front_outbox(self.id), OUTBOX_TTL_S)
-                await pipe.execute()
-                await self.admission.export_headroom()
-            except Exception as exc:
-                logger.warning("front %s: heartbeat failed: %r", self.id, exc)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(keys.FRONTS, {self.id: records.now_ms()})
+        pipe.expire(keys.front_outbox(self.id), OUTBOX_TTL_S)
+        await pipe.execute()
+        await self.admission.export_headroom()
 
     # -- sessions ----------------------------------------------------------------------------------
 

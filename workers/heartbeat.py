@@ -15,13 +15,13 @@ them (they are someone else's now) and carries on empty.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
 
 from livegate import keys, metrics, records
 from livegate.admission import Lease
+from livegate.bus import every
 from livegate.redisconn import unordered_pipeline
 from workers.events import InboxItem
 
@@ -46,12 +46,7 @@ class Heartbeat:
         return time.monotonic() - self.last < self.worker.settings.heartbeat_ttl_s
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.worker.settings.heartbeat_interval_s)
-            try:
-                await self.beat()
-            except Exception as exc:
-                logger.warning("worker %s: heartbeat failed: %r", self.worker.id, exc)
+        await every(self.worker.settings.heartbeat_interval_s, self.beat, f"worker {self.worker.id}: heartbeat")
 
     async def beat(self) -> None:
         w, s = self.worker, self.worker.settings

@@ -9,11 +9,11 @@ upstream from the stored handle and replays the client messages the handle does 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
 from livegate import keys, records
+from livegate.bus import every
 
 if TYPE_CHECKING:
     from workers.worker import Worker
@@ -30,12 +30,7 @@ class Reaper:
         return f"<Reaper of {self.worker.id} reaped={self.reaped}>"
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.worker.settings.heartbeat_interval_s)
-            try:
-                await self.sweep()
-            except Exception as exc:
-                logger.warning("worker %s: reaper sweep failed: %r", self.worker.id, exc)
+        await every(self.worker.settings.heartbeat_interval_s, self.sweep, f"worker {self.worker.id}: reaper sweep")
 
     async def sweep(self) -> list[str]:
         """Requeue the sessions of every worker whose heartbeat expired; return the workers reaped."""
