@@ -1,6 +1,7 @@
 """Scenario 2, capacity: the most concurrent real-time audio sessions (640 B in at 50/s, 960 B of 24 kHz
 audio out at 50/s) with p99 one-way latency < 50 ms in both directions, >= 99.9 % delivered and >= 98 % of
-the target send rate; for livegate and for the floor chain, searched the same way (bisection, resolution 10
+the target send rate; for livegate, the floor chain and the floor chain on the paced echo (audio out on the
+upstream's own 20 ms clock, as from the emulator: bench/floor.py), searched the same way (bisection, resolution 10
 sessions), with CPU per process and Redis commands per frame at each step. Each step runs ``repeats`` times
 and the run with the median worst-direction p99 decides it (one scheduling spike on shared cores does not).
 Sessions start spread over one scripted turn (``bench.load.STAGGER_S``); livegate's maximum is then run once
@@ -50,9 +51,11 @@ async def one_step(main: Main, kind: str, n: int, duration_s: float, warmup_s: f
 async def one_run(main: Main, kind: str, n: int, duration_s: float, warmup_s: float,
                   stagger_s: float | None = STAGGER_S) -> dict[str, Any]:
     redis_url = main.stack.redis.url  # type: ignore[union-attr]
-    if kind == "floor":
-        r = await floor_measure("floor", "", n, duration_s, warmup_s, channel=main.floor_channel,
-                                on_steady=steady_probe(main.floor_pids(), redis_url), stagger_s=stagger_s)
+    if kind in ("floor", "floor_paced"):
+        paced = kind == "floor_paced"
+        r = await floor_measure("floor", "", n, duration_s, warmup_s,
+                                channel=main.floor_paced_channel if paced else main.floor_channel,
+                                on_steady=steady_probe(main.floor_pids(paced), redis_url), stagger_s=stagger_s)
         frames = n * 50 * 2 * (r["steady"]["window_s"] if r["steady"] else 0)
     else:
         stubs = main.stubs()
@@ -63,7 +66,7 @@ async def one_run(main: Main, kind: str, n: int, duration_s: float, warmup_s: fl
         frames = msgs.get("c2s", 0) + msgs.get("s2c", 0)
     r.pop("_raw", None)
     r["cpu_us_per_frame"] = cpu_per_frame(r["steady"], frames)
-    if kind != "floor":
+    if kind == "gateway":
         from bench.memory import _sessions_ended
 
         await _sessions_ended(main)  # the next step starts from an empty gateway
@@ -142,6 +145,7 @@ async def run(main: Main, *, start: int, duration_s: float, warmup_s: float, max
     kw = {"start": start, "duration_s": duration_s, "warmup_s": warmup_s, "max_steps": max_steps, "repeats": repeats,
           "stagger_s": stagger_s}
     floor = await search(main, "floor", **kw)
+    paced = await search(main, "floor_paced", **kw)
     gw = await search(main, "gateway", **kw)
     # the stress shape at livegate's maximum: the same sessions started 10 ms apart, every turn in lockstep
     locked = None
@@ -149,10 +153,14 @@ async def run(main: Main, *, start: int, duration_s: float, warmup_s: float, max
         r = await one_step(main, "gateway", gw["max_sessions"], duration_s, warmup_s, repeats, stagger_s=None)
         locked = {k: r.get(k) for k in ("sessions", "c2s", "s2c", "sustained", "verdict", "repeats_worst_p99_ms",
                                         "cpu_us_per_frame")}
-    out = {"p99_limit_ms": P99_LIMIT_MS, "repeats": repeats, "stagger_s": stagger_s, "floor": floor, "gateway": gw,
+    out = {"p99_limit_ms": P99_LIMIT_MS, "repeats": repeats, "stagger_s": stagger_s, "floor": floor,
+           "floor_paced": paced, "gateway": gw,
            "gateway_phase_locked_at_max": locked,
            "gateway_sessions_per_core": per_core(gw, ("front", "worker")),
-           "floor_sessions_per_core": per_core(floor, ("floor_front", "floor_worker"))}
+           "floor_sessions_per_core": per_core(floor, ("floor_front", "floor_worker")),
+           "floor_paced_sessions_per_core": per_core(paced, ("floor_front", "floor_worker"))}
     if floor["max_sessions"]:
         out["ratio_to_floor"] = round(gw["max_sessions"] / floor["max_sessions"], 2)
+    if paced["max_sessions"]:
+        out["ratio_to_paced_floor"] = round(gw["max_sessions"] / paced["max_sessions"], 2)
     return out

@@ -273,14 +273,17 @@ class Stack:
         return self.redis.url
 
     async def _spawn(self, name: str, argv: list[str], pattern: str, env: dict[str, str] | None = None) -> Proc:
-        log = open(os.path.join(self.tmp, f"{name}.log"), "wb")  # noqa: SIM115 - closed with the process
-        popen = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=log)
+        log = os.path.join(self.tmp, f"{name}.log")
+        with open(log, "wb") as stderr:  # the child keeps its own descriptor
+            popen = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=stderr)
         assert popen.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(popen.stdout.readline), timeout=60)
         m = re.search(pattern, line.decode())
         if not m:
             popen.kill()
-            raise RuntimeError(f"{name} did not start: {line!r} (log: {log.name})")
+            popen.wait()
+            popen.stdout.close()
+            raise RuntimeError(f"{name} did not start: {line!r} (log: {log})")
         p = Proc(name, popen, m.group(1), (m.groupdict().get("addr") or ""))
         self.procs.append(p)
         return p

@@ -3,16 +3,21 @@ written as plainly as possible (shared/floor/RESULTS.md, row 4), so every benchm
 ratio to it on the same machine at the same moment.
 
 * ``python -m bench.floor echo --cert C --key K``: a TLS WebSocket echo; per frame it decodes the base64
-  audio, stamps its arrival and departure, answers 960 B of pre-encoded audio (24 kHz, 20 ms) in Live JSON.
-* ``python -m bench.floor worker --redis URL --upstream wss://.. --ca C``: XREAD on one shared stream
-  ``floor:c2s``; one WebSocket per session (opened on its first frame); replies XADDed to ``floor:s2c``.
-* ``python -m bench.floor front --redis URL``: a gRPC server with one generic bidi method
-  ``/floor.Floor/Relay`` (raw bytes, no protobuf); client frames XADDed to ``floor:c2s``, one XREAD on
-  ``floor:s2c`` dispatches replies to the streams by session id.
+  audio and stamps its arrival. At ``/`` it answers each frame at once with 960 B of pre-encoded audio
+  (24 kHz, 20 ms) in Live JSON (the floor of shared/floor/RESULTS.md). At ``/paced`` it sends that audio on
+  its own 20 ms clock from the first frame on, as the Live API and the emulator do, each chunk carrying the
+  stamps of the frames that arrived since the previous one ("floor, paced echo": the traffic shape livegate
+  relays in the capacity scenario, where audio out does not follow each frame in).
+* ``python -m bench.floor worker --redis URL --upstream wss://.. --ca C [--streams P]``: XREAD on one shared
+  stream ``P:c2s``; one WebSocket per session (opened on its first frame); replies XADDed to ``P:s2c``.
+* ``python -m bench.floor front --redis URL [--streams P]``: a gRPC server with one generic bidi method
+  ``/floor.Floor/Relay`` (raw bytes, no protobuf); client frames XADDed to ``P:c2s``, one XREAD on
+  ``P:s2c`` dispatches replies to the streams by session id. ``P`` (default ``floor``) lets two floor
+  chains share one Redis.
 
 XADDs are auto-batched (everything queued in one loop iteration goes in one pipeline). Everything runs on
-uvloop. Wire format: gRPC message = ``<Qd`` (n, client send time) + 640 B audio; reply = ``<Qddd`` (n,
-client send time, echo arrival, echo departure) + 960 B audio.
+uvloop. Wire format: gRPC message = ``<Qd`` (n, client send time) + 640 B audio; reply = ``<Hd`` (k, echo
+departure) + k x ``<Qdd`` (n, client send time, echo arrival) + 960 B audio.
 """
 
 from __future__ import annotations
@@ -30,9 +35,9 @@ from typing import Any
 
 import orjson
 
-C2S, S2C = "floor:c2s", "floor:s2c"
 HDR_IN = struct.Struct("<Qd")
-HDR_OUT = struct.Struct("<Qddd")
+HDR_OUT = struct.Struct("<Hd")  # k, echo departure
+STAMP = struct.Struct("<Qdd")  # n, client send time, echo arrival
 OUT_B64 = base64.b64encode(b"\x00\x02" * 480).decode()  # 960 B
 MAXLEN = 10000
 
@@ -79,15 +84,46 @@ async def echo_main(args: argparse.Namespace) -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
 
+    def reply(stamps: list[list[float]]) -> bytes:
+        return orjson.dumps({"serverContent": {"modelTurn": {"parts": [{"inlineData": {
+            "mimeType": "audio/pcm;rate=24000", "data": OUT_B64}}]}}, "in": stamps, "te": time.time()})
+
+    async def paced(ws: Any) -> None:
+        loop = asyncio.get_running_loop()
+        arrived: list[list[float]] = []
+
+        async def speak() -> None:
+            nxt = loop.time()
+            while True:
+                nxt += 0.02
+                delay = nxt - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                stamps = arrived[:]
+                arrived.clear()
+                await ws.send(reply(stamps))
+
+        speaker: asyncio.Task[None] | None = None
+        try:
+            async for raw in ws:
+                tr = time.time()
+                msg = orjson.loads(raw)
+                base64.b64decode(msg["realtimeInput"]["audio"]["data"])
+                arrived.append([msg["n"], msg["ts"], tr])
+                if speaker is None:
+                    speaker = asyncio.create_task(speak())
+        finally:
+            if speaker is not None:
+                speaker.cancel()
+
     async def handler(ws: Any) -> None:
+        if ws.request.path.rstrip("/").endswith("/paced"):
+            return await paced(ws)
         async for raw in ws:
             tr = time.time()
             msg = orjson.loads(raw)
             base64.b64decode(msg["realtimeInput"]["audio"]["data"])
-            te = time.time()
-            await ws.send(orjson.dumps({"serverContent": {"modelTurn": {"parts": [{"inlineData": {
-                "mimeType": "audio/pcm;rate=24000", "data": OUT_B64}}]}}, "n": msg["n"], "ts": msg["ts"],
-                "tr": tr, "te": te}))
+            await ws.send(reply([[msg["n"], msg["ts"], tr]]))
 
     async with websockets.serve(handler, "127.0.0.1", 0, ssl=ctx, compression=None, max_size=2**24) as server:
         port = server.sockets[0].getsockname()[1]
@@ -101,6 +137,7 @@ async def worker_main(args: argparse.Namespace) -> None:
     import redis.asyncio as aioredis
     import websockets
 
+    c2s, s2c = f"{args.streams}:c2s", f"{args.streams}:s2c"
     r = aioredis.from_url(args.redis)
     out = Batcher(r)
     ctx = ssl.create_default_context(cafile=args.ca)
@@ -112,7 +149,9 @@ async def worker_main(args: argparse.Namespace) -> None:
             async for raw in ws:
                 msg = orjson.loads(raw)
                 audio = base64.b64decode(msg["serverContent"]["modelTurn"]["parts"][0]["inlineData"]["data"])
-                out.add(S2C, {"s": sid, "p": HDR_OUT.pack(msg["n"], msg["ts"], msg["tr"], msg["te"]) + audio})
+                stamps = msg["in"]
+                out.add(s2c, {"s": sid, "p": b"".join((HDR_OUT.pack(len(stamps), msg["te"]),
+                                                       *(STAMP.pack(*st) for st in stamps), audio))})
 
     def frame(payload: bytes) -> bytes:
         n, ts = HDR_IN.unpack_from(payload)
@@ -129,7 +168,7 @@ async def worker_main(args: argparse.Namespace) -> None:
     async def reader() -> None:
         last = "$"
         while True:
-            resp = await r.xread({C2S: last}, block=1000, count=1000)
+            resp = await r.xread({c2s: last}, block=1000, count=1000)
             for _stream, entries in resp or ():
                 for eid, fields in entries:
                     last = eid
@@ -160,6 +199,7 @@ async def front_main(args: argparse.Namespace) -> None:
     import grpc
     import redis.asyncio as aioredis
 
+    c2s, s2c = f"{args.streams}:c2s", f"{args.streams}:s2c"
     r = aioredis.from_url(args.redis)
     out = Batcher(r)
     queues: dict[bytes, asyncio.Queue[bytes]] = {}
@@ -171,8 +211,8 @@ async def front_main(args: argparse.Namespace) -> None:
 
         async def inbound() -> None:
             async for payload in request_iterator:
-                out.add(C2S, {"s": sid, "p": payload})
-            out.add(C2S, {"s": sid})
+                out.add(c2s, {"s": sid, "p": payload})
+            out.add(c2s, {"s": sid})
             q.put_nowait(b"")
 
         task = asyncio.create_task(inbound())
@@ -189,7 +229,7 @@ async def front_main(args: argparse.Namespace) -> None:
     async def reader() -> None:
         last = "$"
         while True:
-            resp = await r.xread({S2C: last}, block=1000, count=1000)
+            resp = await r.xread({s2c: last}, block=1000, count=1000)
             for _stream, entries in resp or ():
                 for eid, fields in entries:
                     last = eid
@@ -213,8 +253,8 @@ async def front_main(args: argparse.Namespace) -> None:
 # -- load generator side ------------------------------------------------------------------------------------------
 
 async def floor_session(call_or_ws: Any, kind: str, duration_s: float) -> dict[str, Any]:
-    """One session: 640 B frames at 50/s for ``duration_s``; returns c2s/s2c one-way latencies with their
-    send times, and the counts sent/received."""
+    """One session: 640 B frames at 50/s for ``duration_s``; returns c2s one-way latencies (with their send
+    times), s2c ones (with the echo's send times), and what was sent."""
     loop = asyncio.get_running_loop()
     sent: dict[int, float] = {}
     c2s: list[tuple[float, float]] = []
@@ -252,14 +292,16 @@ async def floor_session(call_or_ws: Any, kind: str, duration_s: float) -> dict[s
                 t = time.time()
                 if m is grpc.aio.EOF:
                     return
-                n, ts, tr, te = HDR_OUT.unpack_from(m)
+                k, te = HDR_OUT.unpack_from(m)
+                stamps = [STAMP.unpack_from(m, HDR_OUT.size + i * STAMP.size) for i in range(k)]
             else:
                 raw = await call_or_ws.recv()
                 t = time.time()
                 msg = orjson.loads(raw)
                 base64.b64decode(msg["serverContent"]["modelTurn"]["parts"][0]["inlineData"]["data"])
-                n, ts, tr, te = msg["n"], msg["ts"], msg["tr"], msg["te"]
-            c2s.append((ts, tr - ts))
+                stamps, te = msg["in"], msg["te"]
+            for _n, ts, tr in stamps:
+                c2s.append((ts, tr - ts))
             s2c.append((te, t - te))
 
     rd = asyncio.create_task(reader())
@@ -281,6 +323,7 @@ if __name__ == "__main__":
     p.add_argument("--ca", default="")
     p.add_argument("--cert", default="")
     p.add_argument("--key", default="")
+    p.add_argument("--streams", default="floor", help="stream name prefix (two floor chains on one Redis)")
     a = p.parse_args()
     import uvloop
 

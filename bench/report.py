@@ -48,6 +48,10 @@ def headline(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rows.append(("capacity (sessions at p99 < 50 ms) vs floor chain",
                      f"{cap['gateway']['max_sessions']} vs {cap['floor']['max_sessions']} (x{_f(ratio)})",
                      ">= 0.8 x floor", _met(ratio is not None and ratio >= 0.8)))
+        if cap.get("floor_paced"):  # context, not the target: the floor chain with audio out on its own clock
+            rows.append(("(context) capacity vs floor chain on the paced echo",
+                         f"{cap['gateway']['max_sessions']} vs {cap['floor_paced']['max_sessions']} "
+                         f"(x{_f(cap.get('ratio_to_paced_floor'))})", "-", "-"))
     ga = _get(s, "resilience", "go_away")
     if ga and "error" not in ga:
         mx = _get(ga, "caller_visible_gap_ms", "max")
@@ -89,7 +93,9 @@ def markdown(r: dict[str, Any]) -> str:
     if env.get("uncommitted_product_changes"):
         L.append("Measured from the working tree, which had uncommitted product changes: "
                  + ", ".join(f"`{c.strip()}`" for c in env["uncommitted_product_changes"]) + ".\n")
-    L.append("Reproduce: `. .venv/bin/activate && python -m bench` (full, ~12 min) or `python -m bench --quick`. "
+    took = sum((r.get("timings_s") or {}).values()) / 60
+    L.append(f"Reproduce: `. .venv/bin/activate && python -m bench` (full: the scenarios of this run took {took:.0f} min) "
+             "or `python -m bench --quick`. "
              "What the numbers say, the profile and the hot-path changes it suggests: [analysis.md](analysis.md) "
              "(written by hand for the committed run).\n")
     L.append("## Targets\n")
@@ -155,17 +161,24 @@ def markdown(r: dict[str, Any]) -> str:
         L.append(f"- **floor chain: {cap['floor']['max_sessions']} sessions** (first failure: "
                  f"{_f(cap['floor']['first_failure'])}), {_f(cap.get('floor_sessions_per_core'), 1)} per core of its "
                  f"front + worker; ratio {_f(cap.get('ratio_to_floor'))}")
+        if cap.get("floor_paced"):
+            fp = cap["floor_paced"]
+            L.append(f"- **floor chain, paced echo: {fp['max_sessions']} sessions** (first failure: "
+                     f"{_f(fp['first_failure'])}), {_f(cap.get('floor_paced_sessions_per_core'), 1)} per core of its "
+                     f"front + worker; ratio {_f(cap.get('ratio_to_paced_floor'))}. The same minimal chain, but the "
+                     "echo sends its audio on its own 20 ms clock (as the Live API and the emulator do) instead of "
+                     "answering each frame at once")
         locked = cap.get("gateway_phase_locked_at_max")
         if locked:
             L.append(f"- stress shape, livegate at {locked['sessions']} sessions with every session's turns in "
                      f"lockstep (started 10 ms apart): c2s p99 {_f(locked['c2s']['p99'])} ms, s2c p99 "
-                     f"{_f(locked['s2c']['p99'])} ms, {locked['verdict']}")
+                     f"{_f(locked['s2c']['p99'])} ms: {'sustained' if locked['sustained'] else 'not sustained'}")
         L.append("")
         L.append("| chain | sessions | c2s p50 / p99 | s2c p50 / p99 | delivered | verdict | worst p99 of each run | "
                  "CPU cores by process | CPU µs per frame by process | Redis cmds/frame |")
         L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        for kind in ("floor", "gateway"):
-            for st in cap[kind]["steps"]:
+        for kind in ("floor", "floor_paced", "gateway"):
+            for st in (cap.get(kind) or {}).get("steps", []):
                 cpu = _get(st, "steady", "cpu_by_role") or {}
                 L.append(f"| {kind} | {st['sessions']} | {_f(st['c2s']['p50'])} / {_f(st['c2s']['p99'])} | "
                          f"{_f(st['s2c']['p50'])} / {_f(st['s2c']['p99'])} | {_f(st['delivered_c2s'], 4)} / "
@@ -341,7 +354,10 @@ def make_plots(out: Path, r: dict[str, Any]) -> list[str]:
     cap = s.get("capacity")
     if cap:
         fig, ax = plt.subplots(figsize=(7, 4))
-        for kind, label in (("floor", "floor chain"), ("gateway", "livegate 1+1")):
+        for kind, label in (("floor", "floor chain"), ("floor_paced", "floor chain, paced echo"),
+                            ("gateway", "livegate 1+1")):
+            if not cap.get(kind):
+                continue
             pts = sorted((st["sessions"], max(st["c2s"]["p99"] or 0, st["s2c"]["p99"] or 0)) for st in cap[kind]["steps"])
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
         so = s.get("scaleout")

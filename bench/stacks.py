@@ -1,5 +1,6 @@
 """The benchmark's main stack: Redis, the stamping emulator (real-time pacing, 20 ms audio chunks), livegate
-(workers + fronts as real ``livegate`` processes) and the floor chain (echo, worker, front) side by side."""
+(workers + fronts as real ``livegate`` processes) and the floor chain (echo, worker, front) side by side, with
+a second floor worker + front on the echo's paced endpoint (bench/floor.py)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ class Main:
     workers: list[Proc] = field(default_factory=list)
     fronts: list[Proc] = field(default_factory=list)
     floor: dict[str, Proc] = field(default_factory=dict)
+    floor_paced: dict[str, Proc] = field(default_factory=dict)  # worker + front on the echo's paced endpoint
     channels: list[Any] = field(default_factory=list)
     floor_channel: Any = None
+    floor_paced_channel: Any = None
 
     @property
     def emulator(self) -> Any:
@@ -48,15 +51,16 @@ class Main:
         out["loadgen"] = os.getpid()
         return out
 
-    def floor_pids(self) -> dict[str, int]:
-        out = {f"floor_{k}": p.pid for k, p in self.floor.items()}
+    def floor_pids(self, paced: bool = False) -> dict[str, int]:
+        procs = {**self.floor, **self.floor_paced} if paced else self.floor
+        out = {f"floor_{k}": p.pid for k, p in procs.items()}
         assert self.stack.redis and self.stack.redis.proc
         out["redis"] = self.stack.redis.proc.pid
         out["loadgen"] = os.getpid()
         return out
 
     async def aclose(self) -> None:
-        for ch in self.channels + ([self.floor_channel] if self.floor_channel else []):
+        for ch in self.channels + [c for c in (self.floor_channel, self.floor_paced_channel) if c]:
             await ch.close()
         await self.stack.aclose()
 
@@ -73,12 +77,18 @@ async def main_stack(*, workers: int = 1, fronts: int = 1, floor: bool = True, p
             async def floor_up() -> None:
                 key = os.path.join(os.path.dirname(emu.cert), "emulator-key.pem")
                 echo = await st.floor_proc("echo", "--cert", emu.cert, "--key", key)
-                w, f = await asyncio.gather(st.floor_proc("worker", "--redis", url, "--upstream", echo.ident,
-                                                          "--ca", emu.cert),
-                                            st.floor_proc("front", "--redis", url))
+                w, f, pw, pf = await asyncio.gather(
+                    st.floor_proc("worker", "--redis", url, "--upstream", echo.ident, "--ca", emu.cert),
+                    st.floor_proc("front", "--redis", url),
+                    st.floor_proc("worker", "--redis", url, "--upstream", echo.ident + "/paced", "--ca", emu.cert,
+                                  "--streams", "floorpaced"),
+                    st.floor_proc("front", "--redis", url, "--streams", "floorpaced"))
                 m.floor = {"echo": echo, "worker": w, "front": f}
+                m.floor_paced = {"worker": pw, "front": pf}
                 m.floor_channel = grpc.aio.insecure_channel(f.address)
+                m.floor_paced_channel = grpc.aio.insecure_channel(pf.address)
                 await asyncio.wait_for(m.floor_channel.channel_ready(), 15)
+                await asyncio.wait_for(m.floor_paced_channel.channel_ready(), 15)
             jobs.append(floor_up())
         await asyncio.gather(*jobs)
     except BaseException:

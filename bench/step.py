@@ -38,11 +38,11 @@ async def run(kind: str, sizes: list[int], *, duration_s: float, warmup_s: float
     from bench import capacity
     from bench.stacks import main_stack
 
-    m = await main_stack(floor=kind == "floor", **env)
+    m = await main_stack(floor=kind != "gateway", **env)
     try:
         for n in sizes:
             for _ in range(repeat):
-                procs = [] if kind == "floor" else m.workers + m.fronts
+                procs = m.workers + m.fronts if kind == "gateway" else []
                 before = [await asyncio.to_thread(_batches, p.metrics) for p in procs]
                 r = await capacity.one_run(m, kind, n, duration_s, warmup_s, stagger_s)
                 after = [await asyncio.to_thread(_batches, p.metrics) for p in procs]
@@ -63,7 +63,7 @@ async def run(kind: str, sizes: list[int], *, duration_s: float, warmup_s: float
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.step", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=("gateway", "floor"))
+    ap.add_argument("kind", choices=("gateway", "floor", "floor_paced"))
     ap.add_argument("sessions", help="comma-separated session counts, e.g. 40,60")
     ap.add_argument("--duration", type=float, default=8.0, help="steady seconds per run (default 8)")
     ap.add_argument("--warmup", type=float, default=2.0)

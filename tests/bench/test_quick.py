@@ -55,7 +55,7 @@ def test_quick_run_writes_well_formed_results(tmp_path: Path) -> None:
     # 2. capacity: both chains stepped (whether a step is sustained depends on the box: not asserted), with CPU
     # by process and Redis commands per frame
     cap = s["capacity"]
-    for kind in ("floor", "gateway"):
+    for kind in ("floor", "floor_paced", "gateway"):
         assert isinstance(cap[kind]["max_sessions"], int), cap[kind]["steps"]
         step = cap[kind]["steps"][0]
         assert isinstance(step["sustained"], bool) and step["verdict"]
