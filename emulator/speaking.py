@@ -25,13 +25,14 @@ class Chunks:
     all at the start of the reply: sessions that start replies at the same moment would otherwise spend one
     burst of CPU on whole replies before their first chunk, and every other session's frames wait behind it."""
 
-    __slots__ = ("_pcm", "_step", "_b64", "durations")
+    __slots__ = ("_pcm", "_step", "_b64", "_left", "durations")
 
     def __init__(self, pcm: bytes, step: int) -> None:
         self._pcm = pcm
         self._step = step
         n = -(-len(pcm) // step)
         self._b64: list[str | None] = [None] * n
+        self._left = n  # chunks not encoded yet; at 0 the PCM is let go (the cache keeps only base64)
         self.durations = [min(step, len(pcm) - i * step) / BYTES_PER_S_OUT for i in range(n)]
 
     def __len__(self) -> int:
@@ -41,6 +42,9 @@ class Chunks:
         data = self._b64[i]
         if data is None:
             data = self._b64[i] = frames.b64(self._pcm[i * self._step : (i + 1) * self._step])
+            self._left -= 1
+            if not self._left:
+                self._pcm = b""
         return data
 
 

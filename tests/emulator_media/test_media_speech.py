@@ -210,5 +210,6 @@ def test_reply_chunks_are_encoded_when_sent_and_cover_the_audio_exactly() -> Non
     assert chunks._b64[0] is None and chunks._b64[2] is None
     assert b"".join(base64.b64decode(chunks.b64(i)) for i in range(3)) == pcm
     assert chunks.b64(1) is chunks.b64(1)  # encoded once, shared by every session sending this reply
+    assert chunks._pcm == b""  # all encoded: the cache holds the base64 only, as before
     assert chunks.durations == [2400 / BYTES_PER_S_OUT, 2400 / BYTES_PER_S_OUT, 322 / BYTES_PER_S_OUT]
     assert len(Chunks(b"", 2400)) == 0
