@@ -39,11 +39,9 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import random
 import secrets
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -51,6 +49,7 @@ import grpc
 from redis.exceptions import NoScriptError
 
 from livegate import metrics
+from livegate.admission_config import AdmissionConfig, ScopeConfig
 from livegate.errors import GatewayError
 from livegate.keys import admission_keys, rate_bucket
 from livegate.redisconn import AnyRedis
@@ -59,98 +58,6 @@ logger = logging.getLogger(__name__)
 
 POLL_MIN_S = 0.02  # a waiter's first re-check; doubles (with jitter) up to POLL_MAX_S
 POLL_MAX_S = 0.3
-
-
-# -- config ---------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class TenantShare:
-    guaranteed: int = 0
-    max: int | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class ScopeConfig:
-    cap: int
-    tenants: Mapping[str, TenantShare] = dataclasses.field(default_factory=dict)
-    default_tenant: TenantShare = TenantShare()
-
-    def share(self, tenant: str) -> TenantShare:
-        return self.tenants.get(tenant, self.default_tenant)
-
-    def script_args(self) -> list[Any]:
-        """cap, default max, then (tenant, guaranteed, max) per listed tenant (-1: no max)."""
-        out: list[Any] = [self.cap, _max_arg(self.default_tenant.max), len(self.tenants)]
-        for name, share in sorted(self.tenants.items()):
-            out += [name, share.guaranteed, _max_arg(share.max)]
-        return out
-
-
-@dataclasses.dataclass(frozen=True)
-class RateLimit:
-    per_s: float
-    burst: int
-
-
-@dataclasses.dataclass(frozen=True)
-class AdmissionConfig:
-    scopes: Mapping[str, ScopeConfig] = dataclasses.field(default_factory=dict)
-    rate: Mapping[str, RateLimit] = dataclasses.field(default_factory=dict)  # tenant or "default"
-    lease_ttl_s: float = 10.0
-    waiter_ttl_s: float = 3.0  # a waiter that stops polling loses its place after this
-    recover_interval_s: float = 60.0  # a quota-shrunk cap grows back by one per interval
-
-    def rate_for(self, tenant: str) -> RateLimit | None:
-        return self.rate.get(tenant) or self.rate.get("default")
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> AdmissionConfig:
-        try:
-            raw = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as e:
-            raise ValueError(f"admission config {path}: {e}") from None
-        return cls.from_dict(raw, source=str(path))
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any], *, source: str = "admission config") -> AdmissionConfig:
-        def fail(msg: str) -> ValueError:
-            return ValueError(f"{source}: {msg}")
-
-        def share(where: str, d: Mapping[str, Any]) -> TenantShare:
-            g, m = int(d.get("guaranteed", 0)), d.get("max")
-            if g < 0 or (m is not None and (int(m) < 1 or int(m) < g)):
-                raise fail(f"{where}: need 0 <= guaranteed <= max and max >= 1 (got {g}, {m})")
-            return TenantShare(g, None if m is None else int(m))
-
-        scopes: dict[str, ScopeConfig] = {}
-        for name, s in dict(raw.get("scopes", {})).items():
-            cap = int(s["cap"]) if "cap" in s else 0
-            if cap < 1:
-                raise fail(f"scope {name!r}: cap must be >= 1")
-            tenants = {t: share(f"scope {name!r} tenant {t!r}", d) for t, d in dict(s.get("tenants", {})).items()}
-            for t in tenants:
-                if not t or "\0" in t:
-                    raise fail(f"scope {name!r}: bad tenant name {t!r}")
-            if sum(x.guaranteed for x in tenants.values()) > cap:
-                raise fail(f"scope {name!r}: guaranteed shares add up to more than the cap {cap}")
-            default = share(f"scope {name!r} default_tenant", s.get("default_tenant") or {})
-            if default.guaranteed:
-                raise fail(f"scope {name!r}: default_tenant.guaranteed must be 0: a share for every unlisted "
-                           "tenant cannot be reserved; list the tenant under 'tenants'")
-            scopes[name] = ScopeConfig(cap, tenants, default)
-        rate: dict[str, RateLimit] = {}
-        for tenant, r in dict(raw.get("rate", {})).items():
-            per_s, burst = float(r["per_s"]), int(r.get("burst", max(1, math.ceil(float(r["per_s"])))))
-            if per_s <= 0 or burst < 1:
-                raise fail(f"rate {tenant!r}: need per_s > 0 and burst >= 1")
-            rate[tenant] = RateLimit(per_s, burst)
-        kw = {k: float(raw[k]) for k in ("lease_ttl_s", "waiter_ttl_s", "recover_interval_s") if k in raw}
-        if any(v <= 0 for v in kw.values()):
-            raise fail("lease_ttl_s, waiter_ttl_s and recover_interval_s must be > 0")
-        return cls(scopes=scopes, rate=rate, **kw)
-
-
-def _max_arg(m: int | None) -> int:
-    return -1 if m is None else m
 
 
 # -- leases ---------------------------------------------------------------------------------------------
