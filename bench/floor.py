@@ -113,8 +113,10 @@ async def echo_main(args: argparse.Namespace) -> None:
                 if speaker is None:
                     speaker = asyncio.create_task(speak())
         finally:
-            if speaker is not None:
+            if speaker is not None:  # owned: stopped and awaited (a send that failed on a closed socket too)
                 speaker.cancel()
+                with contextlib.suppress(BaseException):
+                    await speaker
 
     async def handler(ws: Any) -> None:
         if ws.request.path.rstrip("/").endswith("/paced"):
