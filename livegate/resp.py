@@ -19,7 +19,6 @@ Redis Cluster keeps redis-py's cluster client (see :mod:`livegate.redisconn`): a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -104,11 +103,7 @@ class HeldConnection:
                 return [await _reply(conn) for _ in range(n)]
         except BaseException as exc:
             if conn is not None:
-                # closed and waited for (bounded by the connect timeout): closing without waiting left the
-                # socket to a later loop iteration, which never came when the owner's loop ended right after
-                # a cancellation (a ResourceWarning for an unclosed socket, seen once in the suite)
-                with contextlib.suppress(Exception):
-                    await conn.disconnect()
+                await conn.disconnect(nowait=True)
             if isinstance(exc, asyncio.TimeoutError):
                 raise RedisTimeoutError(f"no reply from Redis within {deadline_s:.1f}s") from None
             raise
