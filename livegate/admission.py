@@ -50,6 +50,7 @@ from redis.exceptions import NoScriptError
 
 from livegate import metrics
 from livegate.admission_config import AdmissionConfig, ScopeConfig
+from livegate.cleanups import Cleanups
 from livegate.errors import GatewayError
 from livegate.keys import admission_keys, rate_bucket
 from livegate.redisconn import AnyRedis
@@ -120,12 +121,18 @@ def retry_after_s(*, waiting: int, live: int, hold_ms: int) -> float:
 
 
 class Admission:
-    """Admission control for one process. Holds no connection of its own and starts no task."""
+    """Admission control for one process. Holds no connection of its own; the only tasks it starts are the
+    give-backs of a cancelled waiter's place, which ``aclose`` waits for (bounded)."""
 
     def __init__(self, redis: AnyRedis | None, config: AdmissionConfig | None) -> None:
         self.redis = redis
         self.config = config
         self._waiting: dict[str, asyncio.Future[None]] = {}  # lease id -> done when a script here granted it
+        self._cleanups = Cleanups("admission")
+
+    async def aclose(self, timeout_s: float) -> None:
+        """Let the give-backs in flight reach Redis (before the owner closes its connection)."""
+        await self._cleanups.aclose(timeout_s)
 
     def __repr__(self) -> str:
         scopes = len(self.config.scopes) if self.config else 0
@@ -201,7 +208,7 @@ class Admission:
         finally:
             self._waiting.pop(lease.id, None)
             if not settled:  # cancelled, or Redis failed: leave no waiter and no lease behind
-                await asyncio.shield(self._abandon(scope, sc, lease.id, member))
+                await self._cleanups.shielded(self._abandon(scope, sc, lease.id, member), f"give up {lease.id}")
         waited = loop.time() - start
         metrics.ADMISSION_WAIT_SECONDS.labels(tenant).observe(waited)
         logger.debug("admission: tenant %s admitted to scope %s after %.3fs (lease %s)", tenant, scope, waited,

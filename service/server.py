@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from livegate import __version__, keys, metrics, records
 from livegate.bus import Batcher, every, read_stream, supervise
+from livegate.cleanups import Cleanups
 from livegate.errors import GatewayError, invalid_argument, not_found
 from livegate.admission import Lease, admission_from_settings, scope_of
 from livegate.models import LIVE_MODELS
@@ -51,7 +52,8 @@ class Front:
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.cleanups: set[asyncio.Task[None]] = set()  # session closes still running after their RPC ended
+        self.calls: set[asyncio.Task[Any]] = set()  # the RPC handlers running (service/servicer.py)
+        self.cleanups = Cleanups(f"front {self.id}")  # session closes and lease releases that outlive their RPC
         self._stop: asyncio.Event | None = None
         self.port = 0
         self._closed = False
@@ -124,8 +126,12 @@ class Front:
         if self._server is not None:
             await self.health.enter_graceful_shutdown()
             await self._server.stop(self.settings.front_grace_s if grace_s is None else grace_s)
-        if self.cleanups:  # let session closes started by ended RPCs reach Redis (bounded)
-            await asyncio.wait(list(self.cleanups), timeout=5.0)
+        if self.calls:  # stop cancelled them; their unwinding still starts session closes and detaches
+            _, late = await asyncio.wait(set(self.calls), timeout=5.0)
+            if late:
+                logger.error("front %s: %d calls still running 5s after the server stopped", self.id, len(late))
+        await self.cleanups.aclose(timeout_s=5.0)  # session closes started by ended RPCs reach Redis (bounded)
+        await self.admission.aclose(timeout_s=1.0)  # its waiters gave up with the RPCs
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -181,7 +187,7 @@ class Front:
         try:
             return await self._create(tenant, first, setup, model, route, upstream_handle, lease)
         except BaseException:
-            await asyncio.shield(self.admission.release(lease))
+            await self.cleanups.shielded(self.admission.release(lease), "release an unused admission lease")
             raise
 
     async def _create(self, tenant: str, first: gw.ClientMessage, setup: live.BidiGenerateContentSetup, model: str,

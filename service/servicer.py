@@ -9,8 +9,10 @@ pre-serialized bytes (the worker serializes every server message once; the front
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from service.server import Front
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SERVICE_NAME = gw.DESCRIPTOR.services_by_name["LiveGateway"].full_name
 
@@ -50,16 +54,35 @@ class LiveGatewayServicer:
 
     def handler(self) -> grpc.GenericRpcHandler:
         unary = grpc.unary_unary_rpc_method_handler
+        owned = self._owned
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {
             "Connect": grpc.stream_stream_rpc_method_handler(
-                self.Connect, request_deserializer=_deserialize_client, response_serializer=_serialize_server),
-            "GetSession": unary(self.GetSession, request_deserializer=gw.GetSessionRequest.FromString,
+                owned(self.Connect), request_deserializer=_deserialize_client, response_serializer=_serialize_server),
+            "GetSession": unary(owned(self.GetSession), request_deserializer=gw.GetSessionRequest.FromString,
                                 response_serializer=gw.Session.SerializeToString),
-            "ListSessions": unary(self.ListSessions, request_deserializer=gw.ListSessionsRequest.FromString,
+            "ListSessions": unary(owned(self.ListSessions), request_deserializer=gw.ListSessionsRequest.FromString,
                                   response_serializer=gw.ListSessionsResponse.SerializeToString),
-            "CloseSession": unary(self.CloseSession, request_deserializer=gw.CloseSessionRequest.FromString,
+            "CloseSession": unary(owned(self.CloseSession), request_deserializer=gw.CloseSessionRequest.FromString,
                                   response_serializer=gw.CloseSessionResponse.SerializeToString),
         })
+
+    def _owned(self, method: Callable[[Any, grpc.aio.ServicerContext], Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        """The call's task is listed in ``front.calls``: grpc's ``Server.stop`` cancels the handlers but does not
+        wait for them to unwind, and their ``finally`` blocks still write to Redis (a session's close or
+        detach), so the front's close waits for them before it closes its connections."""
+        calls = self.front.calls
+
+        @functools.wraps(method)
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> T:
+            task = asyncio.current_task()
+            assert task is not None
+            calls.add(task)
+            try:
+                return await method(request, context)
+            finally:
+                calls.discard(task)
+
+        return call
 
     # -- Connect -----------------------------------------------------------------------------------
 
@@ -117,7 +140,7 @@ class LiveGatewayServicer:
                 error = server_task.result()
                 if error is not None and error.reason == "NO_WORKER":
                     closed = True
-                    await asyncio.shield(session.request_close())
+                    await self.front.cleanups.shielded(session.request_close(), f"close {session.sid}")
                 # SLOW_READER: the caller is cut but the session is kept (detached) for a reattach
                 return error
             exc = client_task.exception()
@@ -126,7 +149,7 @@ class LiveGatewayServicer:
                 if context.cancelled():
                     raise asyncio.CancelledError()  # the caller is lost (finally: detach)
             closed = True
-            await asyncio.shield(session.request_close())
+            await self.front.cleanups.shielded(session.request_close(), f"close {session.sid}")
             if exc is not None:
                 if isinstance(exc, GatewayError):
                     return exc
@@ -141,9 +164,7 @@ class LiveGatewayServicer:
                 t.cancel()
             await asyncio.gather(server_task, client_task, return_exceptions=True)
             if not closed:  # the caller went away (broken stream): keep the session for a reattach
-                task = asyncio.create_task(self._detach_after_loss(session, grace_s))
-                self.front.cleanups.add(task)
-                task.add_done_callback(self.front.cleanups.discard)
+                self.front.cleanups.start(self._detach_after_loss(session, grace_s), f"detach {session.sid}")
 
     async def _detach_after_loss(self, session: Any, grace_s: float) -> None:
         if self.front.sessions.get(session.sid) not in (None, session):

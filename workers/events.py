@@ -1,5 +1,5 @@
 """What flows into and out of a session relay: inbox items, the outcomes that end or move a relay, and the
-helpers that read an upstream close."""
+helpers that read an upstream close or count its token usage."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import websockets.exceptions
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from livegate import metrics
 from livegate.errors import GatewayError
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
@@ -59,6 +60,13 @@ def live_modality_name(value: int) -> str:
         return live.ModalityTokenCount.DESCRIPTOR.fields_by_name["modality"].enum_type.values_by_number[value].name
     except KeyError:
         return "MODALITY_UNSPECIFIED"
+
+
+def count_tokens(model: str, tenant: str, usage: live.UsageMetadata) -> None:
+    """An upstream ``usage_metadata``, per direction and modality, into ``livegate_tokens_total``."""
+    for direction, field in (("prompt", "prompt_tokens_details"), ("response", "response_tokens_details")):
+        for d in getattr(usage, field):
+            metrics.TOKENS.labels(model, tenant, direction, live_modality_name(d.modality)).inc(d.token_count)
 
 
 def starts_turn(msg: gw.ClientMessage) -> bool:

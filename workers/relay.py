@@ -19,7 +19,6 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
-import google.auth.exceptions
 import grpc
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -32,8 +31,9 @@ from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
 
 from workers.events import (ClientClosed, GoAwayReceived, InboxItem, Migrate, SessionHandedOver, SessionLost,
-                            UpstreamClosed, close_info, live_modality_name, starts_turn, stop_tasks)
+                            UpstreamClosed, close_info, count_tokens, starts_turn, stop_tasks)
 from workers.renewal import RenewalPolicy
+from workers.upstream import close_bounded
 
 if TYPE_CHECKING:
     from workers.worker import Worker
@@ -123,7 +123,7 @@ class SessionRelay(RenewalPolicy):
             logger.exception("session %s failed", self.sid)
             error = GatewayError(grpc.StatusCode.INTERNAL, "INTERNAL", f"gateway worker error: {type(exc).__name__}")
         await self._close_ws(1000)
-        await asyncio.shield(self._finish(error))
+        await self.worker.cleanups.shielded(self._finish(error), f"finish {self.sid}")
 
     async def _relay_forever(self) -> None:
         attempt = 0
@@ -181,21 +181,7 @@ class SessionRelay(RenewalPolicy):
     async def _connect(self) -> None:
         w = self.worker
         self._reset_renewal()
-        try:
-            ws = await w.open_upstream(self.route)
-        except google.auth.exceptions.RefreshError as exc:  # the credentials were refused: not transient
-            metrics.UPSTREAM_CONNECTS.labels(self.record.flavour, "error").inc()
-            raise GatewayError(grpc.StatusCode.INTERNAL, "UPSTREAM_AUTH",
-                               f"the gateway could not obtain upstream credentials ({type(exc).__name__}); "
-                               "an operator must fix them") from None
-        except google.auth.exceptions.TransportError:  # the token endpoint is unreachable: retried like a connect
-            metrics.UPSTREAM_CONNECTS.labels(self.record.flavour, "error").inc()
-            raise UpstreamClosed(None, "token endpoint unreachable") from None
-        except Exception:
-            metrics.UPSTREAM_CONNECTS.labels(self.record.flavour, "error").inc()
-            raise
-        metrics.UPSTREAM_CONNECTS.labels(self.record.flavour, "ok").inc()
-        self.ws = ws
+        self.ws = ws = await w.open_upstream(self.route)
         self.record.connects += 1
         self._local_connects += 1
         setup = codec.upstream_setup(self.setup, self._handle, self.route, self.record.model,
@@ -355,7 +341,7 @@ class SessionRelay(RenewalPolicy):
                 self._m["first_response"].observe(time.monotonic() - self._turn_started)  # type: ignore[attr-defined]
                 self._turn_started = 0.0
             if msg.HasField("usage_metadata"):
-                self._count_tokens(msg.usage_metadata)
+                count_tokens(self.record.model, self.record.tenant, msg.usage_metadata)
             if kind == "server_content":
                 self._turn_open = not msg.server_content.turn_complete
             elif kind == "tool_call":
@@ -364,12 +350,6 @@ class SessionRelay(RenewalPolicy):
             if self._closing and not self._turn_open:
                 raise ClientClosed()  # the turn the caller was waiting for is complete
 
-    def _count_tokens(self, usage: object) -> None:
-        r = self.record
-        for direction, field in (("prompt", "prompt_tokens_details"), ("response", "response_tokens_details")):
-            for d in getattr(usage, field):
-                metrics.TOKENS.labels(r.model, r.tenant, direction, live_modality_name(d.modality)).inc(d.token_count)
-
     async def _on_resumption_update(self, msg: gw.ServerMessage) -> None:
         upd = msg.session_resumption_update
         self._resumable = upd.resumable
@@ -377,7 +357,8 @@ class SessionRelay(RenewalPolicy):
             self._handle = upd.new_handle
             self._handle_index = (self._conn_base + upd.last_consumed_client_message_index
                                   if upd.HasField("last_consumed_client_message_index") else self.next_index - 1)
-            ok = await asyncio.shield(self.worker.save_handle(self, self._handle, self._handle_index))
+            ok = await self.worker.cleanups.shielded(self.worker.save_handle(self, self._handle, self._handle_index),
+                                                     f"save the handle of {self.sid}")
             if not ok:
                 raise SessionLost()
             if (self._renew_timer is not None or self._migrating) and self._at_resumable_point():
@@ -410,17 +391,10 @@ class SessionRelay(RenewalPolicy):
     # -- end ------------------------------------------------------------------------------------------
 
     async def _close_ws(self, code: int) -> None:
-        """Close the upstream socket, bounded: a stalled peer that does not answer the close handshake is
-        aborted, so the resume that follows is not refused as 'still open'."""
         ws, self.ws = self.ws, None
         self._turn_open = False
         if ws is not None:
-            try:
-                await asyncio.wait_for(ws.close(code), timeout=2.0)
-            except (asyncio.TimeoutError, OSError, ConnectionClosed):
-                pass
-            if ws.transport is not None and not ws.transport.is_closing():
-                ws.transport.abort()
+            await close_bounded(ws, code)
 
     async def _finish(self, error: GatewayError | None) -> None:
         await self.worker.end_session(self, error)

@@ -9,11 +9,17 @@ import ssl
 import time
 from typing import Protocol
 
+import google.auth.exceptions
+import grpc
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
+from livegate import metrics
+from livegate.errors import GatewayError
 from livegate.routes import UpstreamRoute
 from livegate.settings import Settings
+from workers.events import UpstreamClosed
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +141,37 @@ class Upstreams:
         return parts
 
     async def open(self, route: UpstreamRoute) -> ClientConnection:
+        """A new WebSocket to ``route`` (counted in ``livegate_upstream_connects_total``). Refused credentials
+        end the session (``UPSTREAM_AUTH``); an unreachable token endpoint is retried like a failed connect
+        (``UpstreamClosed``); a failed connect raises OSError or a websockets error."""
         credentials, ctx = self.prepare(route)
-        return await open_upstream(self._settings, route, credentials, ssl_ctx=ctx)
+        connects = metrics.UPSTREAM_CONNECTS
+        try:
+            ws = await open_upstream(self._settings, route, credentials, ssl_ctx=ctx)
+        except google.auth.exceptions.RefreshError as exc:  # the credentials were refused: not transient
+            connects.labels(route.flavour, "error").inc()
+            raise GatewayError(grpc.StatusCode.INTERNAL, "UPSTREAM_AUTH",
+                               f"the gateway could not obtain upstream credentials ({type(exc).__name__}); "
+                               "an operator must fix them") from None
+        except google.auth.exceptions.TransportError:  # the token endpoint is unreachable: retried like a connect
+            connects.labels(route.flavour, "error").inc()
+            raise UpstreamClosed(None, "token endpoint unreachable") from None
+        except Exception:
+            connects.labels(route.flavour, "error").inc()
+            raise
+        connects.labels(route.flavour, "ok").inc()
+        return ws
+
+
+async def close_bounded(ws: ClientConnection, code: int) -> None:
+    """Close ``ws`` with ``code``, bounded: a stalled peer that does not answer the close handshake is aborted,
+    so a resume that follows is not refused as 'still open'."""
+    try:
+        await asyncio.wait_for(ws.close(code), timeout=2.0)
+    except (asyncio.TimeoutError, OSError, ConnectionClosed):
+        pass
+    if ws.transport is not None and not ws.transport.is_closing():
+        ws.transport.abort()
 
 
 async def open_upstream(settings: Settings, route: UpstreamRoute, credentials: Credentials, *,

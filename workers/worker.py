@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection
 
 from livegate import __version__, keys, metrics, records
 from livegate.bus import Batcher, read_stream, supervise
+from livegate.cleanups import Cleanups
 from livegate.errors import GatewayError
 from livegate.admission import Lease, admission_from_settings
 from livegate.redisconn import AnyRedis, connect
@@ -48,6 +49,7 @@ class Worker:
         self._own_redis = redis is None
         self.redis: AnyRedis = redis if redis is not None else connect(self.settings.redis_url, client_name=self.id)
         self.batcher = Batcher(self.redis, role="worker")
+        self.cleanups = Cleanups(f"worker {self.id}")  # a session's last writes, which outlive its relay task
         self.sessions: dict[str, SessionRelay] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
@@ -132,15 +134,13 @@ class Worker:
         _, stuck = await asyncio.wait(tasks, timeout=5.0) if tasks else (set(), set())
         if stuck:
             logger.error("worker %s: %d tasks ignored cancellation at shutdown", self.id, len(stuck))
+        await self.cleanups.aclose(timeout_s=5.0)
+        await self.admission.aclose(timeout_s=1.0)
         try:
             # sessions still held (not handed over within the drain timeout): the fleet takes them over now
             # rather than after our heartbeat expires
             if held:
-                pipe = self.redis.pipeline(transaction=False)
-                for sid in held:
-                    pipe.xadd(keys.ALLOC_STREAM, {"s": sid, "from": self.id, "k": "takeover", "hb": records.now_ms()})
-                await pipe.execute()
-                logger.warning("worker %s: requeued %d sessions it could not hand over", self.id, len(held))
+                await self._requeue(held)
             await self.redis.zrem(keys.WORKERS, self.id)
             await self.redis.xgroup_delconsumer(keys.ALLOC_STREAM, keys.ALLOC_GROUP, self.id)
             await self.redis.delete(keys.worker_heartbeat(self.id), keys.worker_inbox(self.id))
@@ -150,6 +150,15 @@ class Worker:
         if self._own_redis:
             await self.redis.aclose()
         logger.info("worker %s closed: taken=%d ended=%d", self.id, self.stats.taken, self.stats.ended)
+
+    async def _requeue(self, sids: list[str]) -> None:
+        """Give sessions this worker holds but will not relay to the fleet now, rather than after its
+        heartbeat expires."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sid in sids:
+            pipe.xadd(keys.ALLOC_STREAM, {"s": sid, "from": self.id, "k": "takeover", "hb": records.now_ms()})
+        await pipe.execute()
+        logger.warning("worker %s: requeued %d sessions it could not hand over", self.id, len(sids))
 
     async def abandon_all(self) -> None:
         """Stop relaying every session without cleaning up: the fleet gave them to other workers."""
@@ -212,12 +221,14 @@ class Worker:
         # Once the claim succeeds, fronts route this session's entries to our inbox; hold them until the
         # relay exists (a close can arrive between the claim and the registration below).
         self._claiming[sid] = []
+        claimed = started = False
         try:
             epoch = await records.claim(self.redis, sid, self.id, expected=expected_owner,
                                         ttl_s=self.settings.session_key_ttl_s)
             if epoch <= 0:
                 logger.info("worker %s: session %s not claimable (%s)", self.id, sid, "gone" if epoch < 0 else "owned")
                 return
+            claimed = True
             record = await records.load(self.redis, sid)
             if record is None:
                 return
@@ -227,20 +238,29 @@ class Worker:
             await self.redis.sadd(keys.worker_sessions(self.id), sid)
             for item in self._claiming[sid]:
                 relay.deliver(item)
+            # no await from this check to the task's creation: aclose either sees the task or we see the stop
+            if self._stop is not None and self._stop.is_set():
+                return
+            self.sessions[sid] = relay
+            self.stats.taken += 1
+            self._update_capacity()
+            self._tasks[sid] = asyncio.create_task(self._run_session(relay), name=f"session-{sid}")
+            started = True
         finally:
             self._claiming.pop(sid, None)
-        self.sessions[sid] = relay
-        self.stats.taken += 1
-        self._update_capacity()
-        self._tasks[sid] = asyncio.create_task(self._run_session(relay), name=f"session-{sid}")
+            if claimed and not started:  # claimed as this worker began to close: the fleet takes it over now
+                self.cleanups.start(self._requeue([sid]), f"requeue {sid}")
         logger.info("worker %s took session %s (%s, epoch %d, model %s)", self.id, sid, cause, epoch, record.model)
 
     async def _run_session(self, relay: SessionRelay) -> None:
+        task = asyncio.current_task()
         try:
             await relay.run()
-        finally:
-            self.sessions.pop(relay.sid, None)
-            self._tasks.pop(relay.sid, None)
+        finally:  # only our own entries: a later claim of the same session may have registered its own
+            if self.sessions.get(relay.sid) is relay:
+                del self.sessions[relay.sid]
+            if self._tasks.get(relay.sid) is task:
+                del self._tasks[relay.sid]
             self.stats.ended += 1
             self._update_capacity()
 

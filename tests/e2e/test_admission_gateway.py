@@ -103,3 +103,29 @@ async def test_upstream_quota_close_shrinks_the_cap(client: Any, stack: dict[str
             while (await admission.status(SCOPE) or {}).get("cap") != 1:
                 await asyncio.sleep(0.05)
         assert await admission.headroom(SCOPE) == 0
+
+
+@pytest.mark.parametrize("settings_overrides", [CAP2])
+async def test_a_failed_lease_renewal_does_not_make_the_worker_unready(client: Any, stack: dict[str, Any],
+                                                                       settings_overrides: dict[str, Any]) -> None:
+    """The beat reached Redis, so the fleet counts the worker alive: a failure after it (renewing the
+    admission leases) is logged by the heartbeat loop and must not take the worker out of service."""
+    from livegate.keys import admission_keys
+
+    cfg = {"response_modalities": ["TEXT"]}
+    async with client.aio.live.connect(model=MODEL, config=cfg) as session:
+        await hello(session, "one")
+        worker = next(w for w in stack["workers"] if w.sessions)
+        leases_key = admission_keys(SCOPE)[0]
+        saved = await stack["redis"].zrange(leases_key, 0, -1, withscores=True)
+        await stack["redis"].delete(leases_key)
+        await stack["redis"].set(leases_key, "not a zset")  # the renewal script now fails with WRONGTYPE
+        before = worker.heartbeat.last
+        try:
+            with pytest.raises(Exception, match="WRONGTYPE"):
+                await worker.heartbeat.beat()
+            assert worker.heartbeat.last > before and worker.ready()
+        finally:
+            await stack["redis"].delete(leases_key)
+            await stack["redis"].zadd(leases_key, dict(saved))
+        assert await hello(session, "two") == 'You said: "two"'
