@@ -120,7 +120,9 @@ class UrlCerts:
         if not self._certs or (kid and kid not in self._certs and now - self._fetched_at >= MIN_REFETCH_S):
             self._fetch_logged()  # blocking: nothing to verify with yet, or the issuer rotated its keys
         elif now >= self._expires and (self._refresh is None or self._refresh.done()):
+            certs = self._certs  # this call is served from the cache, however fast the refresh is
             self._refresh = self._pool.submit(self._fetch_logged)
+            return certs
         return self._certs
 
 
