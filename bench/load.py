@@ -10,7 +10,8 @@ import time
 from typing import Any
 
 from bench.common import (CpuMeter, Emulator, aggregate_roles, commandstats, commandstats_delta,
-                          histogram_quantiles, latency_buckets, no_gc_pauses, scrape, summary_ms)
+                          histogram_quantiles, latency_buckets, machine_split, machine_times, no_gc_pauses, scrape,
+                          summary_ms)
 from bench.script import Direct, Gateway, SessionResult, converse, match
 
 _keys = itertools.count(1)
@@ -162,12 +163,15 @@ def steady_probe(pids: dict[str, int], redis_url: str, metrics: list[Any] | None
         meter = CpuMeter(pids)
         before = await commandstats(redis_url)
         scr0 = [await asyncio.to_thread(scrape, p.metrics) for p in metrics or ()]
+        machine0 = machine_times()
         meter.start()
         await asyncio.sleep(seconds)
         cores = meter.stop()
+        machine = machine_split(machine0, machine_times())
         after = await commandstats(redis_url)
         scr1 = [await asyncio.to_thread(scrape, p.metrics) for p in metrics or ()]
         out: dict[str, Any] = {"window_s": seconds, "cpu_cores": cores, "cpu_by_role": aggregate_roles(cores),
+                               "machine_cores": machine,
                                "redis_commands": commandstats_delta(before, after)}
         if metrics:
             b0: dict[str, list[tuple[float, float]]] = {}

@@ -1,5 +1,5 @@
-"""Profile of the hot path: py-spy samples the worker and the front (real ``livegate`` processes) while N
-sessions run the scripted conversation; the collapsed stacks are reduced to the share of samples per leaf
+"""Profile of the hot path: py-spy samples the worker and the front (real ``livegate`` processes), and the
+emulator they talk to (the upstream, which shares their cores), while N sessions run the scripted conversation; the collapsed stacks are reduced to the share of samples per leaf
 function and per group (JSON/base64, protobuf, Redis, WebSocket/TLS, gRPC, asyncio/uvloop, livegate's own code).
 The raw collapsed stacks are kept next to the results (profile-<role>-native.txt.gz)."""
 
@@ -33,6 +33,8 @@ def _py_spy() -> str | None:
 
 
 IDLE = ("epoll_wait", "epoll_pwait")
+# a thread pool's idle worker (waiting for work on its queue): py-spy samples it like a running thread
+IDLE_FRAMES = ("PyThread_acquire_lock_timed", "_worker (concurrent/futures/thread.py")
 WRITES = ("write (", "writev (", "sendmsg (", "send (", "sendto (")
 READS = ("read (", "readv (", "recv (", "recvmsg (", "recvfrom (")
 
@@ -51,7 +53,7 @@ def _who(frames: list[str]) -> str:
 def classify(frames: list[str]) -> str | None:
     """A group for one stack (leaf last); None = idle (waiting in epoll)."""
     top = frames[-1]
-    if any(top.startswith(w) for w in IDLE):
+    if any(top.startswith(w) for w in IDLE) or any(f.startswith(IDLE_FRAMES) for f in frames[-3:]):
         return None
     if any(top.startswith(w) for w in WRITES):
         return f"syscall: socket write ({_who(frames)})"
@@ -106,7 +108,7 @@ async def run(out: Path, *, sessions: int, seconds: float, native: bool = True) 
         await asyncio.sleep(STAGGER_S + 3)
         out.mkdir(parents=True, exist_ok=True)
         procs = {}
-        for role, p in (("worker", m.workers[0]), ("front", m.fronts[0])):
+        for role, p in (("worker", m.workers[0]), ("front", m.fronts[0]), ("upstream", m.emulator.proc)):
             path = out / f"profile-{role}{'-native' if native else ''}.txt"
             procs[role] = (path, await asyncio.create_subprocess_exec(
                 spy, "record", "--pid", str(p.pid), "--duration", str(int(seconds)), "--rate", "200",

@@ -175,8 +175,9 @@ def markdown(r: dict[str, Any]) -> str:
                      f"{_f(locked['s2c']['p99'])} ms: {'sustained' if locked['sustained'] else 'not sustained'}")
         L.append("")
         L.append("| chain | sessions | c2s p50 / p99 | s2c p50 / p99 | delivered | verdict | worst p99 of each run | "
-                 "CPU cores by process | CPU µs per frame by process | Redis cmds/frame |")
-        L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+                 "CPU cores by process | CPU µs per frame by process | Redis cmds/frame | cores stolen by the "
+                 "hypervisor |")
+        L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for kind in ("floor", "floor_paced", "gateway"):
             for st in (cap.get(kind) or {}).get("steps", []):
                 cpu = _get(st, "steady", "cpu_by_role") or {}
@@ -186,7 +187,8 @@ def markdown(r: dict[str, Any]) -> str:
                          f"{' / '.join(_f(x) for x in st.get('repeats_worst_p99_ms') or [])} | "
                          f"{', '.join(f'{k} {v:.2f}' for k, v in cpu.items())} | "
                          f"{', '.join(f'{k} {v:.0f}' for k, v in (st.get('cpu_us_per_frame') or {}).items())} | "
-                         f"{_f(st.get('redis_commands_per_frame'))} |")
+                         f"{_f(st.get('redis_commands_per_frame'))} | "
+                         f"{_f(_get(st, 'steady', 'machine_cores', 'stolen'))} |")
         L.append("")
         best = _get(cap, "gateway", "at_max", "steady", "redis_commands")
         if best:
@@ -268,7 +270,7 @@ def markdown(r: dict[str, Any]) -> str:
         L.append(f"{prof.get('py_spy')} (`record --native`, 200 Hz), {prof.get('sessions')} sessions of the "
                  "scripted conversation for "
                  f"{prof.get('seconds')} s; share of samples (own time of the leaf function, and grouped).\n")
-        for role in ("worker", "front"):
+        for role in ("worker", "front", "upstream"):
             p = prof.get(role)
             if not p:
                 continue

@@ -50,6 +50,7 @@ async def run(kind: str, sizes: list[int], *, duration_s: float, warmup_s: float
                     "kind": kind, "sessions": n, "sustained": r["sustained"], "verdict": r["verdict"],
                     "p99_ms": {"c2s": r["c2s"]["p99"], "s2c": r["s2c"]["p99"]},
                     "cpu_cores": {k: round(v, 3) for k, v in ((r["steady"] or {}).get("cpu_by_role") or {}).items()},
+                    "machine_cores": (r["steady"] or {}).get("machine_cores"),
                     "cpu_us_per_frame": r.get("cpu_us_per_frame"),
                     "redis_commands_per_frame": r["redis_commands_per_frame"]}
                 if procs:

@@ -24,11 +24,13 @@ def _summary(d: dict) -> None:
         assert d["p50"] <= d["p99"] <= d["max"], d
 
 
-@pytest.mark.timeout(90)
+# A hang guard, not a timing target: the quick run takes ~60 s on an AMD EPYC VM and came within 85 s on a
+# slower Xeon VM in a full suite (where it timed out once at 85 s).
+@pytest.mark.timeout(300)
 def test_quick_run_writes_well_formed_results(tmp_path: Path) -> None:
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
     proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=85)
+                          capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stderr[-4000:]
     r = json.loads((tmp_path / "results.json").read_text())
     assert r["quick"] is True and r["errors"] == {}
