@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -83,27 +84,33 @@ class HeldConnection:
     """One connection of ``client``'s settings, held for its owner's life (redis-py's pool probes a connection
     at every checkout). An exchange writes a packed batch and reads its replies under one deadline that also
     covers a (re)connect and its handshake; a connection that fails, times out or is cancelled mid-exchange is
-    dropped, never reused with replies in flight (it reconnects on the next exchange)."""
+    dropped, never reused with replies in flight (it reconnects on the next exchange).
+
+    The connection is this object's own, not a pool's: ``aclose`` closes its socket before it first suspends, so
+    a shutdown that cancels the closing task (a reader cancelled in its ``finally``) cannot leave it open. (A
+    pool's ``disconnect`` gathers one task per connection: cancelled before they start, none is closed.)"""
 
     def __init__(self, client: Redis) -> None:
-        self._pool = _pool_like(client)
+        pool = client.connection_pool
+        self._make = partial(pool.connection_class, **{**pool.connection_kwargs, "socket_timeout": None})
         self._conn: AbstractConnection | None = None
 
     def __repr__(self) -> str:
-        return f"<HeldConnection {self._pool!r}>"
+        return f"<HeldConnection {self._conn!r}>"
 
     async def exchange(self, packed: bytes, n: int, deadline_s: float) -> list[Any]:
         """``n`` replies to ``packed`` (an error reply as a ``ResponseError`` in its place)."""
         conn = self._conn
+        if conn is None:
+            conn = self._conn = self._make()
         try:
             async with asyncio.timeout(deadline_s):
-                if conn is None:
-                    conn = self._conn = await self._pool.get_connection()
+                if not conn.is_connected:
+                    await conn.connect()
                 await conn.send_packed_command(packed, check_health=False)
                 return [await _reply(conn) for _ in range(n)]
         except BaseException as exc:
-            if conn is not None:
-                await conn.disconnect(nowait=True)
+            await conn.disconnect(nowait=True)
             if isinstance(exc, asyncio.TimeoutError):
                 raise RedisTimeoutError(f"no reply from Redis within {deadline_s:.1f}s") from None
             raise
@@ -111,8 +118,7 @@ class HeldConnection:
     async def aclose(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            await self._pool.release(conn)
-        await self._pool.disconnect()
+            await conn.disconnect()  # the transport is closed at once; then waits for the socket to close
 
 
 class FastRedis:
@@ -170,14 +176,6 @@ class StreamReader:
 
     async def aclose(self) -> None:
         await self._held.aclose()
-
-
-def _pool_like(client: Redis) -> ConnectionPool:
-    """A pool of connections with ``client``'s settings (address, AUTH, TLS, database, RESP3, retry policy)
-    but no per-reply socket timeout: its users put one deadline around each exchange."""
-    pool = client.connection_pool
-    kwargs = {**pool.connection_kwargs, "socket_timeout": None}
-    return ConnectionPool(connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs)
 
 
 async def _reply(conn: AbstractConnection) -> Any:

@@ -157,3 +157,30 @@ async def test_a_silent_redis_is_a_timeout_then_a_retry_not_a_hang() -> None:
         await client.aclose()
         await sleeper.aclose()
         proc.stop()
+
+
+async def test_a_reader_cancelled_while_it_closes_still_closes_its_connection(redis_url: str, redis: Any) -> None:
+    """A shutdown cancels a stream reader while its ``finally`` is closing it (a front's outbox loop that saw its
+    stop event just then): the held connection is closed anyway, not left open for the garbage collector."""
+    from livegate.redisconn import connect
+    from livegate.resp import StreamReader
+
+    name = "lgtest-closing-reader"
+    client = connect(redis_url, client_name=name)
+    reader = StreamReader(client, "feed")
+
+    async def open_connections() -> int:
+        return sum(1 for c in await redis.client_list() if c.get("name") == name)
+
+    try:
+        assert await reader.read(b"0-0", count=1, block_ms=1) == []
+        assert await open_connections() == 1
+        closing = asyncio.ensure_future(reader.aclose())
+        await asyncio.sleep(0)  # aclose has run up to its first suspension
+        closing.cancel()
+        await asyncio.gather(closing, return_exceptions=True)
+        async with asyncio.timeout(5):
+            while await open_connections():
+                await asyncio.sleep(0.01)
+    finally:
+        await client.aclose()
