@@ -186,12 +186,14 @@ class Admission:
                 member = r[1]
                 self._wake(r[7:])
                 _raise_if_cancelled(task, cancels)
+                if r[0] == -1:  # only a waiter that gave up is fenced, and this one has not
+                    raise RuntimeError(f"admission: waiter {lease.id} of scope {scope} was withdrawn while waiting")
                 if r[0] == 1:
                     settled = True
                     break
                 left = deadline - loop.time()
                 if left <= 0:
-                    kept = await self._run(GIVE_UP, scope, sc, lease.id, member, "1")
+                    kept = await self._run(GIVE_UP, scope, sc, lease.id, member, "1", tenant)
                     _raise_if_cancelled(task, cancels)
                     settled = True
                     if kept[0] == 1:
@@ -208,16 +210,18 @@ class Admission:
         finally:
             self._waiting.pop(lease.id, None)
             if not settled:  # cancelled, or Redis failed: leave no waiter and no lease behind
-                await self._cleanups.shielded(self._abandon(scope, sc, lease.id, member), f"give up {lease.id}")
+                await self._cleanups.shielded(self._abandon(scope, sc, tenant, lease.id, member), f"give up {lease.id}")
         waited = loop.time() - start
         metrics.ADMISSION_WAIT_SECONDS.labels(tenant).observe(waited)
         logger.debug("admission: tenant %s admitted to scope %s after %.3fs (lease %s)", tenant, scope, waited,
                      lease.id)
         return lease
 
-    async def _abandon(self, scope: str, sc: ScopeConfig, lease_id: str, member: bytes | str) -> None:
+    async def _abandon(self, scope: str, sc: ScopeConfig, tenant: str, lease_id: str, member: bytes | str) -> None:
+        """Withdraw a waiter (``member`` is "" if its first ACQUIRE was never answered: the script finds it by
+        lease id) and any lease granted to it; an ACQUIRE of it still on its way is refused when it arrives."""
         try:
-            r = await self._run(GIVE_UP, scope, sc, lease_id, member, "0")
+            r = await self._run(GIVE_UP, scope, sc, lease_id, member, "0", tenant)
             self._wake(r[1:])
         except Exception:  # the waiter entry and any granted lease expire on their own
             logger.warning("admission: could not withdraw waiter %s of scope %s", lease_id, scope, exc_info=True)

@@ -7,7 +7,8 @@ from __future__ import annotations
 # KEYS: 1 leases (zset id -> expiry ms), 2 owner (hash id -> "<granted ms>:<tenant>"), 3 used (hash tenant ->
 # live leases), 4 queue (zset, score 0, member "<tenant>\0<tag:15>\0<arrival:6>\0<id>": per-tenant FIFO by
 # lex range), 5 qexp (zset member -> expiry ms), 6 heads (zset tenant -> tag * 1e6 + arrival of its first
-# waiter: the fair order), 7 state (hash: vt, seq, eff, at, hold_ms), 8 tags (hash tenant -> its last tag).
+# waiter: the fair order), 7 state (hash: vt, seq, eff, at, hold_ms), 8 tags (hash tenant -> its last tag),
+# 9 gone (zset withdrawn lease id -> expiry ms: fences an ACQUIRE that reaches Redis after its give-up).
 # ARGV: 1 lease ttl ms, 2 waiter ttl ms, 3 recover ms, 4 cap, 5 default max (-1 none), 6 n listed tenants,
 # n x (tenant, guaranteed, max), then the operation's own arguments from ARGV[OP].
 _COMMON = r"""
@@ -73,6 +74,7 @@ end
 local function purge()  -- expired leases and waiters that stopped polling
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', NOW, 'LIMIT', 0, 1000)) do drop_lease(id) end
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', NOW, 'LIMIT', 0, 1000)) do remove_waiter(m) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', NOW)
 end
 
 local function effective_cap()  -- the configured cap, or less after quota closes (+1 per RECOVER_MS)
@@ -138,15 +140,18 @@ local function touch()
   for i = 4, 6 do redis.call('PEXPIRE', KEYS[i], WAITER_TTL * 3 + 60000) end
   redis.call('PEXPIRE', KEYS[7], 86400000)
   redis.call('PEXPIRE', KEYS[8], WAITER_TTL * 3 + 60000)
+  if redis.call('EXISTS', KEYS[9]) == 1 then redis.call('PEXPIRE', KEYS[9], LEASE_TTL + 60000) end
 end
 """
 
 # ARGV[OP..]: tenant, lease id, waiter member ("" the first time).
-# -> {admitted 1|0, member, waiting, live, cap, mean hold ms (-1: none yet), tenant's live}, then granted ids.
+# -> {admitted 1|0, member, waiting, live, cap, mean hold ms (-1: none yet), tenant's live}, then granted ids;
+#    {-1, member} if this waiter already gave up (a late or retried ACQUIRE: it must neither queue nor take a slot).
 _ACQUIRE = _COMMON + r"""
 purge()
 local cap = effective_cap()
 local tenant, id, member = ARGV[OP], ARGV[OP + 1], ARGV[OP + 2]
+if redis.call('ZSCORE', KEYS[9], id) then return {-1, member} end
 if not redis.call('ZSCORE', KEYS[1], id) then
   if member == '' or not redis.call('ZSCORE', KEYS[5], member) then
     local vt = tonumber(redis.call('HGET', KEYS[7], 'vt')) or 0
@@ -189,17 +194,25 @@ touch()
 return out
 """
 
-# ARGV[OP..]: lease id, waiter member, keep ("1": a lease granted meanwhile is kept) -> {1 kept | 0, granted...}
+# ARGV[OP..]: lease id, waiter member ("": its first ACQUIRE was never answered), keep ("1": a lease granted
+# meanwhile is kept), tenant -> {1 kept | 0, granted...}. A withdrawn id is fenced for a lease TTL.
 _GIVE_UP = _COMMON + r"""
 purge()
 local cap = effective_cap()
-local id, member = ARGV[OP], ARGV[OP + 1]
+local id, member, tenant = ARGV[OP], ARGV[OP + 1], ARGV[OP + 3]
 if redis.call('ZSCORE', KEYS[1], id) then
   if ARGV[OP + 2] == '1' then return {1} end
   drop_lease(id)
-elseif member ~= '' then
-  remove_waiter(member)
+else
+  if member == '' then  -- find it among the tenant's waiters by its lease id
+    local suffix = '\0' .. id
+    for _, m in ipairs(redis.call('ZRANGEBYLEX', KEYS[4], '[' .. tenant .. '\0', '(' .. tenant .. '\1')) do
+      if string.sub(m, -#suffix) == suffix then member = m break end
+    end
+  end
+  if member ~= '' then remove_waiter(member) end
 end
+redis.call('ZADD', KEYS[9], NOW + LEASE_TTL, id)
 local out = {0}
 for _, g in ipairs(grant(cap)) do out[#out + 1] = g end
 touch()

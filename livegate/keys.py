@@ -84,9 +84,11 @@ def admission_keys(scope: str) -> tuple[str, ...]:
     """The keys of one admission scope, in the order its scripts take them; all share ``{adm:<scope>}``:
     leases (zset id -> expiry ms), owner (hash id -> "<ms>:<tenant>"), used (hash tenant -> count), queue
     (zset of waiters, lexically ordered), qexp (zset waiter -> expiry), heads (zset: the fair order), state
-    (hash: vt, seq, effective cap), tags (hash tenant -> last tag)."""
+    (hash: vt, seq, effective cap), tags (hash tenant -> last tag), gone (zset of withdrawn lease ids ->
+    expiry ms: an ACQUIRE that arrives after its waiter gave up is refused)."""
     tag = f"{PREFIX}:{{adm:{scope}}}"
-    return tuple(f"{tag}:{name}" for name in ("leases", "owner", "used", "queue", "qexp", "heads", "state", "tags"))
+    return tuple(f"{tag}:{name}"
+                 for name in ("leases", "owner", "used", "queue", "qexp", "heads", "state", "tags", "gone"))
 
 
 def rate_bucket(tenant: str) -> str:

@@ -33,7 +33,7 @@ async def waiting(adm: Admission, scope: str) -> int:
 
 async def queue_keys_gone(redis: Any, scope: str) -> bool:
     """No waiter is left anywhere in the scope's queue structures."""
-    _, _, _, queue, qexp, heads, _, tags = admission_keys(scope)
+    _, _, _, queue, qexp, heads, _, tags, _ = admission_keys(scope)
     return int(await redis.exists(queue, qexp, heads, tags)) == 0
 
 

@@ -12,9 +12,9 @@ import pytest
 from google.rpc import error_details_pb2
 
 from livegate.errors import GatewayError
-from livegate.admission import ACQUIRE, Admission, admission_keys, retry_after_s
+from livegate.admission import ACQUIRE, GIVE_UP, Admission, admission_keys, retry_after_s
 from service.status import to_status
-from tests.admission.helpers import cancel_all, has_waiting, live, queue_keys_gone, wait_until
+from tests.admission.helpers import cancel_all, has_waiting, live, queue_keys_gone, wait_until, waiting
 
 S = "gemini:models/gemini-live-2.5-flash"
 
@@ -142,6 +142,41 @@ async def test_cancelled_waiter_leaves_no_queue_entry(make: Callable[..., Admiss
     await cancel_all(tasks)
     assert await queue_keys_gone(redis, S)
     assert await live(redis, S) == 1
+
+
+async def test_give_up_finds_the_waiter_of_an_unanswered_first_acquire(make: Callable[..., Admission],
+                                                                        redis: Any) -> None:
+    """The caller goes away after its first ACQUIRE ran in Redis but before its reply arrived: the waiter never
+    learnt its queue entry, and the give-up (by lease id and tenant) still removes it."""
+    adm = make({"scopes": {S: {"cap": 1}}})
+    sc = adm.config.scopes[S]  # type: ignore[union-attr]
+    holder = await adm.acquire("acme", S, 0)
+    other = asyncio.create_task(adm.acquire("acme", S, 30))  # a waiter of the same tenant, queued first
+    await wait_until(has_waiting(adm, S, 1), what="a first waiter")
+    unanswered = await adm._run(ACQUIRE, S, sc, "acme", "lost-lease-id", "")
+    assert unanswered[0] == 0 and await waiting(adm, S) == 2
+    await adm._run(GIVE_UP, S, sc, "lost-lease-id", "", "0", "acme")
+    assert await waiting(adm, S) == 1
+    await adm.release(holder)
+    lease = await asyncio.wait_for(other, 5)  # the slot went to the real waiter, not to the lost one
+    assert await live(redis, S) == 1 and await adm.release(lease)
+    assert await queue_keys_gone(redis, S)
+
+
+async def test_give_up_fences_an_acquire_that_arrives_after_it(make: Callable[..., Admission], redis: Any) -> None:
+    """A cancelled waiter's ACQUIRE can reach Redis after its give-up (retried, or on another connection):
+    it must not queue the waiter again nor take a slot."""
+    adm = make({"scopes": {S: {"cap": 1}}})
+    sc = adm.config.scopes[S]  # type: ignore[union-attr]
+    first = await adm._run(ACQUIRE, S, sc, "acme", "late-lease-id", "")
+    assert first[0] == 1  # the free slot: granted
+    await adm._run(GIVE_UP, S, sc, "late-lease-id", first[1], "0", "acme")
+    for member in (first[1], ""):  # a re-poll, and a first ACQUIRE delivered late
+        late = await adm._run(ACQUIRE, S, sc, "acme", "late-lease-id", member)
+        assert late[0] == -1
+    assert await live(redis, S) == 0 and await queue_keys_gone(redis, S)
+    lease = await adm.acquire("acme", S, 0)  # the slot is free for a real caller
+    assert await live(redis, S) == 1 and await adm.release(lease)
 
 
 async def test_cancellation_is_never_lost_and_leaves_no_orphan_lease(make: Callable[..., Admission],

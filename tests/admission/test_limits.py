@@ -163,7 +163,7 @@ def test_lease_round_trips_through_a_string() -> None:
 def test_keys_of_a_scope_share_one_slot() -> None:
     for scope in (S, "vertex:my-proj/us-central1/live-2.5", "odd}scope{"):
         keys = admission_keys(scope)
-        assert len(keys) == 8 and all(k.startswith("lg:{adm:") for k in keys)
+        assert len(keys) == 9 and all(k.startswith("lg:{adm:") for k in keys)
         assert len({key_slot(k.encode()) for k in keys}) == 1
     assert rate_bucket("acme") == "lg:{rate:acme}:bucket"
 
