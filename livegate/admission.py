@@ -50,7 +50,7 @@ from redis.exceptions import NoScriptError
 
 from livegate import metrics
 from livegate.admission_config import AdmissionConfig, ScopeConfig
-from livegate.cleanups import Cleanups
+from livegate.cleanups import Cleanups, raise_if_cancelled
 from livegate.errors import GatewayError
 from livegate.keys import admission_keys, rate_bucket
 from livegate.redisconn import AnyRedis
@@ -97,14 +97,6 @@ class _Script:
 
 ACQUIRE, RELEASE, GIVE_UP, QUOTA, STATUS = map(_Script, (_ACQUIRE, _RELEASE, _GIVE_UP, _QUOTA, _STATUS))
 RENEW, RATE = _RENEW, _Script(_RATE)  # RENEW is sent with EVAL in a pipeline
-
-
-def _raise_if_cancelled(task: asyncio.Task[Any] | None, cancels: int) -> None:
-    """Re-raise a cancellation that was lost on the way: on Python 3.11, redis-py 8.1 commands sometimes return
-    normally from a task that was cancelled meanwhile (its send path uses ``asyncio.wait_for``, which swallows
-    a cancellation that arrives as the awaited write completes)."""
-    if task is not None and task.cancelling() > cancels:
-        raise asyncio.CancelledError()
 
 
 def _set(fut: asyncio.Future[None]) -> None:
@@ -185,7 +177,7 @@ class Admission:
                 r = await self._run(ACQUIRE, scope, sc, tenant, lease.id, member)
                 member = r[1]
                 self._wake(r[7:])
-                _raise_if_cancelled(task, cancels)
+                raise_if_cancelled(task, cancels)
                 if r[0] == -1:  # only a waiter that gave up is fenced, and this one has not
                     raise RuntimeError(f"admission: waiter {lease.id} of scope {scope} was withdrawn while waiting")
                 if r[0] == 1:
@@ -194,7 +186,7 @@ class Admission:
                 left = deadline - loop.time()
                 if left <= 0:
                     kept = await self._run(GIVE_UP, scope, sc, lease.id, member, "1", tenant)
-                    _raise_if_cancelled(task, cancels)
+                    raise_if_cancelled(task, cancels)
                     settled = True
                     if kept[0] == 1:
                         break

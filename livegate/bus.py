@@ -22,6 +22,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livegate import metrics
+from livegate.cleanups import raise_if_cancelled
 from livegate.redisconn import AnyRedis, _already_written, execute_ordered
 from livegate.resp import FastRedis, StreamReader
 
@@ -133,7 +134,8 @@ class Batcher:
 
 async def supervise(name: str, loop_fn: Callable[[], Awaitable[None]], *, max_backoff_s: float = 2.0) -> None:
     """Run a process-lifetime loop; if it fails, log it and start it again (capped backoff). Only
-    cancellation ends it: a relay loop must never die silently."""
+    cancellation ends it: a relay loop must never die silently (nor outlive its cancellation, even when a
+    library swallowed it: see :func:`livegate.cleanups.raise_if_cancelled`)."""
     backoff = 0.05
     while True:
         try:
@@ -142,20 +144,23 @@ async def supervise(name: str, loop_fn: Callable[[], Awaitable[None]], *, max_ba
         except asyncio.CancelledError:
             raise
         except Exception:
+            raise_if_cancelled()
             logger.exception("%s failed; restarting in %.2fs", name, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max_backoff_s)
 
 
 async def every(interval_s: float, tick: Callable[[], Awaitable[object]], what: str) -> None:
-    """Call ``tick`` every ``interval_s`` for ever; a failed tick is logged (as ``what`` failed) and the next
-    one runs on time. For periodic work whose single failure must not end it (heartbeats, sweeps)."""
+    """Call ``tick`` every ``interval_s`` until cancelled; a failed tick is logged (as ``what`` failed) and the
+    next one runs on time. For periodic work whose single failure must not end it (heartbeats, sweeps). A tick
+    that returns from a cancellation a library swallowed ends the loop all the same."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             await tick()
         except Exception as exc:
             logger.warning("%s failed: %r", what, exc)
+        raise_if_cancelled()
 
 
 def is_stale_id_error(reply: object) -> bool:

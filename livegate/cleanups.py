@@ -9,13 +9,17 @@ is left *before* it closes its connections::
     ok = await self.cleanups.shielded(self.save(...), "save handle")  # the caller may be cancelled; save is not
     ...
     await self.cleanups.aclose(timeout_s=5.0)  # in the owner's aclose, before redis.aclose()
+
+Two helpers for the same shutdowns: :func:`raise_if_cancelled` re-raises a cancellation a library swallowed,
+so a loop that was told to stop does stop; :func:`wait_bounded` waits for tasks to end, with a limit, and
+names what is still running (a task that ignored its cancellation must not hang a shutdown).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -52,19 +56,35 @@ class Cleanups:
         return task
 
     async def aclose(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` for the work in flight, then cancel what is left and wait for it (bounded:
-        a library that swallows a cancellation must not hang a shutdown)."""
-        if not self._tasks:
-            return
-        _, late = await asyncio.wait(set(self._tasks), timeout=timeout_s)
-        if not late:
-            return
-        logger.warning("%s: %d cleanups still running after %.1fs; cancelling them", self._owner, len(late), timeout_s)
+        """Wait up to ``timeout_s`` for the work in flight, then cancel what is left and wait for it (bounded)."""
+        late = await wait_bounded(self._tasks, timeout_s, f"{self._owner}: cleanups still running; cancelling them",
+                                  level=logging.WARNING)
         for t in late:
             t.cancel()
-        _, stuck = await asyncio.wait(late, timeout=1.0)
-        if stuck:
-            logger.error("%s: %d cleanups ignored cancellation", self._owner, len(stuck))
+        await wait_bounded(late, 1.0, f"{self._owner}: cleanups ignored cancellation")
+
+
+async def wait_bounded(tasks: Iterable[asyncio.Task[Any]], timeout_s: float, what: str, *,
+                       level: int = logging.ERROR) -> set[asyncio.Task[Any]]:
+    """Wait up to ``timeout_s`` for ``tasks`` to end; log ``what`` with those still running, and return them."""
+    pending = set(tasks)
+    if not pending:
+        return set()
+    _, late = await asyncio.wait(pending, timeout=timeout_s)
+    if late:
+        names = ", ".join(sorted(t.get_name() for t in late)[:5])
+        logger.log(level, "%s after %.1fs: %d task(s) (%s)", what, timeout_s, len(late), names)
+    return late
+
+
+def raise_if_cancelled(task: asyncio.Task[Any] | None = None, baseline: int = 0) -> None:
+    """Re-raise a cancellation that was lost on the way. On Python 3.11, redis-py 8.1 commands sometimes return
+    normally from a task cancelled meanwhile (its send path uses ``asyncio.wait_for``, which swallows a
+    cancellation that arrives as the awaited write completes); the task's ``cancelling()`` count still shows it.
+    ``baseline``: the count when the caller's own scope began (0 for a task's whole life)."""
+    task = task or asyncio.current_task()
+    if task is not None and task.cancelling() > baseline:
+        raise asyncio.CancelledError()
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from livegate import __version__, keys, metrics, records
 from livegate.bus import Batcher, every, read_stream, supervise
-from livegate.cleanups import Cleanups
+from livegate.cleanups import Cleanups, wait_bounded
 from livegate.errors import GatewayError, invalid_argument, not_found
 from livegate.admission import Lease, admission_from_settings, scope_of
 from livegate.models import LIVE_MODELS
@@ -126,15 +126,13 @@ class Front:
         if self._server is not None:
             await self.health.enter_graceful_shutdown()
             await self._server.stop(self.settings.front_grace_s if grace_s is None else grace_s)
-        if self.calls:  # stop cancelled them; their unwinding still starts session closes and detaches
-            _, late = await asyncio.wait(set(self.calls), timeout=5.0)
-            if late:
-                logger.error("front %s: %d calls still running 5s after the server stopped", self.id, len(late))
+        # stop cancelled the calls; their unwinding still starts session closes and detaches
+        await wait_bounded(self.calls, 5.0, f"front {self.id}: calls still running after the server stopped")
         await self.cleanups.aclose(timeout_s=5.0)  # session closes started by ended RPCs reach Redis (bounded)
         await self.admission.aclose(timeout_s=1.0)  # its waiters gave up with the RPCs
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await wait_bounded(self._tasks, 5.0, f"front {self.id}: loops ignored their cancellation")
         try:
             await self.redis.delete(keys.front_outbox(self.id))
             await self.redis.zrem(keys.FRONTS, self.id)

@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from livegate.cleanups import Cleanups
+from livegate.bus import every, supervise
+from livegate.cleanups import Cleanups, wait_bounded
 
 
 async def test_shielded_work_outlives_its_cancelled_caller_and_close_waits_for_it() -> None:
@@ -78,3 +79,62 @@ async def test_started_work_that_fails_is_logged(caplog: pytest.LogCaptureFixtur
         await asyncio.sleep(0)  # done callbacks run on the next loop iteration
     assert any("front f1: detach s-1 failed" in r.getMessage() and "Redis went away" in r.getMessage()
                for r in caplog.records)
+
+
+class _SwallowsOneCancellation:
+    """A tick that does what redis-py 8.1 on Python 3.11 sometimes does: return normally from a cancelled task
+    (once: a test that fails must still be able to stop it)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.swallowed = False
+
+    async def __call__(self) -> None:
+        self.started.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            if self.swallowed:
+                raise
+            self.swallowed = True
+
+
+async def _cancel_and_wait(task: asyncio.Task[None], tick: _SwallowsOneCancellation) -> bool:
+    await tick.started.wait()
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=1.0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return bool(done) and tick.swallowed
+
+
+async def test_a_periodic_loop_ends_when_a_tick_swallowed_its_cancellation() -> None:
+    """A front's heartbeat loop kept running after its close had cancelled it (and the close waited for it for
+    ever): every() re-raises the cancellation its tick lost."""
+    tick = _SwallowsOneCancellation()
+    assert await _cancel_and_wait(asyncio.create_task(every(0.001, tick, "heartbeat")), tick)
+
+
+async def test_a_supervised_loop_is_not_restarted_after_a_swallowed_cancellation() -> None:
+    tick = _SwallowsOneCancellation()
+    runs: list[int] = []
+
+    async def loop_fn() -> None:
+        runs.append(1)
+        await tick()
+        raise ConnectionError("the read failed as the task was cancelled")
+
+    assert await _cancel_and_wait(asyncio.create_task(supervise("outbox", loop_fn)), tick)
+    assert runs == [1]
+
+
+async def test_wait_bounded_names_what_is_still_running(caplog: pytest.LogCaptureFixture) -> None:
+    quick = asyncio.create_task(asyncio.sleep(0), name="quick")
+    stuck = asyncio.create_task(asyncio.Event().wait(), name="front-keepalive")
+    with caplog.at_level(logging.ERROR, logger="livegate.cleanups"):
+        late = await wait_bounded([quick, stuck], 0.05, "front f1: loops ignored their cancellation")
+    assert late == {stuck} and quick.done()
+    assert any("front f1: loops ignored their cancellation after 0.1s: 1 task(s) (front-keepalive)" in r.getMessage()
+               for r in caplog.records)
+    stuck.cancel()
+    assert await wait_bounded([], 1.0, "nothing") == set()

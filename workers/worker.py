@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection
 
 from livegate import __version__, keys, metrics, records
 from livegate.bus import Batcher, read_stream, supervise
-from livegate.cleanups import Cleanups
+from livegate.cleanups import Cleanups, wait_bounded
 from livegate.errors import GatewayError
 from livegate.admission import Lease, admission_from_settings
 from livegate.redisconn import AnyRedis, connect
@@ -130,10 +130,7 @@ class Worker:
         tasks = list(self._tasks.values()) + self._loops
         for t in tasks:
             t.cancel()
-        # bounded: a task whose cancellation a library swallowed must not hang the shutdown
-        _, stuck = await asyncio.wait(tasks, timeout=5.0) if tasks else (set(), set())
-        if stuck:
-            logger.error("worker %s: %d tasks ignored cancellation at shutdown", self.id, len(stuck))
+        await wait_bounded(tasks, 5.0, f"worker {self.id}: tasks ignored their cancellation")
         await self.cleanups.aclose(timeout_s=5.0)
         await self.admission.aclose(timeout_s=1.0)
         try:
