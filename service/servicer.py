@@ -156,8 +156,9 @@ class LiveGatewayServicer:
                 raise exc
             # caller half-closed: wait (bounded) for the worker to end the upstream and confirm
             try:
-                return await asyncio.wait_for(asyncio.shield(server_task), timeout=s.close_timeout_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(s.close_timeout_s):  # not wait_for: on 3.11 it can swallow a cancel
+                    return await asyncio.shield(server_task)
+            except TimeoutError:
                 return None
         finally:
             for t in (server_task, client_task):

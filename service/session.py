@@ -110,8 +110,12 @@ class FrontSession:
                                     f"({self.queue.maxsize} messages) overflowed. The session is kept: reattach "
                                     "with the last seq you read to receive the rest", retryable=True, retry_after_s=0.0)
             try:
-                d = await asyncio.wait_for(self.queue.get(), timeout=timeout) if timeout else await self.queue.get()
-            except asyncio.TimeoutError:
+                if timeout:  # the first message only; asyncio.timeout, not wait_for (3.11: can swallow a cancel)
+                    async with asyncio.timeout(timeout):
+                        d = await self.queue.get()
+                else:
+                    d = await self.queue.get()
+            except TimeoutError:
                 return unavailable(f"no worker took the session within {first_timeout_s:.0f}s; the gateway is "
                                    "at capacity or its workers are down; retry", "NO_WORKER", retry_after_s=2.0)
             timeout = None

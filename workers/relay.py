@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from livegate import codec, keys, metrics, records
 from livegate.bus import is_stale_id_error
+from livegate.cleanups import raise_if_cancelled
 from livegate.errors import CloseDecision, GatewayError, classify_close, unavailable
 from livegate.records import SessionRecord
 from livegate.v1 import gateway_pb2 as gw
@@ -128,10 +129,15 @@ class SessionRelay(RenewalPolicy):
     async def _relay_forever(self) -> None:
         attempt = 0
         reason = self.cause
+        task = asyncio.current_task()
         while True:
+            # a cancellation a library swallowed (a connect, a close) must not become a reconnect loop that
+            # outlives the worker's close
+            raise_if_cancelled(task)
             gap_started = time.monotonic()
             try:
                 await self._connect()
+                raise_if_cancelled(task)
             except GatewayError:
                 raise
             except (OSError, ConnectionClosed, asyncio.TimeoutError, UpstreamClosed) as exc:
@@ -188,7 +194,10 @@ class SessionRelay(RenewalPolicy):
                                      compression_default=w.settings.compression_default)
         try:
             await ws.send(setup)
-            first = await asyncio.wait_for(ws.recv(decode=False), timeout=w.settings.upstream_connect_timeout_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns the frame if it arrives as the session is
+            # cancelled, and the cancellation is lost
+            async with asyncio.timeout(w.settings.upstream_connect_timeout_s):
+                first = await ws.recv(decode=False)
         except ConnectionClosed as exc:
             raise UpstreamClosed(*close_info(exc)) from None
         msg = codec.server_from_live(first, self.record.flavour)

@@ -167,8 +167,9 @@ async def close_bounded(ws: ClientConnection, code: int) -> None:
     """Close ``ws`` with ``code``, bounded: a stalled peer that does not answer the close handshake is aborted,
     so a resume that follows is not refused as 'still open'."""
     try:
-        await asyncio.wait_for(ws.close(code), timeout=2.0)
-    except (asyncio.TimeoutError, OSError, ConnectionClosed):
+        async with asyncio.timeout(2.0):  # not wait_for: on 3.11 it can swallow the caller's cancellation
+            await ws.close(code)
+    except (TimeoutError, OSError, ConnectionClosed):
         pass
     if ws.transport is not None and not ws.transport.is_closing():
         ws.transport.abort()
