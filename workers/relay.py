@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from livegate import codec, keys, metrics, records
 from livegate.bus import is_stale_id_error
 from livegate.cleanups import raise_if_cancelled
-from livegate.errors import CloseDecision, GatewayError, classify_close, unavailable
+from livegate.errors import GatewayError, unavailable
 from livegate.records import SessionRecord
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
@@ -141,11 +141,7 @@ class SessionRelay(RenewalPolicy):
             except GatewayError:
                 raise
             except (OSError, ConnectionClosed, asyncio.TimeoutError, UpstreamClosed) as exc:
-                code, why = close_info(exc)
-                decision = self._classified(code, why)
-                if not decision.resume:
-                    assert decision.error is not None
-                    raise decision.error from None
+                self._resume_or_raise(*close_info(exc))
                 attempt += 1
                 if attempt >= self.worker.settings.upstream_max_attempts:
                     raise unavailable(f"the upstream could not be reached after {attempt} attempts",
@@ -171,18 +167,9 @@ class SessionRelay(RenewalPolicy):
             except GoAwayReceived:
                 reason = "go_away"
             except UpstreamClosed as exc:
-                decision = self._classified(exc.code, exc.reason)
-                if not decision.resume:
-                    assert decision.error is not None
-                    raise decision.error from None
+                self._resume_or_raise(exc.code, exc.reason)
                 reason = f"upstream_close_{exc.code}"
             await self._close_ws(1000)
-
-    def _classified(self, code: int | None, reason: str | None) -> CloseDecision:
-        decision = classify_close(code, reason)
-        label = "resume" if decision.resume else (decision.error.reason if decision.error else "end")
-        metrics.UPSTREAM_CLOSES.labels(self.record.flavour, str(code or 1006), label).inc()
-        return decision
 
     async def _connect(self) -> None:
         w = self.worker

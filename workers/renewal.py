@@ -1,6 +1,7 @@
 """When a session's upstream connection is renewed: on go_away (at the first resumable point, at the latest a
 margin before the deadline), when the worker drains (a planned migration), and when the upstream stalls during a
-turn. A mixin of :class:`workers.relay.SessionRelay`, which owns the state it reads."""
+turn; and whether an upstream close is resumed at all. A mixin of :class:`workers.relay.SessionRelay`, which
+owns the state it reads."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from typing import Any
 
 from livegate import metrics
+from livegate.errors import classify_close
 from livegate.v1 import gateway_pb2 as gw
 from workers.events import GoAwayReceived, Migrate, UpstreamClosed
 
@@ -27,6 +29,16 @@ class RenewalPolicy:
     record: Any
     options: Any
     _m: dict[str, Any]
+
+    def _resume_or_raise(self, code: int | None, reason: str | None) -> None:
+        """An upstream close (or failed connect): counted, then resumed by the caller, or ended here with the
+        typed error its classification gives."""
+        decision = classify_close(code, reason)
+        label = "resume" if decision.resume else (decision.error.reason if decision.error else "end")
+        metrics.UPSTREAM_CLOSES.labels(self.record.flavour, str(code or 1006), label).inc()
+        if not decision.resume:
+            assert decision.error is not None
+            raise decision.error from None
 
     async def _renew_waiter(self) -> None:
         await self._renew.wait()
