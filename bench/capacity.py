@@ -57,6 +57,12 @@ async def one_run(main: Main, kind: str, n: int, duration_s: float, warmup_s: fl
                                 channel=main.floor_paced_channel if paced else main.floor_channel,
                                 on_steady=steady_probe(main.floor_pids(paced), redis_url), stagger_s=stagger_s)
         frames = n * 50 * 2 * (r["steady"]["window_s"] if r["steady"] else 0)
+    elif kind == "gateway_echo":  # livegate relaying the floor's traffic to the floor's echo
+        r = await floor_measure("gateway_echo", "", n, duration_s, warmup_s, channel=main.channels[0],
+                                on_steady=steady_probe(main.livegate_echo_pids(), redis_url, main.workers + main.fronts),
+                                stagger_s=stagger_s)
+        msgs = (r["steady"] or {}).get("relayed_messages") or {}
+        frames = msgs.get("c2s", 0) + msgs.get("s2c", 0)
     else:
         stubs = main.stubs()
         r = await measure_multi(main, stubs, n, duration_s, warmup_s,
@@ -66,7 +72,7 @@ async def one_run(main: Main, kind: str, n: int, duration_s: float, warmup_s: fl
         frames = msgs.get("c2s", 0) + msgs.get("s2c", 0)
     r.pop("_raw", None)
     r["cpu_us_per_frame"] = cpu_per_frame(r["steady"], frames)
-    if kind == "gateway":
+    if kind in ("gateway", "gateway_echo"):
         from bench.memory import _sessions_ended
 
         await _sessions_ended(main)  # the next step starts from an empty gateway
@@ -145,6 +151,9 @@ async def run(main: Main, *, start: int, duration_s: float, warmup_s: float, max
     kw = {"start": start, "duration_s": duration_s, "warmup_s": warmup_s, "max_steps": max_steps, "repeats": repeats,
           "stagger_s": stagger_s}
     floor = await search(main, "floor", **kw)
+    # livegate relaying the floor's own traffic to the floor's own echo, right after the floor: the two
+    # chains differ only in their relays (front, worker, Redis layout), not in the upstream or the client
+    gw_echo = await search(main, "gateway_echo", **kw)
     paced = await search(main, "floor_paced", **kw)
     gw = await search(main, "gateway", **kw)
     # the stress shape at livegate's maximum: the same sessions started 10 ms apart, every turn in lockstep
@@ -154,13 +163,15 @@ async def run(main: Main, *, start: int, duration_s: float, warmup_s: float, max
         locked = {k: r.get(k) for k in ("sessions", "c2s", "s2c", "sustained", "verdict", "repeats_worst_p99_ms",
                                         "cpu_us_per_frame")}
     out = {"p99_limit_ms": P99_LIMIT_MS, "repeats": repeats, "stagger_s": stagger_s, "floor": floor,
-           "floor_paced": paced, "gateway": gw,
+           "floor_paced": paced, "gateway": gw, "gateway_echo": gw_echo,
            "gateway_phase_locked_at_max": locked,
            "gateway_sessions_per_core": per_core(gw, ("front", "worker")),
+           "gateway_echo_sessions_per_core": per_core(gw_echo, ("front", "worker")),
            "floor_sessions_per_core": per_core(floor, ("floor_front", "floor_worker")),
            "floor_paced_sessions_per_core": per_core(paced, ("floor_front", "floor_worker"))}
     if floor["max_sessions"]:
         out["ratio_to_floor"] = round(gw["max_sessions"] / floor["max_sessions"], 2)
+        out["relay_ratio_to_floor"] = round(gw_echo["max_sessions"] / floor["max_sessions"], 2)
     if paced["max_sessions"]:
         out["ratio_to_paced_floor"] = round(gw["max_sessions"] / paced["max_sessions"], 2)
     return out

@@ -209,14 +209,14 @@ def latency_buckets(text: str) -> dict[str, list[tuple[float, float]]]:
 
 def histogram_quantiles(before: dict[str, list[tuple[float, float]]], after: dict[str, list[tuple[float, float]]]
                         ) -> dict[str, dict[str, Any]]:
-    """p50/p99 upper bounds (bucket edges, ms) of the observations between two scrapes, per direction."""
+    """p50/p90/p99 upper bounds (bucket edges, ms) of the observations between two scrapes, per direction."""
     out: dict[str, dict[str, Any]] = {}
     for direction, buckets in after.items():
         prev = dict(before.get(direction, []))
         cum = [(le, n - prev.get(le, 0.0)) for le, n in sorted(buckets)]
         total = cum[-1][1] if cum else 0
         row: dict[str, Any] = {"n": int(total)}
-        for q in (50, 99):
+        for q in (50, 90, 99):
             edge = next((le for le, n in cum if total and n >= total * q / 100), None)
             row[f"p{q}_le"] = None if edge is None else (edge if math.isinf(edge) else round(edge * 1e3, 3))
         out[direction] = row

@@ -39,6 +39,17 @@ HDR_IN = struct.Struct("<Qd")
 HDR_OUT = struct.Struct("<Hd")  # k, echo departure
 STAMP = struct.Struct("<Qdd")  # n, client send time, echo arrival
 OUT_B64 = base64.b64encode(b"\x00\x02" * 480).decode()  # 960 B
+# A Live API upstream for livegate (a session that opens with ``setup``): the stamps ride inside the audio
+# bytes, which livegate relays verbatim. Reply audio = 36 B (k = 1, departure, one stamp, zero padding) + 924 B;
+# 36 is a multiple of 3, so its base64 joins the padding's precomputed base64.
+LIVE_HEAD = 36
+LIVE_TAIL_B64 = base64.b64encode(b"\x00\x02" * ((960 - LIVE_HEAD) // 2)).decode()
+
+
+def live_reply(n: int, ts: float, tr: float) -> bytes:
+    head = (HDR_OUT.pack(1, time.time()) + STAMP.pack(n, ts, tr)).ljust(LIVE_HEAD, b"\0")
+    return orjson.dumps({"serverContent": {"modelTurn": {"parts": [{"inlineData": {
+        "mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(head).decode() + LIVE_TAIL_B64}}]}}})
 MAXLEN = 10000
 
 
@@ -118,12 +129,24 @@ async def echo_main(args: argparse.Namespace) -> None:
                 with contextlib.suppress(BaseException):
                     await speaker
 
+    async def live(ws: Any) -> None:
+        await ws.send(b'{"setupComplete":{}}')
+        async for raw in ws:
+            tr = time.time()
+            audio = orjson.loads(raw).get("realtimeInput", {}).get("audio")
+            if audio is None:
+                continue
+            n, ts = HDR_IN.unpack_from(base64.b64decode(audio["data"]))
+            await ws.send(live_reply(n, ts, tr))
+
     async def handler(ws: Any) -> None:
         if ws.request.path.rstrip("/").endswith("/paced"):
             return await paced(ws)
         async for raw in ws:
             tr = time.time()
             msg = orjson.loads(raw)
+            if "setup" in msg:
+                return await live(ws)
             base64.b64decode(msg["realtimeInput"]["audio"]["data"])
             await ws.send(reply([[msg["n"], msg["ts"], tr]]))
 
@@ -250,71 +273,6 @@ async def front_main(args: argparse.Namespace) -> None:
     await _wait_signal()
     task.cancel()
     await server.stop(1)
-
-
-# -- load generator side ------------------------------------------------------------------------------------------
-
-async def floor_session(call_or_ws: Any, kind: str, duration_s: float) -> dict[str, Any]:
-    """One session: 640 B frames at 50/s for ``duration_s``; returns c2s one-way latencies (with their send
-    times), s2c ones (with the echo's send times), and what was sent."""
-    loop = asyncio.get_running_loop()
-    sent: dict[int, float] = {}
-    c2s: list[tuple[float, float]] = []
-    s2c: list[tuple[float, float]] = []
-    audio = b"\x00\x01" * 320
-    audio_b64 = base64.b64encode(audio).decode()
-    end = loop.time() + duration_s
-    t_end = time.time() + duration_s
-
-    async def writer() -> None:
-        n = 0
-        nxt = loop.time()
-        while loop.time() < end:
-            n += 1
-            ts = time.time()
-            sent[n] = ts
-            if kind == "floor":
-                await call_or_ws.write(HDR_IN.pack(n, ts) + audio)
-            else:
-                await call_or_ws.send(orjson.dumps({"realtimeInput": {"audio": {
-                    "data": audio_b64, "mimeType": "audio/pcm;rate=16000"}}, "n": n, "ts": ts}))
-            nxt += 0.02
-            delay = nxt - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -0.2:
-                nxt = loop.time()
-
-    async def reader() -> None:
-        import grpc
-
-        while True:
-            if kind == "floor":
-                m = await call_or_ws.read()
-                t = time.time()
-                if m is grpc.aio.EOF:
-                    return
-                k, te = HDR_OUT.unpack_from(m)
-                stamps = [STAMP.unpack_from(m, HDR_OUT.size + i * STAMP.size) for i in range(k)]
-            else:
-                raw = await call_or_ws.recv()
-                t = time.time()
-                msg = orjson.loads(raw)
-                base64.b64decode(msg["serverContent"]["modelTurn"]["parts"][0]["inlineData"]["data"])
-                stamps, te = msg["in"], msg["te"]
-            for _n, ts, tr in stamps:
-                c2s.append((ts, tr - ts))
-            s2c.append((te, t - te))
-
-    rd = asyncio.create_task(reader())
-    try:
-        await writer()
-        await asyncio.sleep(0.3)
-    finally:
-        rd.cancel()
-        with contextlib.suppress(BaseException):
-            await rd
-    return {"sent": sent, "c2s": c2s, "s2c": s2c, "end": t_end}
 
 
 if __name__ == "__main__":

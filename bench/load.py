@@ -92,11 +92,12 @@ async def _measure(make: Any, mode: str, emulator: Emulator, n: int, duration_s:
 async def floor_measure(mode: str, target: str, n: int, duration_s: float, warmup_s: float,
                         ssl_ctx: Any = None, channel: Any = None, on_steady: Any = None,
                         stagger_s: float | None = STAGGER_S) -> dict[str, Any]:
-    """``mode`` = "floor" (gRPC into the floor front at ``target``) or "floor_direct" (WebSocket straight to
-    the echo at ``target``). Same ramp and steady window as ``measure``."""
+    """``mode`` = "floor" (gRPC into the floor front at ``target``), "floor_direct" (WebSocket straight to
+    the echo at ``target``) or "gateway_echo" (livegate's front on ``channel``, upstream route "echo"). Same
+    ramp and steady window as ``measure``."""
     import websockets
 
-    from bench.floor import floor_session
+    from bench.echo_session import floor_session, gateway_open
 
     ramp = ramp_for(n, stagger_s)
     total = ramp + warmup_s + duration_s
@@ -104,10 +105,20 @@ async def floor_measure(mode: str, target: str, n: int, duration_s: float, warmu
     async def one(i: int) -> dict[str, Any]:
         await asyncio.sleep(i * ramp / max(1, n))
         t0 = time.time()
-        if mode == "floor":
-            call = channel.stream_stream("/floor.Floor/Relay")()
+        setup_s = None
+        if mode in ("floor", "gateway_echo"):
+            call = channel.stream_stream("/floor.Floor/Relay" if mode == "floor" else "/livegate.v1.LiveGateway/Connect")()
             try:
-                res = await floor_session(call, "floor", total)
+                if mode == "floor":
+                    res = await floor_session(call, "floor", total)
+                else:
+                    try:
+                        setup_s = await gateway_open(call)
+                    except Exception as exc:  # noqa: BLE001 - a session that did not open is a data point
+                        return {"sent": {}, "c2s": [], "s2c": [], "end": t0, "t0": t0, "setup_s": None,
+                                "error": f"open: {type(exc).__name__}: {exc}"}
+                    t0 = time.time()  # this session's frames start now
+                    res = await floor_session(call, "gateway", total)
             finally:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(call.done_writing(), 1)
@@ -115,7 +126,7 @@ async def floor_measure(mode: str, target: str, n: int, duration_s: float, warmu
         else:
             async with websockets.connect(target, ssl=ssl_ctx, compression=None, ping_interval=None) as ws:
                 res = await floor_session(ws, "ws", total)
-        res["setup_s"] = None
+        res["setup_s"] = setup_s
         res["t0"] = t0
         return res
 
@@ -133,9 +144,10 @@ async def floor_measure(mode: str, target: str, n: int, duration_s: float, warmu
     sent = sum(1 for r in results for ts in r["sent"].values() if ts < r["end"] - 1.0)
     got = sum(1 for r in results for ts, _ in r["c2s"] if ts < r["end"] - 1.0)
     return {"mode": mode, "sessions": n, "duration_s": duration_s, "c2s": summary_ms(c2s), "s2c": summary_ms(s2c),
-            "setup": summary_ms([]), "delivered_c2s": got / sent if sent else None,
-            "delivered_s2c": got / sent if sent else None, "frames_c2s": sent, "frames_s2c": got, "errors": 0,
-            "error_examples": [], "steady": steady, "ramp_s": ramp, "session_s": total,
+            "setup": summary_ms([r["setup_s"] for r in results if r["setup_s"] is not None]), "delivered_c2s": got / sent if sent else None,
+            "delivered_s2c": got / sent if sent else None, "frames_c2s": sent, "frames_s2c": got,
+            "errors": sum(1 for r in results if r.get("error")),
+            "error_examples": [r["error"] for r in results if r.get("error")][:3], "steady": steady, "ramp_s": ramp, "session_s": total,
             "_raw": {"c2s": c2s, "s2c": s2c}}
 
 

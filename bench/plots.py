@@ -39,7 +39,8 @@ def make_plots(out: Path, r: dict[str, Any]) -> list[str]:
     if cap:
         fig, ax = plt.subplots(figsize=(7, 4))
         for kind, label in (("floor", "floor chain"), ("floor_paced", "floor chain, paced echo"),
-                            ("gateway", "livegate 1+1")):
+                            ("gateway_echo", "livegate 1+1, the floor's echo"),
+                            ("gateway", "livegate 1+1, emulator conversation")):
             if not cap.get(kind):
                 continue
             pts = sorted((st["sessions"], max(st["c2s"]["p99"] or 0, st["s2c"]["p99"] or 0)) for st in cap[kind]["steps"])

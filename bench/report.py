@@ -44,8 +44,13 @@ def headline(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      _met(None not in p99s and max(p99s) <= 5.0)))
     cap = s.get("capacity")
     if cap:
+        if cap.get("gateway_echo"):  # the same echo and client as the floor: only the relays differ
+            ratio = cap.get("relay_ratio_to_floor")
+            rows.append(("capacity (sessions at p99 < 50 ms) vs floor chain, same upstream and client (the floor's echo)",
+                         f"{cap['gateway_echo']['max_sessions']} vs {cap['floor']['max_sessions']} (x{_f(ratio)})",
+                         ">= 0.8 x floor", _met(ratio is not None and ratio >= 0.8)))
         ratio = cap.get("ratio_to_floor")
-        rows.append(("capacity (sessions at p99 < 50 ms) vs floor chain",
+        rows.append(("capacity (sessions at p99 < 50 ms) vs floor chain, the scripted conversation through the emulator",
                      f"{cap['gateway']['max_sessions']} vs {cap['floor']['max_sessions']} (x{_f(ratio)})",
                      ">= 0.8 x floor", _met(ratio is not None and ratio >= 0.8)))
         if cap.get("floor_paced"):  # context, not the target: the floor chain with audio out on its own clock
@@ -155,19 +160,23 @@ def markdown(r: dict[str, Any]) -> str:
                  "Redis commands per frame from `INFO commandstats` (frames = messages relayed in both directions). "
                  f"Session starts are spread over {_f(cap.get('stagger_s'))} s (one scripted turn), so sessions "
                  "change turns at independent moments (`bench/load.py`, `STAGGER_S`).\n")
-        L.append(f"- **livegate: {cap['gateway']['max_sessions']} sessions** (first failure: "
-                 f"{_f(cap['gateway']['first_failure'])}), {_f(cap.get('gateway_sessions_per_core'), 1)} sessions per "
-                 "core of front + worker CPU")
-        L.append(f"- **floor chain: {cap['floor']['max_sessions']} sessions** (first failure: "
-                 f"{_f(cap['floor']['first_failure'])}), {_f(cap.get('floor_sessions_per_core'), 1)} per core of its "
-                 f"front + worker; ratio {_f(cap.get('ratio_to_floor'))}")
-        if cap.get("floor_paced"):
-            fp = cap["floor_paced"]
-            L.append(f"- **floor chain, paced echo: {fp['max_sessions']} sessions** (first failure: "
-                     f"{_f(fp['first_failure'])}), {_f(cap.get('floor_paced_sessions_per_core'), 1)} per core of its "
-                     f"front + worker; ratio {_f(cap.get('ratio_to_paced_floor'))}. The same minimal chain, but the "
-                     "echo sends its audio on its own 20 ms clock (as the Live API and the emulator do) instead of "
-                     "answering each frame at once")
+        for kind, label, per_core, ratio, note in (
+                ("gateway_echo", "livegate, relaying the floor's traffic to the floor's echo", "gateway_echo_sessions_per_core",
+                 "relay_ratio_to_floor", "The same client traffic (640 B frames, stamps inside the audio bytes), the "
+                 "same echo process as its upstream (route `echo`: it answers `setup`, then each frame at once): only "
+                 "the relays differ (`bench/echo_session.py`)"),
+                ("gateway", "livegate, scripted conversation through the emulator", "gateway_sessions_per_core",
+                 "ratio_to_floor", ""),
+                ("floor", "floor chain", "floor_sessions_per_core", "", ""),
+                ("floor_paced", "floor chain, paced echo", "floor_paced_sessions_per_core", "ratio_to_paced_floor",
+                 "The same minimal chain, but the echo sends its audio on its own 20 ms clock (as the Live API and the "
+                 "emulator do) instead of answering each frame at once")):
+            r = cap.get(kind)
+            if r:
+                L.append(f"- **{label}: {r['max_sessions']} sessions** (first failure: {_f(r['first_failure'])}), "
+                         f"{_f(cap.get(per_core), 1)} per core of its front + worker"
+                         + ((f"; livegate's emulator row is x{_f(cap.get(ratio))} of it" if kind == "floor_paced" else
+                             f"; x{_f(cap.get(ratio))} of the floor chain") if ratio else "") + (f". {note}" if note else ""))
         locked = cap.get("gateway_phase_locked_at_max")
         if locked:
             L.append(f"- stress shape, livegate at {locked['sessions']} sessions with every session's turns in "
@@ -178,7 +187,7 @@ def markdown(r: dict[str, Any]) -> str:
                  "CPU cores by process | CPU µs per frame by process | Redis cmds/frame | cores stolen by the "
                  "hypervisor |")
         L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        for kind in ("floor", "floor_paced", "gateway"):
+        for kind in ("floor", "gateway_echo", "floor_paced", "gateway"):
             for st in (cap.get(kind) or {}).get("steps", []):
                 cpu = _get(st, "steady", "cpu_by_role") or {}
                 L.append(f"| {kind} | {st['sessions']} | {_f(st['c2s']['p50'])} / {_f(st['c2s']['p99'])} | "

@@ -1,10 +1,12 @@
 """The benchmark's main stack: Redis, the stamping emulator (real-time pacing, 20 ms audio chunks), livegate
 (workers + fronts as real ``livegate`` processes) and the floor chain (echo, worker, front) side by side, with
-a second floor worker + front on the echo's paced endpoint (bench/floor.py)."""
+a second floor worker + front on the echo's paced endpoint (bench/floor.py). livegate has two upstream routes:
+the emulator (default) and the echo (``SessionOptions.upstream = "echo"``), for the relay-only rows."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,7 @@ class Main:
     fronts: list[Proc] = field(default_factory=list)
     floor: dict[str, Proc] = field(default_factory=dict)
     floor_paced: dict[str, Proc] = field(default_factory=dict)  # worker + front on the echo's paced endpoint
+    echo: Proc | None = None  # the floor's echo; also livegate's upstream route "echo"
     channels: list[Any] = field(default_factory=list)
     floor_channel: Any = None
     floor_paced_channel: Any = None
@@ -51,6 +54,14 @@ class Main:
         out["loadgen"] = os.getpid()
         return out
 
+    def livegate_echo_pids(self) -> dict[str, int]:
+        """livegate's processes with the echo as their upstream (the relay-only capacity rows)."""
+        out = self.livegate_pids()
+        del out["emulator"]
+        assert self.echo is not None
+        out["echo"] = self.echo.pid
+        return out
+
     def floor_pids(self, paced: bool = False) -> dict[str, int]:
         procs = {**self.floor, **self.floor_paced} if paced else self.floor
         out = {f"floor_{k}": p.pid for k, p in procs.items()}
@@ -72,11 +83,16 @@ async def main_stack(*, workers: int = 1, fronts: int = 1, floor: bool = True, p
     emu = await st.start_emulator(pacing=pacing, audio_chunk_ms=20)
     m = Main(st)
     try:
+        key = os.path.join(os.path.dirname(emu.cert), "emulator-key.pem")
+        echo = m.echo = await st.floor_proc("echo", "--cert", emu.cert, "--key", key)
+        # two upstream routes: the emulator (the default) and the floor's echo, which a session picks with
+        # SessionOptions.upstream = "echo" (bench/echo_session.py)
+        routes = {name: {"url": u, "ca_file": emu.cert, "api_key_env": "LIVEGATE_UPSTREAM_API_KEY"}
+                  for name, u in (("emulator", emu.url), ("echo", echo.ident))}
+        env.setdefault("upstreams_json", json.dumps({"routes": routes, "default_route": "emulator"}))
         jobs = [m.add_livegate(workers, fronts, **env)]
         if floor:
             async def floor_up() -> None:
-                key = os.path.join(os.path.dirname(emu.cert), "emulator-key.pem")
-                echo = await st.floor_proc("echo", "--cert", emu.cert, "--key", key)
                 w, f, pw, pf = await asyncio.gather(
                     st.floor_proc("worker", "--redis", url, "--upstream", echo.ident, "--ca", emu.cert),
                     st.floor_proc("front", "--redis", url),

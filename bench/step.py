@@ -38,11 +38,11 @@ async def run(kind: str, sizes: list[int], *, duration_s: float, warmup_s: float
     from bench import capacity
     from bench.stacks import main_stack
 
-    m = await main_stack(floor=kind != "gateway", **env)
+    m = await main_stack(floor=not kind.startswith("gateway"), **env)
     try:
         for n in sizes:
             for _ in range(repeat):
-                procs = m.workers + m.fronts if kind == "gateway" else []
+                procs = m.workers + m.fronts if kind.startswith("gateway") else []
                 before = [await asyncio.to_thread(_batches, p.metrics) for p in procs]
                 r = await capacity.one_run(m, kind, n, duration_s, warmup_s, stagger_s)
                 after = [await asyncio.to_thread(_batches, p.metrics) for p in procs]
@@ -52,7 +52,8 @@ async def run(kind: str, sizes: list[int], *, duration_s: float, warmup_s: float
                     "cpu_cores": {k: round(v, 3) for k, v in ((r["steady"] or {}).get("cpu_by_role") or {}).items()},
                     "machine_cores": (r["steady"] or {}).get("machine_cores"),
                     "cpu_us_per_frame": r.get("cpu_us_per_frame"),
-                    "redis_commands_per_frame": r["redis_commands_per_frame"]}
+                    "redis_commands_per_frame": r["redis_commands_per_frame"],
+                    "livegate_added_latency": (r["steady"] or {}).get("livegate_added_latency")}
                 if procs:
                     out["commands_per_batch"] = {p.name: round((b[0] - a[0]) / max(1.0, b[1] - a[1]), 2)
                                                  for p, a, b in zip(procs, before, after)}
@@ -64,7 +65,7 @@ async def run(kind: str, sizes: list[int], *, duration_s: float, warmup_s: float
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.step", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=("gateway", "floor", "floor_paced"))
+    ap.add_argument("kind", choices=("gateway", "gateway_echo", "floor", "floor_paced"))
     ap.add_argument("sessions", help="comma-separated session counts, e.g. 40,60")
     ap.add_argument("--duration", type=float, default=8.0, help="steady seconds per run (default 8)")
     ap.add_argument("--warmup", type=float, default=2.0)

@@ -57,7 +57,7 @@ def test_quick_run_writes_well_formed_results(tmp_path: Path) -> None:
     # 2. capacity: both chains stepped (whether a step is sustained depends on the box: not asserted), with CPU
     # by process and Redis commands per frame
     cap = s["capacity"]
-    for kind in ("floor", "floor_paced", "gateway"):
+    for kind in ("floor", "floor_paced", "gateway", "gateway_echo"):
         assert isinstance(cap[kind]["max_sessions"], int), cap[kind]["steps"]
         step = cap[kind]["steps"][0]
         assert isinstance(step["sustained"], bool) and step["verdict"]
@@ -68,6 +68,12 @@ def test_quick_run_writes_well_formed_results(tmp_path: Path) -> None:
         assert set(per) == set(step["steady"]["cpu_by_role"]) and all(v >= 0 for v in per.values())
         assert step["repeats_worst_p99_ms"] and len(step["repeats_worst_p99_ms"]) == cap["repeats"]
     assert {"worker", "front", "redis", "emulator", "loadgen"} <= set(cap["gateway"]["steps"][0]["steady"]["cpu_by_role"])
+    # the relay-only row: livegate with the floor's echo as its upstream route, every frame relayed both ways
+    echo_step = cap["gateway_echo"]["steps"][0]
+    assert {"worker", "front", "redis", "echo", "loadgen"} == set(echo_step["steady"]["cpu_by_role"])
+    assert echo_step["errors"] == 0 and echo_step["c2s"]["n"] > 0 and echo_step["s2c"]["n"] > 0
+    assert echo_step["steady"]["relayed_messages"]["c2s"] > 0 and echo_step["steady"]["relayed_messages"]["s2c"] > 0
+    assert "relay_ratio_to_floor" in cap or not cap["floor"]["max_sessions"]
     # sessions started spread over the plan's stagger; the lockstep stress row at livegate's maximum, if any
     assert cap["stagger_s"] == cap["floor"]["stagger_s"] == cap["gateway"]["stagger_s"] > 0
     locked = cap["gateway_phase_locked_at_max"]
