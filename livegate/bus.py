@@ -6,7 +6,7 @@
   after the last id it saw), yielding batches.
 
 On one Redis node they go through :mod:`livegate.resp` (one packed write and one deadline per pipeline, held
-connections); on a cluster through redis-py's cluster client, in order (:func:`livegate.redisconn.execute_ordered`).
+connections); on a cluster through redis-py's cluster client, in order (:func:`livegate.clusterclient.execute_ordered`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livegate import metrics
 from livegate.cleanups import raise_if_cancelled
-from livegate.redisconn import AnyRedis, _already_written, execute_ordered
+from livegate.clusterclient import already_written, execute_ordered
+from livegate.redisconn import AnyRedis
 from livegate.resp import FastRedis, StreamReader
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class Batcher:
                 # means it was written, not that another writer fenced us
                 for i, reply in enumerate(replies):
                     if is_stale_id_error(reply):
-                        replies[i] = await _already_written(self._redis, flat[i]) or reply  # type: ignore[arg-type]
+                        replies[i] = await already_written(self._redis, flat[i]) or reply  # type: ignore[arg-type]
         except Exception as exc:  # connection lost beyond the retry policy: fail this batch, keep running
             self._errors.inc()
             logger.warning("redis pipeline of %d commands failed: %r", n, exc)

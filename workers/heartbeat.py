@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from livegate import keys, metrics, records
 from livegate.admission import Lease
 from livegate.bus import every
-from livegate.redisconn import unordered_pipeline
+from livegate.clusterclient import unordered_pipeline
 from workers.events import InboxItem
 
 if TYPE_CHECKING:

@@ -13,10 +13,10 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from livegate import keys, records
 from livegate.bus import Batcher, is_stale_id_error, read_stream
 from livegate.rediscluster import CLUSTER_SLOTS, RedisClusterProcess
-from livegate.redisconn import (
-    LiveRedisCluster, OrderedClusterPipeline, _already_written, _is_explicit_xadd, connect, execute_ordered,
-    is_cluster_url, parse_cluster_url, ping, plan_phases,
+from livegate.clusterclient import (
+    LiveRedisCluster, OrderedClusterPipeline, _is_explicit_xadd, already_written, execute_ordered, plan_phases,
 )
+from livegate.redisconn import connect, is_cluster_url, parse_cluster_url, ping
 from tests.cluster.conftest import master_of, node_client
 
 SID_A, SID_B = "s-aaaa", "s-bbbb"
@@ -238,8 +238,8 @@ async def test_batcher_on_the_cluster(redis: Any) -> None:
         assert rb[0] == b"0-1" and is_stale_id_error(rb[1])  # a real fence is still reported
         assert await redis.hget(keys.session_meta(a), "handle") == b"h1"
         # a fenced writer (other content at that id) stays fenced; our own entry is recognised
-        assert await _already_written(redis, ("XADD", keys.session_s2c(b), "NOMKSTREAM", "0-1", "m", b"b")) == b"0-1"
-        assert await _already_written(redis, ("XADD", keys.session_s2c(b), "0-1", "m", b"other")) is None
+        assert await already_written(redis, ("XADD", keys.session_s2c(b), "NOMKSTREAM", "0-1", "m", b"b")) == b"0-1"
+        assert await already_written(redis, ("XADD", keys.session_s2c(b), "0-1", "m", b"other")) is None
     finally:
         await batcher.aclose()
 
@@ -324,7 +324,7 @@ async def test_stream_reads_cost_one_round_trip(redis: Any, redis_cluster: Redis
 
 
 async def test_unordered_pipeline_is_one_phase(redis: Any) -> None:
-    from livegate.redisconn import unordered_pipeline
+    from livegate.clusterclient import unordered_pipeline
 
     sids = await sids_on_distinct_masters(redis)
     for s in sids:
