@@ -50,7 +50,7 @@ from redis.exceptions import NoScriptError
 
 from livegate import metrics
 from livegate.admission_config import AdmissionConfig, ScopeConfig
-from livegate.cleanups import Cleanups, raise_if_cancelled
+from livegate.cleanups import Cleanups
 from livegate.errors import GatewayError
 from livegate.keys import admission_keys, rate_bucket
 from livegate.redisconn import AnyRedis
@@ -167,8 +167,6 @@ class Admission:
         member: bytes | str = ""
         delay = POLL_MIN_S
         settled = False
-        task = asyncio.current_task()
-        cancels = task.cancelling() if task else 0
         try:
             while True:
                 # A plain future and a timer, not wait_for(event.wait()): on 3.11 wait_for returns normally
@@ -177,7 +175,6 @@ class Admission:
                 r = await self._run(ACQUIRE, scope, sc, tenant, lease.id, member)
                 member = r[1]
                 self._wake(r[7:])
-                raise_if_cancelled(task, cancels)
                 if r[0] == -1:  # only a waiter that gave up is fenced, and this one has not
                     raise RuntimeError(f"admission: waiter {lease.id} of scope {scope} was withdrawn while waiting")
                 if r[0] == 1:
@@ -186,7 +183,6 @@ class Admission:
                 left = deadline - loop.time()
                 if left <= 0:
                     kept = await self._run(GIVE_UP, scope, sc, lease.id, member, "1", tenant)
-                    raise_if_cancelled(task, cancels)
                     settled = True
                     if kept[0] == 1:
                         break

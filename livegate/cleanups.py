@@ -10,16 +10,18 @@ is left *before* it closes its connections::
     ...
     await self.cleanups.aclose(timeout_s=5.0)  # in the owner's aclose, before redis.aclose()
 
-Two helpers for the same shutdowns: :func:`raise_if_cancelled` re-raises a cancellation a library swallowed,
-so a loop that was told to stop does stop; :func:`wait_bounded` waits for tasks to end, with a limit, and
-names what is still running (a task that ignored its cancellation must not hang a shutdown).
+Helpers for the same shutdowns: :func:`keeping_cancellation` awaits a library call that may swallow its
+task's cancellation and raises it all the same (livegate's Redis clients wrap every command in it);
+:func:`raise_if_cancelled` is the same check for a loop that was told to stop; :func:`wait_bounded` waits for
+tasks to end, with a limit, and names what is still running (a task that ignored its cancellation must not
+hang a shutdown).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -78,13 +80,25 @@ async def wait_bounded(tasks: Iterable[asyncio.Task[Any]], timeout_s: float, wha
 
 
 def raise_if_cancelled(task: asyncio.Task[Any] | None = None, baseline: int = 0) -> None:
-    """Re-raise a cancellation that was lost on the way. On Python 3.11, redis-py 8.1 commands sometimes return
-    normally from a task cancelled meanwhile (its send path uses ``asyncio.wait_for``, which swallows a
-    cancellation that arrives as the awaited write completes); the task's ``cancelling()`` count still shows it.
-    ``baseline``: the count when the caller's own scope began (0 for a task's whole life)."""
+    """Re-raise a cancellation that was lost on the way. On Python 3.11 ``asyncio.wait_for`` swallows a
+    cancellation that arrives as the awaited call completes (redis-py 8.1's send path uses it; livegate's Redis
+    clients raise it at the command, :func:`keeping_cancellation`); the task's ``cancelling()`` count still
+    shows it. Loops that call into other libraries check it too. ``baseline``: the count when the caller's own
+    scope began (0 for a task's whole life)."""
     task = task or asyncio.current_task()
     if task is not None and task.cancelling() > baseline:
         raise asyncio.CancelledError()
+
+
+async def keeping_cancellation(aw: Awaitable[T]) -> T:
+    """``await aw``; if the task was cancelled meanwhile and ``aw`` returned normally all the same, raise the
+    ``CancelledError`` it lost (see :func:`raise_if_cancelled`). A cancellation that came before the call (a
+    cleanup running in a cancelled task) is not raised again."""
+    task = asyncio.current_task()
+    baseline = task.cancelling() if task is not None else 0
+    result = await aw
+    raise_if_cancelled(task, baseline)
+    return result
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

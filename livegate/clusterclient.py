@@ -1,5 +1,6 @@
 """livegate's Redis Cluster client: :class:`LiveRedisCluster`, which :func:`livegate.redisconn.connect`
-returns for a cluster URL.
+returns for a cluster URL. Like the single-node client, its commands and pipelines never swallow a
+cancellation (:func:`livegate.cleanups.keeping_cancellation`).
 
 Its non-transactional pipelines keep the guarantee livegate's code relies on with one Redis: **a pipeline's
 commands take effect in order**, also when they live on different masters (redis-py's ``ClusterPipeline``
@@ -22,6 +23,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ClusterDownError, RedisClusterException, ResponseError, SlotNotCoveredError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from livegate.cleanups import keeping_cancellation
 
 # Errors after which a command may not have run: retried (with backoff) by the ordered cluster pipeline.
 RETRYABLE = (RedisConnectionError, RedisTimeoutError, ClusterDownError, SlotNotCoveredError, ConnectionResetError,
@@ -82,7 +85,7 @@ class LiveRedisCluster(RedisCluster):
         backoff = ExponentialWithJitterBackoff(base=0.02, cap=1.0)
         while True:
             try:
-                return await super().execute_command(*args, **kwargs)
+                return await keeping_cancellation(super().execute_command(*args, **kwargs))
             except Exception as exc:
                 if not is_transient(exc) or failures >= self.retries:
                     raise
@@ -111,8 +114,8 @@ class OrderedClusterPipeline(ClusterPipeline):
         try:
             if not queue:
                 return []
-            results = await execute_ordered(self.cluster_client, [(c.args, c.kwargs) for c in queue],
-                                            [len(queue)] if self.ordered else [1] * len(queue))
+            results = await keeping_cancellation(execute_ordered(
+                self.cluster_client, [(c.args, c.kwargs) for c in queue], [len(queue)] if self.ordered else [1] * len(queue)))
         finally:
             await self.reset()
         if raise_on_error:

@@ -18,6 +18,7 @@ from typing import Any, TypeAlias
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -25,6 +26,7 @@ from redis.exceptions import RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from livegate.cleanups import keeping_cancellation
 from livegate.clusterclient import LiveRedisCluster
 
 AnyRedis: TypeAlias = "Redis | RedisCluster"
@@ -57,6 +59,26 @@ def _retry(role: str = "process") -> Retry:
                           supported_errors=(RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError))
     retry.role = role
     return retry
+
+
+class LiveRedis(Redis):
+    """redis-py's client, except that a command never returns normally from a task cancelled meanwhile: on
+    Python 3.11 redis-py 8.1's send path awaits ``asyncio.wait_for``, which loses a cancellation that arrives
+    as the write completes, and the caller (a loop told to stop, a handler whose RPC ended) went on as if
+    nothing happened. Here the command raises ``CancelledError`` (:func:`livegate.cleanups.keeping_cancellation`)."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        return await keeping_cancellation(super().execute_command(*args, **options))
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return LivePipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+
+
+class LivePipeline(Pipeline):
+    """A pipeline of :class:`LiveRedis`: its ``execute`` keeps a cancellation the same way."""
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        return await keeping_cancellation(super().execute(raise_on_error))
 
 
 def is_cluster_url(url: str) -> bool:
@@ -116,7 +138,7 @@ def connect(url: str, *, client_name: str | None = None) -> Redis | RedisCluster
     )
     if is_cluster_url(url):
         return LiveRedisCluster(**parse_cluster_url(url), max_connections=1000, **common)  # type: ignore[arg-type]
-    return Redis.from_url(url, max_connections=1000, **common)  # type: ignore[arg-type]
+    return LiveRedis.from_url(url, max_connections=1000, **common)  # type: ignore[arg-type]
 
 
 async def ping(url: str) -> bool:

@@ -19,7 +19,6 @@ import grpc
 import orjson
 
 from livegate import keys, metrics
-from livegate.cleanups import raise_if_cancelled
 from livegate.errors import GatewayError, unavailable
 from livegate.v1 import gateway_pb2 as gw
 from service.status import code_from_int
@@ -145,7 +144,6 @@ class FrontSession:
         """Write the logged server messages after ``last_seq`` (through ``up_to``; None: all) in order."""
         entries = await self.front.redis.xrange(keys.session_s2c(self.sid), keys.stream_id(self.last_seq + 1),
                                                 keys.stream_id(up_to) if up_to is not None else "+")
-        raise_if_cancelled()  # a pump cancelled during the read stops (redis-py may have swallowed it)
         for eid, fields in entries:
             seq = keys.stream_seq(eid)
             if seq <= self.last_seq:

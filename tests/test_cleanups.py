@@ -1,14 +1,18 @@
-"""livegate.cleanups: work that outlives a cancelled caller is owned, and its owner's close waits for it."""
+"""livegate.cleanups: work that outlives a cancelled caller is owned, and its owner's close waits for it; a
+cancellation a library swallowed is raised all the same (loops, and livegate's Redis clients)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from livegate.bus import every, supervise
 from livegate.cleanups import Cleanups, wait_bounded
+from livegate.redisconn import LiveRedis, connect
 
 
 async def test_shielded_work_outlives_its_cancelled_caller_and_close_waits_for_it() -> None:
@@ -138,3 +142,66 @@ async def test_wait_bounded_names_what_is_still_running(caplog: pytest.LogCaptur
                for r in caplog.records)
     stuck.cancel()
     assert await wait_bounded([], 1.0, "nothing") == set()
+
+
+class _SwallowingRedis(Redis):
+    """redis-py as Python 3.11's ``wait_for`` can make it: a cancellation that arrives as a command's write
+    completes is lost, and the command runs and returns its reply."""
+
+    started: asyncio.Event
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.started.set()
+        try:
+            await asyncio.sleep(10)  # the cancellation arrives here...
+        except asyncio.CancelledError:
+            pass  # ...and is lost
+        return await super().execute_command(*args, **options)
+
+
+class _LiveOverSwallowing(LiveRedis, _SwallowingRedis):
+    """livegate's client on top of that behaviour."""
+
+
+@pytest.mark.parametrize("client_class, raised", [(_SwallowingRedis, False), (_LiveOverSwallowing, True)])
+async def test_a_command_does_not_return_normally_to_a_cancelled_task(redis_url: str, client_class: Any,
+                                                                      raised: bool) -> None:
+    """The command still ran (Redis has the key), but livegate's client raises the cancellation the layer
+    below lost, as if it had arrived while the caller waited for the reply; plain redis-py returns."""
+    client = client_class.from_url(redis_url)
+    client.started = asyncio.Event()
+    try:
+        await client.delete("lg:test:swallow")
+        client.started.clear()
+        task = asyncio.create_task(client.set("lg:test:swallow", "1"))
+        await client.started.wait()
+        task.cancel()
+        outcome = await asyncio.gather(task, return_exceptions=True)
+        assert isinstance(outcome[0], asyncio.CancelledError) is raised
+        async with Redis.from_url(redis_url) as plain:
+            assert await plain.get("lg:test:swallow") == b"1"
+    finally:
+        await client.aclose()
+
+
+async def test_a_cleanup_in_an_already_cancelled_task_still_runs_its_commands(redis_url: str) -> None:
+    """Only a cancellation that arrives during the command is raised: a task that was cancelled before (a
+    ``finally`` giving a lease back) keeps working."""
+    client = connect(redis_url)
+    done: list[object] = []
+
+    async def holder() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            done.append(await client.set("lg:test:cleanup", "1"))
+            async with client.pipeline(transaction=False) as pipe:
+                done.append(await pipe.get("lg:test:cleanup").delete("lg:test:cleanup").execute())
+
+    task = asyncio.create_task(holder())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await client.aclose()
+    assert done == [True, [b"1", 1]]
