@@ -284,6 +284,7 @@ class Stack:
     redis: RedisProcess | None = None
     emulator: Emulator | None = None
     env: dict[str, str] = field(default_factory=dict)
+    _started: dict[str, int] = field(default_factory=dict)  # processes started per role
 
     def pids(self) -> dict[str, int]:
         out = {p.name: p.pid for p in self.procs if p.popen.poll() is None}
@@ -295,6 +296,12 @@ class Stack:
     def start_redis(self) -> str:
         self.redis = RedisProcess().start()
         return self.redis.url
+
+    def _name(self, role: str) -> str:
+        """``role-N``, numbered when asked, not when the process is up: processes started together (gather)
+        get distinct names, logs and CPU rows."""
+        n = self._started[role] = self._started.get(role, 0) + 1
+        return f"{role}-{n}"
 
     async def _spawn(self, name: str, argv: list[str], pattern: str, env: dict[str, str] | None = None) -> Proc:
         log = os.path.join(self.tmp, f"{name}.log")
@@ -333,18 +340,16 @@ class Stack:
         return env
 
     async def worker(self, capacity: int = 1000, **extra: Any) -> Proc:
-        n = sum(1 for p in self.procs if p.name.startswith("worker")) + 1
         metrics = f"127.0.0.1:{free_port()}"
-        p = await self._spawn(f"worker-{n}", [sys.executable, "-m", "livegate.cli", "worker", "--capacity", str(capacity)],
+        p = await self._spawn(self._name("worker"), [sys.executable, "-m", "livegate.cli", "worker", "--capacity", str(capacity)],
                               r"livegate worker (\S+) started",
                               self.livegate_env(metrics_listen=metrics, **extra))
         p.metrics = metrics
         return p
 
     async def front(self, **extra: Any) -> Proc:
-        n = sum(1 for p in self.procs if p.name.startswith("front")) + 1
         metrics = f"127.0.0.1:{free_port()}"
-        p = await self._spawn(f"front-{n}", [sys.executable, "-m", "livegate.cli", "front", "--listen",
+        p = await self._spawn(self._name("front"), [sys.executable, "-m", "livegate.cli", "front", "--listen",
                                              f"127.0.0.1:{free_port()}"],
                               r"livegate front (\S+) listening on (?P<addr>\S+)",
                               self.livegate_env(metrics_listen=metrics, **extra))
@@ -352,8 +357,7 @@ class Stack:
         return p
 
     async def floor_proc(self, role: str, *args: str) -> Proc:
-        n = sum(1 for p in self.procs if p.name.startswith(f"floor{role}")) + 1
-        return await self._spawn(f"floor{role}-{n}", [sys.executable, "-m", "bench.floor", role, *args],
+        return await self._spawn(self._name(f"floor{role}"), [sys.executable, "-m", "bench.floor", role, *args],
                                  r"floor \S+ (\S+) (?P<addr>\S+)")
 
     async def aclose(self) -> None:
