@@ -142,13 +142,12 @@ async def test_fuzz_front(stack: dict[str, Any], client: Any, caplog: pytest.Log
     # the server side never crashed: a handler's unexpected exception is logged by grpc (or by livegate)
     crashes = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith(("grpc", "service", "workers", "livegate"))]
     assert not crashes, [r.getMessage() for r in crashes[:5]]
-    # nothing leaked: every session the fuzz opened has ended and its keys are gone
+    # nothing leaked: every session the fuzz opened has ended and its keys are gone. A relay deletes its keys
+    # before it leaves its worker's table (end_session then gives the lease back): wait for both, bounded
     redis = stack["redis"]
     async with asyncio.timeout(30):
-        while [k for k in await redis.keys("lg:{s-*") if k]:
+        while [k for k in await redis.keys("lg:{s-*") if k] or any(w.sessions for w in stack["workers"]):
             await asyncio.sleep(0.1)
-    for w in stack["workers"]:
-        assert not w.sessions
     # and the gateway serves a normal conversation afterwards
     async with client.aio.live.connect(model="gemini-live-2.5-flash", config={"response_modalities": ["TEXT"]}) as s:
         await s.send_client_content(turns={"role": "user", "parts": [{"text": "still fine?"}]})
