@@ -2,6 +2,8 @@
 
 - :class:`Batcher` coalesces the writes of many coroutines (every session's frames) into one pipeline per
   round trip: under load one ``execute`` carries hundreds of XADDs; idle, a write costs one round trip.
+- :class:`WriteWindow` lets one writer (a session's direction) keep several batched writes in flight, so a
+  session's throughput is not one frame per pipeline round trip when the loop is busy.
 - :func:`read_stream` follows one stream with ``XREAD BLOCK`` and survives connection drops (it resumes
   after the last id it saw), yielding batches.
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -131,6 +134,58 @@ class Batcher:
             i += len(commands)
             if not fut.done():
                 fut.set_result(part)
+
+
+class WriteWindow:
+    """At most ``size`` of one writer's :meth:`Batcher.submit` futures in flight, oldest first.
+
+    The batcher writes groups in submission order, so a writer need not wait for a write's reply before it
+    submits the next: it waits only when ``size`` are unanswered. A failed write raises from the next
+    :meth:`push` or :meth:`drain` after it completed (so at most ``size`` later writes are already queued).
+    A writer that stops without draining calls :meth:`abandon`, which consumes the replies it will not read.
+    """
+
+    __slots__ = ("_size", "_inflight")
+
+    def __init__(self, size: int) -> None:
+        self._size = max(1, size)
+        self._inflight: deque[asyncio.Future[list[Any]]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._inflight)
+
+    async def push(self, fut: asyncio.Future[list[Any]]) -> list[list[Any]]:
+        """Add a write; return the replies of the oldest writes that are now complete (waiting for the oldest
+        while the window is full)."""
+        q = self._inflight
+        q.append(fut)
+        done: list[list[Any]] = []
+        while q and (len(q) > self._size or q[0].done()):
+            done.append(await q[0])  # popped once answered: a cancelled wait leaves it for abandon()
+            q.popleft()
+        return done
+
+    async def drain(self) -> list[list[Any]]:
+        """Wait for every write in flight; return their replies, oldest first."""
+        done: list[list[Any]] = []
+        while self._inflight:
+            done.append(await self._inflight[0])
+            self._inflight.popleft()
+        return done
+
+    def abandon(self) -> None:
+        """Stop following the writes in flight (they still run); their errors are not reported."""
+        for fut in self._inflight:
+            if fut.done():
+                _consume(fut)
+            else:
+                fut.add_done_callback(_consume)
+        self._inflight.clear()
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 async def supervise(name: str, loop_fn: Callable[[], Awaitable[None]], *, max_backoff_s: float = 2.0) -> None:

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     session_key_ttl_s: int = Field(900, description="TTL of per-session keys, refreshed while the session lives")
     s2c_history_len: int = Field(2000, description="server messages kept per session for reattach replay")
     c2s_log_len: int = Field(3000, description="client messages kept per session for upstream replay")
+    write_window: int = Field(8, ge=1, description="a session's Redis writes in flight per direction before it waits "
+                              "for the oldest reply (1: wait for each)")
     inbox_len: int = Field(10000, description="approximate cap of a worker inbox / front outbox stream")
     reattach_grace_s: float = Field(30.0, description="a session whose caller is gone waits this long for a reattach")
     max_reattach_grace_s: float = Field(600.0, description="upper bound of SessionOptions.reattach_grace")

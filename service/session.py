@@ -19,6 +19,7 @@ import grpc
 import orjson
 
 from livegate import keys, metrics
+from livegate.bus import WriteWindow
 from livegate.errors import GatewayError, unavailable
 from livegate.v1 import gateway_pb2 as gw
 from service.status import code_from_int
@@ -55,6 +56,7 @@ class FrontSession:
         self.last_seq = last_seq
         self.worker = worker
         self.queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=front.settings.session_queue_len)
+        self._writes = WriteWindow(front.settings.write_window)  # the caller's messages on their way to Redis
         self.overflowed = False
         self.throttled_s = 0.0
         self.created = time.monotonic()
@@ -160,7 +162,15 @@ class FrontSession:
     # -- caller -> worker ------------------------------------------------------------------------------
 
     async def pump_client(self, context: grpc.aio.ServicerContext) -> None:
-        """Read the caller's messages until it half-closes; raises GatewayError on bad input."""
+        """Read the caller's messages until it half-closes and they are all in Redis; raises GatewayError on bad
+        input, or the Redis error of a failed write."""
+        try:
+            await self._pump_client(context)
+            await self._writes.drain()
+        finally:
+            self._writes.abandon()  # stopped early (a cancellation or an error): the rest still runs
+
+    async def _pump_client(self, context: grpc.aio.ServicerContext) -> None:
         while True:
             item = await context.read()
             if item is grpc.aio.EOF:
@@ -211,7 +221,8 @@ class FrontSession:
             cmds.append(("EXPIRE", log, s.session_key_ttl_s))
         if self.worker:
             cmds.append(self._inbox_cmd("i", self.index, "m", raw, "t", now))
-        await self.front.batcher.submit(cmds)
+        # ordered by the batcher; not awaited one by one: the next message is read while this one is written
+        await self._writes.push(self.front.batcher.submit(cmds))
 
     async def request_close(self, kind: str = "close") -> None:
         """Ask the owning worker to end the session; if none owns it yet, end it here."""

@@ -3,7 +3,9 @@
 Client -> upstream: entries arrive from the worker inbox (fast path) with the client message index; the
 relay sends them strictly in index order, fetching any gap from the session's ``c2s`` log, dropping
 duplicates. Upstream -> client: every frame becomes a ``ServerMessage`` with the next ``seq``, written to
-the session's ``s2c`` log (id ``0-<seq>``) and the owning front's outbox in one pipeline.
+the session's ``s2c`` log (id ``0-<seq>``) and the owning front's outbox in one pipeline; up to
+``write_window`` of those writes are in flight while the next frames are read (a fenced one is seen at most
+that many frames late, and every exit that hands the session on or cleans it up waits for them first).
 
 The upstream is renewed transparently (go_away, transient closes): close the old socket, resume with the
 latest handle, re-send the client messages the handle does not cover. Non-retryable closes end the session
@@ -24,7 +26,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from livegate import codec, keys, metrics, records
-from livegate.bus import is_stale_id_error
+from livegate.bus import WriteWindow, is_stale_id_error
 from livegate.cleanups import raise_if_cancelled
 from livegate.errors import GatewayError, unavailable
 from livegate.records import SessionRecord
@@ -52,6 +54,7 @@ class SessionRelay(RenewalPolicy):
         self.seq = last_seq
         self.next_index = record.handle_index + 1 if record.handle else 1
         self.queue: asyncio.Queue[InboxItem] = asyncio.Queue()
+        self._writes = WriteWindow(worker.settings.write_window)  # server messages on their way to Redis
         self.ws: ClientConnection | None = None
         self.setup = live.BidiGenerateContentSetup.FromString(record.setup)
         self.route = worker.routing.route(record.route)
@@ -102,6 +105,12 @@ class SessionRelay(RenewalPolicy):
 
     async def run(self) -> None:
         """Relay until the session ends; always leaves Redis clean (or handed over)."""
+        try:
+            await self._run()
+        finally:
+            self._writes.abandon()  # cancelled, or lost: the writes in flight still run, unread
+
+    async def _run(self) -> None:
         error: GatewayError | None = None
         try:
             await self._relay_forever()
@@ -124,6 +133,13 @@ class SessionRelay(RenewalPolicy):
             logger.exception("session %s failed", self.sid)
             error = GatewayError(grpc.StatusCode.INTERNAL, "INTERNAL", f"gateway worker error: {type(exc).__name__}")
         await self._close_ws(1000)
+        try:  # the end entry and the deletion must follow every message, and only if the session is still ours
+            await self._settle_writes()
+        except SessionLost:
+            logger.warning("session %s lost to another worker; stopping without cleanup", self.sid)
+            return
+        except Exception as exc:  # Redis unreachable: the cleanup below tries anyway (keys expire by TTL)
+            logger.warning("session %s: server messages in flight failed: %r", self.sid, exc)
         await self.worker.cleanups.shielded(self._finish(error), f"finish {self.sid}")
 
     async def _relay_forever(self) -> None:
@@ -162,6 +178,7 @@ class SessionRelay(RenewalPolicy):
                 await self._pump()
             except Migrate:
                 await self._close_ws(1000)  # first: a resume while the old socket is open is refused
+                await self._settle_writes()  # the next owner continues after our last logged seq
                 await self.worker.hand_over(self)
                 raise SessionHandedOver() from None
             except GoAwayReceived:
@@ -380,9 +397,14 @@ class SessionRelay(RenewalPolicy):
                                              metrics.MESSAGE_BYTES.labels("worker", "s2c", kind))
         counters[0].inc()  # type: ignore[attr-defined]
         counters[1].inc(len(data))  # type: ignore[attr-defined]
-        replies = await self.worker.write_server_message(self, self.seq, data, t_ns or time.time_ns())
-        if replies[0] is None or is_stale_id_error(replies[0]):  # log gone (session ended) or fenced
-            raise SessionLost()
+        for replies in await self._writes.push(self.worker.write_server_message(self, self.seq, data,
+                                                                                 t_ns or time.time_ns())):
+            _check_logged(replies)
+
+    async def _settle_writes(self) -> None:
+        """Wait for the server messages in flight; raises SessionLost if one was refused."""
+        for replies in await self._writes.drain():
+            _check_logged(replies)
 
     # -- end ------------------------------------------------------------------------------------------
 
@@ -394,3 +416,8 @@ class SessionRelay(RenewalPolicy):
 
     async def _finish(self, error: GatewayError | None) -> None:
         await self.worker.end_session(self, error)
+
+
+def _check_logged(replies: list[object]) -> None:
+    if replies[0] is None or is_stale_id_error(replies[0]):  # log gone (session ended) or fenced
+        raise SessionLost()
