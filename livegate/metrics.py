@@ -52,6 +52,8 @@ TAKEOVER_SECONDS = Histogram("livegate_worker_takeover_seconds",
                              buckets=SECONDS_BUCKETS)
 REATTACHES = Counter("livegate_reattaches_total", "Caller reattaches to a live session", ["result"])
 REPLAYED_MESSAGES = Counter("livegate_replayed_messages_total", "Server messages replayed to reattaching callers")
+STALE_ENTRIES = Counter("livegate_stale_outbox_entries_total",
+                        "Outbox entries from a worker that had lost the session (an older epoch), dropped by the front")
 
 # -- capacity and quota ---------------------------------------------------------------------------------
 WORKER_CAPACITY = Gauge("livegate_worker_capacity", "Sessions this worker can hold")

@@ -1,7 +1,8 @@
 """The session record (``lg:{sid}:meta``) and the atomic operations on it.
 
 One hash per session; every field a front or worker needs to pick the session up. Scripts touch only
-that one key, so they run unchanged on Redis Cluster.
+that key (and, for the fenced log append, the session's s2c log: the same hash tag), so they run unchanged
+on Redis Cluster.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import hashlib
 import hmac
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from livegate import keys
-from livegate.redisconn import AnyRedis
+
+if TYPE_CHECKING:  # records is imported by the Redis clients (the fenced XADD): no import back at runtime
+    from livegate.redisconn import AnyRedis
 
 # States (mirrored by livegate.v1.Session.State)
 PENDING = "pending"  # waiting for a worker
@@ -131,6 +134,17 @@ if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or redis.call('HGET', KEYS[1
 end
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
+"""
+
+# Append a server message to the session's s2c log only while this worker owns the session at this epoch:
+# a worker presumed dead (a long pause, a partition) cannot write a single entry once its session is claimed,
+# whether or not the new owner has written yet. KEYS: meta, s2c log (one hash tag); ARGV: worker, epoch, then
+# the XADD arguments after the key. Replies: the entry id; nil when fenced or the session is gone; XADD's own
+# error (a retried id already written: see livegate.clusterclient.already_written).
+FENCED_XADD = """
+local owner = redis.call('HMGET', KEYS[1], 'worker', 'epoch')
+if owner[1] ~= ARGV[1] or owner[2] ~= ARGV[2] then return false end
+return redis.pcall('XADD', KEYS[2], unpack(ARGV, 3))
 """
 
 

@@ -55,6 +55,7 @@ class FrontSession:
         self.index = last_index
         self.last_seq = last_seq
         self.worker = worker
+        self.epoch = 0  # the highest owner epoch seen in the outbox: entries of an older owner are stale
         self.queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=front.settings.session_queue_len)
         self._writes = WriteWindow(front.settings.write_window)  # the caller's messages on their way to Redis
         self.overflowed = False
@@ -72,6 +73,12 @@ class FrontSession:
     # -- worker -> caller ------------------------------------------------------------------------------
 
     def offer(self, f: dict[bytes, bytes]) -> None:
+        epoch = f.get(b"ep")  # absent: a worker of an older version (a rolling upgrade); taken as is
+        if epoch is not None:
+            if int(epoch) < self.epoch:  # from a worker that lost the session: a claim raised the epoch since
+                metrics.STALE_ENTRIES.inc()
+                return
+            self.epoch = int(epoch)
         if f.get(b"k") == b"end":
             d = Delivery(0, b"", f.get(b"w", b"").decode(), end=True, code=int(f.get(b"c", 0)), error=f.get(b"e", b""))
             if self.queue.full():  # the end must get through: make room, the caller is cut anyway

@@ -3,9 +3,10 @@
 Client -> upstream: entries arrive from the worker inbox (fast path) with the client message index; the
 relay sends them strictly in index order, fetching any gap from the session's ``c2s`` log, dropping
 duplicates. Upstream -> client: every frame becomes a ``ServerMessage`` with the next ``seq``, written to
-the session's ``s2c`` log (id ``0-<seq>``) and the owning front's outbox in one pipeline; up to
-``write_window`` of those writes are in flight while the next frames are read (a fenced one is seen at most
-that many frames late, and every exit that hands the session on or cleans it up waits for them first).
+the session's ``s2c`` log (id ``0-<seq>``, fenced by the relay's epoch) and the owning front's outbox
+(tagged with it) in one pipeline; up to ``write_window`` of those writes are in flight while the next frames
+are read (a fenced one is seen at most that many frames late, and every exit that hands the session on or
+cleans it up waits for them first).
 
 The upstream is renewed transparently (go_away, transient closes): close the old socket, resume with the
 latest handle, re-send the client messages the handle does not cover. Non-retryable closes end the session
@@ -146,6 +147,9 @@ class SessionRelay(RenewalPolicy):
         attempt = 0
         reason = self.cause
         task = asyncio.current_task()
+        if self.cause != "new":
+            # before anything else: from this entry on, the front drops what the previous owner still writes
+            await self.worker.announce(self, self.record.front)
         while True:
             # a cancellation a library swallowed (a connect, a close) must not become a reconnect loop that
             # outlives the worker's close

@@ -286,16 +286,18 @@ class Worker:
         return await self.upstreams.open(route)
 
     def write_server_message(self, relay: SessionRelay, seq: int, data: bytes, t_ns: int) -> asyncio.Future[list[Any]]:
-        """The s2c log entry and the front's outbox entry, in one pipeline. Only the first message creates
-        the log (with a TTL); later ones use NOMKSTREAM, so a late write never resurrects an ended session."""
+        """The s2c log entry (fenced by epoch) and the front's outbox entry (tagged with the epoch, so the
+        front drops a stale owner's), in one pipeline. Only the first message creates the log (with a TTL);
+        later ones use NOMKSTREAM, so a late write never resurrects an ended session."""
         s = self.settings
         self.stats.s2c += 1
         log = keys.session_s2c(relay.sid)
         cmds: list[tuple[Any, ...]] = [
-            ("XADD", log, *(() if seq == 1 else ("NOMKSTREAM",)), "MAXLEN", "~", s.s2c_history_len,
+            ("EVAL", records.FENCED_XADD, 2, keys.session_meta(relay.sid), log, self.id, relay.epoch,
+             *(() if seq == 1 else ("NOMKSTREAM",)), "MAXLEN", "~", s.s2c_history_len,
              keys.stream_id(seq), "m", data, "t", t_ns),
             ("XADD", keys.front_outbox(relay.record.front), "NOMKSTREAM", "MAXLEN", "~", s.inbox_len, "*",
-             "s", relay.sid, "q", seq, "m", data, "t", t_ns, "w", self.id)]
+             "s", relay.sid, "q", seq, "m", data, "t", t_ns, "w", self.id, "ep", relay.epoch)]
         if seq == 1:
             cmds.append(("EXPIRE", log, s.session_key_ttl_s))
         return self.batcher.submit(cmds)
@@ -319,10 +321,16 @@ class Worker:
         """The caller reattached through ``front``: deliver there from now on, and tell it our current seq so
         it fills anything written to the previous front's outbox from the session's log."""
         relay.record.front = front
-        await self.batcher.submit([
-            ("XADD", keys.front_outbox(front), "NOMKSTREAM", "MAXLEN", "~", self.settings.inbox_len, "*",
-             "s", relay.sid, "k", "sync", "q", relay.seq, "w", self.id),
-            ("HSET", keys.session_meta(relay.sid), "state", "active")])
+        await self.batcher.submit([self._sync_entry(relay, front), ("HSET", keys.session_meta(relay.sid), "state", "active")])
+
+    async def announce(self, relay: SessionRelay, front: str) -> None:
+        """Tell ``front`` that this worker owns ``relay``'s session at its epoch: client messages come here, and
+        outbox entries of an earlier owner are stale from now on."""
+        await self.batcher.submit([self._sync_entry(relay, front)])
+
+    def _sync_entry(self, relay: SessionRelay, front: str) -> tuple[Any, ...]:
+        return ("XADD", keys.front_outbox(front), "NOMKSTREAM", "MAXLEN", "~", self.settings.inbox_len, "*",
+                "s", relay.sid, "k", "sync", "q", relay.seq, "w", self.id, "ep", relay.epoch)
 
     async def publish_handle(self, relay: SessionRelay, token: str, upstream_handle: str) -> None:
         """Store the caller-facing resumption handle ``token``: it maps to the upstream handle inside Redis
@@ -342,7 +350,7 @@ class Worker:
         try:
             await self.batcher.submit([
                 ("XADD", keys.front_outbox(r.front), "NOMKSTREAM", "MAXLEN", "~", self.settings.inbox_len, "*",
-                 "s", sid, "w", self.id, *[x for kv in end_fields(error).items() for x in kv]),
+                 "s", sid, "w", self.id, "ep", relay.epoch, *[x for kv in end_fields(error).items() for x in kv]),
                 ("DEL", *keys.session_keys(sid)),
                 ("SREM", keys.worker_sessions(self.id), sid),
                 ("ZREM", keys.tenant_sessions(r.tenant), sid),

@@ -4,14 +4,30 @@ subprocesses, so they can be SIGKILLed and SIGTERMed like pods."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 from livegate.devstack import free_port
+
+
+@contextlib.asynccontextmanager
+async def emulator_server(tmp_path_factory: Any, **config: Any) -> AsyncIterator[Any]:
+    """The emulator (real TLS, the run's certificate) configured for one test module, e.g. real-time pacing."""
+    from emulator.config import EmulatorConfig
+    from emulator.server import EmulatorServer
+
+    emu = EmulatorServer(EmulatorConfig(port=0, cert_dir=str(tmp_path_factory.getbasetemp() / "emulator-cert"), **config))
+    await emu.start()
+    try:
+        yield emu
+    finally:
+        await emu.aclose()
 
 
 class Proc:

@@ -15,7 +15,7 @@ from grpc_status import rpc_status
 
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import gateway_pb2_grpc
-from tests.durability.procs import ProcStack
+from tests.durability.procs import ProcStack, emulator_server
 
 MODEL = "gemini-live-2.5-flash"
 
@@ -30,16 +30,8 @@ def rss_bytes(pid: int) -> int:
 
 @pytest.fixture
 async def emulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
-    from emulator.config import EmulatorConfig
-    from emulator.server import EmulatorServer
-
-    emu = EmulatorServer(EmulatorConfig(port=0, pacing=0.0, audio_chunk_ms=100, speech_engine="synthetic",
-                                        cert_dir=str(tmp_path_factory.getbasetemp() / "emulator-cert")))
-    await emu.start()
-    try:
+    async with emulator_server(tmp_path_factory, pacing=0.0, audio_chunk_ms=100, speech_engine="synthetic") as emu:
         yield emu
-    finally:
-        await emu.aclose()
 
 
 async def test_slow_reader_is_cut_without_memory_growth(redis: Any, redis_url: str, emulator: Any) -> None:

@@ -15,7 +15,7 @@ import pytest
 from emulator.transcribe import encode_text_tones
 from livegate.client import Client
 from livegate.v1 import gateway_pb2 as gw
-from tests.durability.procs import ProcStack
+from tests.durability.procs import ProcStack, emulator_server
 
 MODEL = "gemini-live-2.5-flash"
 FRAME = 640  # 20 ms at 16 kHz
@@ -23,15 +23,8 @@ FRAME = 640  # 20 ms at 16 kHz
 
 @pytest.fixture
 async def emulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
-    from emulator.config import EmulatorConfig
-    from emulator.server import EmulatorServer
-
-    emu = EmulatorServer(EmulatorConfig(port=0, pacing=1.0, cert_dir=str(tmp_path_factory.getbasetemp() / "emulator-cert")))
-    await emu.start()
-    try:
+    async with emulator_server(tmp_path_factory, pacing=1.0) as emu:
         yield emu
-    finally:
-        await emu.aclose()
 
 
 @pytest.fixture

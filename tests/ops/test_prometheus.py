@@ -20,7 +20,7 @@ import pytest
 from livegate.client import Client
 from livegate.devstack import free_port
 from livegate.v1 import gateway_pb2 as gw
-from tests.durability.procs import ProcStack
+from tests.durability.procs import ProcStack, emulator_server
 
 pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None or shutil.which("promtool") is None,
                                 reason="needs Debian's prometheus package (scripts/bootstrap.sh installs it)")
@@ -42,16 +42,8 @@ async def http_get(port: int, path: str) -> bytes:
 
 @pytest.fixture
 async def emulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
-    from emulator.config import EmulatorConfig
-    from emulator.server import EmulatorServer
-
-    emu = EmulatorServer(EmulatorConfig(port=0, pacing=0.0, connection_lifetime_s=3.0, go_away_lead_s=2.0,
-                                        cert_dir=str(tmp_path_factory.getbasetemp() / "emulator-cert")))
-    await emu.start()
-    try:
+    async with emulator_server(tmp_path_factory, pacing=0.0, connection_lifetime_s=3.0, go_away_lead_s=2.0) as emu:
         yield emu
-    finally:
-        await emu.aclose()
 
 
 @pytest.fixture
