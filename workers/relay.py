@@ -148,7 +148,9 @@ class SessionRelay(RenewalPolicy):
         reason = self.cause
         task = asyncio.current_task()
         if self.cause != "new":
-            # before anything else: from this entry on, the front drops what the previous owner still writes
+            # before anything else, tell the front who relays the session now: client messages come here at
+            # once (any logged meanwhile are read after the connect), and from this entry on the front drops
+            # what the previous owner still writes
             await self.worker.announce(self, self.record.front)
         while True:
             # a cancellation a library swallowed (a connect, a close) must not become a reconnect loop that
@@ -216,10 +218,6 @@ class SessionRelay(RenewalPolicy):
         if not self._setup_sent_to_client:
             self._setup_sent_to_client = True
             await self._emit(msg)
-        elif self._local_connects == 1:
-            # first connection of this worker for a session taken over: tell the front who relays it now,
-            # so client messages come here at once (and any logged meanwhile are read below)
-            await self.worker.attach_front(self, self.record.front)
         # Re-send what the upstream has not consumed: every logged client message after the handle's index.
         self.next_index = self._handle_index + 1 if self._handle else 1
         # lastConsumedClientMessageIndex counts this connection's messages from 1 (after setup); messages
