@@ -249,3 +249,30 @@ async def test_half_close_lets_the_turn_in_flight_finish(stub: Any, redis: Any) 
     assert texts == 'You said: "Hello? Anyone there?"'
     assert received[-1].server_content.turn_complete
     await assert_no_session_keys(redis)
+
+
+# -- fencing -----------------------------------------------------------------------------------------
+
+async def test_the_front_drops_outbox_entries_of_an_older_epoch(client: Any, stub: Any, stack: dict[str, Any],
+                                                                redis: Any) -> None:
+    from livegate import keys, metrics
+
+    async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as s:
+        await s.send_client_content(turns={"role": "user", "parts": [{"text": "hi"}]})
+        await collect_turn(s)
+        front = stack["front"]
+        session = front.sessions[s.session_id]
+        assert session.epoch == 1
+        # what a worker that lost the session (a lower epoch) still writes: the next seq, a whole turn
+        stale = gw.ServerMessage(seq=session.last_seq + 1)
+        stale.server_content.model_turn.parts.add(text="from a worker that lost the session")
+        stale.server_content.turn_complete = True
+        before = metrics.STALE_ENTRIES._value.get()
+        await redis.xadd(keys.front_outbox(front.id), {"s": s.session_id, "q": stale.seq, "m": stale.SerializeToString(),
+                                                       "w": "worker-gone", "ep": 0})
+        # the owner's next turn takes that seq, after the stale entry in the outbox: the caller reads the owner's
+        await s.send_client_content(turns={"role": "user", "parts": [{"text": "again"}]})
+        assert text_of(await collect_turn(s)) == 'You said: "again"'
+        assert metrics.STALE_ENTRIES._value.get() == before + 1
+        owner = (await stub.GetSession(gw.GetSessionRequest(session_id=s.session_id))).worker_id
+        assert owner in {w.id for w in stack["workers"]} and session.worker == owner
