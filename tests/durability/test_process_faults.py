@@ -219,6 +219,13 @@ async def test_a_cancelled_stream_is_kept_for_a_reattach_not_closed(procs: ProcS
     front = await procs.front()
     async with Client(front.address) as client:
         async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as s:
+            # a worker owns the session before its stream first breaks: a caller lost before any worker took
+            # its session has it closed, not kept (connect returns on the `session` message, before the claim)
+            await s.send_client_content(turns={"role": "user", "parts": [{"text": "Hello?"}]})
+            async with asyncio.timeout(20):
+                async for m in s.receive_raw():
+                    if m.server_content.turn_complete:
+                        break
             for i in range(15):
                 s._call.cancel()  # the stream breaks; the caller still has its session id and token
                 await s.reattach()
