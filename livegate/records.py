@@ -69,13 +69,15 @@ class SessionRecord:
     created_ms: int = dataclasses.field(default_factory=now_ms)
     handle: str = dataclasses.field(default="", repr=False)  # latest upstream resumption handle: never leaves the gateway
     resumable: bool = False
+    grace_until_ms: int = 0  # DETACHED: when the reattach grace ends (whoever owns the session then ends it)
+    close_kind: str = ""  # CLOSING: close (the caller half-closed) | admin_close (CloseSession)
     handle_index: int = 0  # last client message index covered by ``handle``
     connects: int = 0
     go_aways: int = 0
     resumes: int = 0
     reattaches: int = 0
 
-    _INTS = ("epoch", "created_ms", "handle_index", "connects", "go_aways", "resumes", "reattaches")
+    _INTS = ("epoch", "created_ms", "grace_until_ms", "handle_index", "connects", "go_aways", "resumes", "reattaches")
     _BOOLS = ("wants_resumption", "resumable")
     _BYTES = ("setup", "options")
 
@@ -112,7 +114,8 @@ async def load(redis: AnyRedis, sid: str) -> SessionRecord | None:
 
 # Claim a session for a worker: succeeds only if the current owner is the expected one ("" for a new
 # session, the dead worker's id for a takeover). Returns the new epoch (fencing token), 0 if someone else
-# owns it, -1 if the session no longer exists.
+# owns it, -1 if the session no longer exists. A session whose caller is gone (detached) or that is closing
+# stays so: the new owner honours the grace's deadline or the close (see SessionRelay.run).
 CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HGET', KEYS[1], 'claim') == ARGV[5] then
@@ -122,9 +125,63 @@ end
 local cur = redis.call('HGET', KEYS[1], 'worker') or ''
 if cur ~= ARGV[2] then return 0 end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('HSET', KEYS[1], 'worker', ARGV[1], 'state', ARGV[3], 'claim', ARGV[5])
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'detached' and state ~= 'closing' then state = ARGV[3] end
+redis.call('HSET', KEYS[1], 'worker', ARGV[1], 'state', state, 'claim', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return epoch
+"""
+
+# The caller of a session is gone (front ARGV[1] lost its stream): mark the session detached until ARGV[2]
+# (ms since the epoch). Returns its owner ("" while no worker has claimed it: the front then ends it at the
+# deadline unless a worker took it meanwhile, see END_UNCLAIMED); nil if the session is gone or its caller
+# has reattached through another front since.
+DETACH = """
+local cur = redis.call('HMGET', KEYS[1], 'front', 'worker')
+if cur[1] ~= ARGV[1] then return false end
+redis.call('HSET', KEYS[1], 'state', 'detached', 'grace_until_ms', ARGV[2])
+return cur[2] or ''
+"""
+
+# A detached session that no worker has claimed, at the end of its grace (ARGV[1]: now, ms): delete its
+# record (a later claim finds it gone) and return its admission lease for the caller of this script to give
+# back. nil when a worker owns it now (that worker ends it), the caller came back, or a later detach moved
+# the deadline.
+END_UNCLAIMED = """
+local cur = redis.call('HMGET', KEYS[1], 'worker', 'state', 'grace_until_ms', 'lease')
+if (cur[1] and cur[1] ~= '') or cur[2] ~= 'detached' or (tonumber(cur[3]) or 0) > tonumber(ARGV[1]) then
+  return false
+end
+redis.call('DEL', KEYS[1])
+return cur[4] or ''
+"""
+
+# A caller returns through front ARGV[1]: make it the session's front and, if the session was detached,
+# bring it back (active if a worker owns it, else pending). Returns the owner ("" if none yet); nil if
+# the session is gone.
+REATTACH = """
+local cur = redis.call('HMGET', KEYS[1], 'worker', 'state')
+if not cur[2] then return false end
+local owner = cur[1] or ''
+redis.call('HSET', KEYS[1], 'front', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'reattaches', 1)
+if cur[2] == 'detached' then
+  redis.call('HSET', KEYS[1], 'state', owner ~= '' and 'active' or 'pending')
+end
+return owner
+"""
+
+# Mark a session closing (ARGV[1]: close | admin_close) and return {owner, ""}; if no worker owns it yet,
+# delete its record so no worker will take it (a later claim sees it gone) and return {"", its admission
+# lease} for the caller to give back.
+CLOSE_OR_OWNER = """
+local cur = redis.call('HMGET', KEYS[1], 'worker', 'lease')
+if cur[1] and cur[1] ~= '' then
+  redis.call('HSET', KEYS[1], 'state', 'closing', 'close_kind', ARGV[1])
+  return {cur[1], ''}
+end
+redis.call('DEL', KEYS[1])
+return {'', cur[2] or ''}
 """
 
 # Update fields only while this worker still owns the session at this epoch (fenced write).

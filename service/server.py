@@ -54,6 +54,7 @@ class Front:
         self._tasks: list[asyncio.Task[None]] = []
         self.calls: set[asyncio.Task[Any]] = set()  # the RPC handlers running (service/servicer.py)
         self.cleanups = Cleanups(f"front {self.id}")  # session closes and lease releases that outlive their RPC
+        self._grace_timers: set[asyncio.TimerHandle] = set()  # unclaimed sessions whose caller is gone
         self._stop: asyncio.Event | None = None
         self.port = 0
         self._closed = False
@@ -128,6 +129,8 @@ class Front:
             await self._server.stop(self.settings.front_grace_s if grace_s is None else grace_s)
         # stop cancelled the calls; their unwinding still starts session closes and detaches
         await wait_bounded(self.calls, 5.0, f"front {self.id}: calls still running after the server stopped")
+        for timer in self._grace_timers:  # those sessions are ended by the worker that claims them
+            timer.cancel()
         await self.cleanups.aclose(timeout_s=5.0)  # session closes started by ended RPCs reach Redis (bounded)
         await self.admission.aclose(timeout_s=1.0)  # its waiters gave up with the RPCs
         for t in self._tasks:
@@ -142,6 +145,21 @@ class Front:
         if self._own_redis:
             await self.redis.aclose()
         logger.info("front %s closed", self.id)
+
+    def end_unclaimed_after(self, session: FrontSession, until_ms: int) -> None:
+        """A session no worker has taken yet lost its caller: end it at ``until_ms`` (the end of its grace)
+        unless a worker takes it or the caller comes back first. If this front stops before then, the worker
+        that claims the session finds the grace over and ends it."""
+        def fire() -> None:
+            self._grace_timers.discard(timer)
+            self.cleanups.start(self._end_unclaimed(session), f"end unclaimed {session.sid}")
+
+        timer = asyncio.get_running_loop().call_later(max(0.0, (until_ms - records.now_ms()) / 1000), fire)
+        self._grace_timers.add(timer)
+
+    async def _end_unclaimed(self, session: FrontSession) -> None:
+        if await session.end_if_unclaimed():
+            logger.info("session %s: no worker took it and its caller did not come back; ended", session.sid)
 
     # -- outbox ------------------------------------------------------------------------------------
 
@@ -198,7 +216,6 @@ class Front:
             reattach_hash=records.hash_token(token), wants_resumption=first.setup.HasField("session_resumption"),
             handle=upstream_handle, lease=str(lease))
         session = FrontSession(self, sid, tenant, model=model)
-        session.lease = lease
         session.grace_s = records.reattach_grace_s(record.options, self.settings)
         metrics.SESSIONS_STARTED.labels(model, tenant).inc()
         self.sessions[sid] = session
@@ -236,11 +253,13 @@ class Front:
                                model=r.model)
         session.grace_s = records.reattach_grace_s(r.options, self.settings)
         self.sessions[sid] = session
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(keys.session_meta(sid), mapping={"front": self.id})
-        pipe.hincrby(keys.session_meta(sid), "reattaches", 1)
-        await pipe.execute()
-        if r.worker:
+        owner = await self.redis.eval(records.REATTACH, 1, keys.session_meta(sid), self.id)
+        if owner is None:  # ended meanwhile
+            if self.sessions.get(sid) is session:
+                del self.sessions[sid]
+            raise unknown
+        session.worker = owner.decode()  # "" while no worker has taken it: the caller waits for one (setup_timeout_s)
+        if session.worker:
             await session.tell_worker("attach", self.id)
         metrics.REATTACHES.labels("ok").inc()
         logger.info("session %s reattached at seq %d (tenant %s)", sid, req.last_seq, tenant)

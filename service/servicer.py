@@ -149,7 +149,7 @@ class LiveGatewayServicer:
                      grace_s: float) -> GatewayError | None:
         s = self.front.settings
         server_task = asyncio.create_task(session.pump_server(
-            context, first_timeout_s=None if reattach else s.setup_timeout_s, replay=reattach))
+            context, first_timeout_s=None if reattach and session.worker else s.setup_timeout_s, replay=reattach))
         client_task = asyncio.create_task(session.pump_client(context))
         closed = False
         try:
@@ -189,7 +189,9 @@ class LiveGatewayServicer:
         if self.front.sessions.get(session.sid) not in (None, session):
             return  # the caller already reattached (here) on a new stream
         try:
-            await session.detach(grace_s)
+            until_ms = await session.detach(grace_s)
+            if until_ms is not None:  # no worker owns it yet: this front ends it if none does before the grace ends
+                self.front.end_unclaimed_after(session, until_ms)
             logger.info("session %s: caller gone; kept %.0fs for a reattach", session.sid, grace_s)
         except Exception as exc:
             logger.warning("session %s: detach after caller loss failed: %r", session.sid, exc)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import orjson
 
-from livegate import keys, metrics
+from livegate import keys, metrics, records
+from livegate.admission import Lease
 from livegate.bus import WriteWindow
 from livegate.errors import GatewayError, unavailable
 from livegate.v1 import gateway_pb2 as gw
@@ -62,7 +63,6 @@ class FrontSession:
         self.throttled_s = 0.0
         self.created = time.monotonic()
         self.grace_s = front.settings.reattach_grace_s  # kept this long for a reattach when the caller is lost
-        self.lease: Any = None  # the admission lease, released here if no worker ever takes the session
         st = front.settings
         self._audio = TokenBucket(rate=st.audio_rate_factor, burst=st.audio_burst_s)  # in seconds of audio
         self._msgs = TokenBucket(rate=st.max_messages_per_s, burst=2 * st.max_messages_per_s)
@@ -233,49 +233,51 @@ class FrontSession:
 
     async def request_close(self, kind: str = "close") -> None:
         """Ask the owning worker to end the session; if none owns it yet, end it here."""
-        owner = await self.front.redis.eval(CLOSE_OR_OWNER, 1, keys.session_meta(self.sid))
-        owner = owner.decode() if isinstance(owner, bytes) else owner
+        owner, lease = await self.front.redis.eval(records.CLOSE_OR_OWNER, 1, keys.session_meta(self.sid), kind)
         logger.debug("session %s: close (%s) -> owner %r", self.sid, kind, owner)
         if owner:
-            self.worker = owner
+            self.worker = owner.decode()
             await self.front.batcher.submit([self._inbox_cmd("k", kind, "i", self.index)])
-        else:  # through the batcher: after any write of this session still queued
-            await self.front.batcher.submit([("DEL", *keys.session_keys(self.sid)),
-                                             ("ZREM", keys.tenant_sessions(self.tenant), self.sid)])
-            if self.lease is not None:
-                await self.front.admission.release(self.lease)
+        else:  # the lease from the record: a reattached caller's session does not hold it here
+            await self._delete_unclaimed(Lease.parse(lease.decode()) if lease else None)
+
+    async def _delete_unclaimed(self, lease: Lease | None) -> None:
+        # through the batcher: after any write of this session still queued
+        await self.front.batcher.submit([("DEL", *keys.session_keys(self.sid)),
+                                         ("ZREM", keys.tenant_sessions(self.tenant), self.sid)])
+        if lease is not None:
+            await self.front.admission.release(lease)
 
     async def tell_worker(self, kind: str, value: object) -> None:
         """A control entry (attach, detach) for the owning worker."""
         await self.front.batcher.submit([self._inbox_cmd("k", kind, "m", value)])
 
-    async def detach(self, grace_s: float) -> None:
-        """The caller is gone without closing: keep the session for ``grace_s`` so it can reattach."""
-        owner = await self.front.redis.hget(keys.session_meta(self.sid), "worker")
+    async def detach(self, grace_s: float) -> float | None:
+        """The caller is gone without closing: keep the session for ``grace_s`` so it can reattach. Returns
+        the deadline (ms since the epoch) when no worker owns the session yet: the caller of this method
+        then calls :meth:`end_if_unclaimed` at that time (a worker that claims it meanwhile ends it instead)."""
+        until_ms = records.now_ms() + int(grace_s * 1000)
+        owner = await self.front.redis.eval(records.DETACH, 1, keys.session_meta(self.sid), self.front.id, until_ms)
+        if owner is None:
+            return None  # gone, or the caller already came back through another front
         if not owner:
-            await self.request_close()
-            return
+            return until_ms
         self.worker = owner.decode()
-        await self.front.batcher.submit([("HSET", keys.session_meta(self.sid), "state", "detached"),
-                                         self._inbox_cmd("k", "detach", "m", self.front.id, "i", int(grace_s * 1000))])
+        await self.front.batcher.submit([self._inbox_cmd("k", "detach", "m", self.front.id, "i", int(grace_s * 1000))])
+        return None
+
+    async def end_if_unclaimed(self) -> bool:
+        """End the session if, at the end of its grace, it is still detached and no worker has taken it."""
+        lease = await self.front.redis.eval(records.END_UNCLAIMED, 1, keys.session_meta(self.sid), records.now_ms())
+        if lease is None:
+            return False
+        await self._delete_unclaimed(Lease.parse(lease.decode()) if lease else None)
+        return True
 
     def _inbox_cmd(self, *fields: object) -> tuple[object, ...]:
         # NOMKSTREAM: the inbox is created by its worker; a dead worker's inbox is not recreated
         return ("XADD", keys.worker_inbox(self.worker), "NOMKSTREAM", "MAXLEN", "~", self.front.settings.inbox_len,
                 "*", "s", self.sid, *fields)
-
-
-# Mark a session closing and return its owner; if no worker owns it yet, delete its meta so no worker
-# will take it (a later claim sees it gone) and return "".
-CLOSE_OR_OWNER = """
-local owner = redis.call('HGET', KEYS[1], 'worker')
-if owner and owner ~= '' then
-  redis.call('HSET', KEYS[1], 'state', 'closing')
-  return owner
-end
-redis.call('DEL', KEYS[1])
-return ''
-"""
 
 
 class TokenBucket:

@@ -36,6 +36,7 @@ from livegate.v1 import live_pb2 as live
 
 from workers.events import (ClientClosed, GoAwayReceived, InboxItem, Migrate, SessionHandedOver, SessionLost,
                             UpstreamClosed, close_info, count_tokens, starts_turn, stop_tasks)
+from workers.presence import CallerPresence
 from workers.renewal import RenewalPolicy
 from workers.upstream import close_bounded
 
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class SessionRelay(RenewalPolicy):
+class SessionRelay(RenewalPolicy, CallerPresence):
     def __init__(self, worker: Worker, record: SessionRecord, epoch: int, *, last_seq: int = 0,
                  cause: str = "new", since_ms: int = 0) -> None:
         self.worker = worker
@@ -86,8 +87,7 @@ class SessionRelay(RenewalPolicy):
         }
         self._m_kind: dict[str, tuple[object, object]] = {}
         self._turn_started = 0.0  # when the turn in flight was sent (for time to first response)
-        self.detached = False  # the caller is gone; the session waits for a reattach
-        self._grace_timer: asyncio.TimerHandle | None = None
+        self._init_presence()
 
     def __repr__(self) -> str:
         return (f"<SessionRelay {self.sid} epoch={self.epoch} seq={self.seq} next_index={self.next_index} "
@@ -147,6 +147,9 @@ class SessionRelay(RenewalPolicy):
         attempt = 0
         reason = self.cause
         task = asyncio.current_task()
+        if self._grace_over():
+            logger.info("session %s: its caller's grace ended before this worker took it; ending it", self.sid)
+            raise ClientClosed()
         if self.cause != "new":
             # before anything else, tell the front who relays the session now: client messages come here at
             # once (any logged meanwhile are read after the connect), and from this entry on the front drops
@@ -264,7 +267,7 @@ class SessionRelay(RenewalPolicy):
                 self._on_migrate()
                 continue
             if item.kind == "detach":
-                self._on_detach(item)
+                await self._on_detach(item)
                 continue
             if item.kind == "attach":
                 await self._on_attach(item.payload.decode())
@@ -286,22 +289,6 @@ class SessionRelay(RenewalPolicy):
                 await self._fill(item.index - 1)
             await self._send_client(ws, item.payload, item.t_ns)
             self.next_index = item.index + 1
-
-    def _on_detach(self, item: InboxItem) -> None:
-        if item.payload.decode() != self.record.front or self.detached:
-            return  # a stale detach: the caller already reattached through another front
-        self.detached = True
-        grace_s = item.index / 1000
-        logger.info("session %s: caller detached; waiting %.0fs for a reattach", self.sid, grace_s)
-        self._grace_timer = asyncio.get_running_loop().call_later(
-            grace_s, self.queue.put_nowait, InboxItem("grace_expired", 0))
-
-    async def _on_attach(self, front: str) -> None:
-        self.detached = False
-        if self._grace_timer is not None:
-            self._grace_timer.cancel()
-            self._grace_timer = None
-        await self.worker.attach_front(self, front)
 
     async def _fill(self, up_to: int | None = None) -> None:
         """Send the ``c2s`` log from ``next_index`` through ``up_to`` (None: to the end) upstream, in order."""

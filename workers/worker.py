@@ -306,15 +306,16 @@ class Worker:
         """Store the upstream handle (fenced by epoch) and trim the client log it covers. Writes from relay
         tasks go through the batcher: a relay task then only awaits a plain future, which cancels cleanly
         (redis-py's own awaits were seen to swallow a task cancellation on Python 3.11)."""
-        fields = {"handle": handle, "resumable": True, "handle_index": index, "connects": relay.record.connects,
-                  "resumes": relay.record.resumes, "go_aways": relay.record.go_aways}
-        args: list[Any] = [self.id, relay.epoch]
-        for k, v in fields.items():
-            args.extend((k, int(v) if isinstance(v, bool) else v))
-        cmds: list[tuple[Any, ...]] = [("EVAL", records.FENCED_HSET, 1, keys.session_meta(relay.sid), *args)]
+        cmds = [_fenced_hset(relay, handle=handle, resumable=True, handle_index=index, connects=relay.record.connects,
+                             resumes=relay.record.resumes, go_aways=relay.record.go_aways)]
         if index > 0:  # the handle covers these client messages: the replay log no longer needs them
             cmds.append(("XTRIM", keys.session_c2s(relay.sid), "MINID", keys.stream_id(index + 1)))
         replies = await self.batcher.submit(cmds)
+        return replies[0] == 1
+
+    async def save_fields(self, relay: SessionRelay, **fields: Any) -> bool:
+        """Update ``relay``'s session record while it is still ours (fenced by epoch)."""
+        replies = await self.batcher.submit([_fenced_hset(relay, **fields)])
         return replies[0] == 1
 
     async def attach_front(self, relay: SessionRelay, front: str) -> None:
@@ -369,3 +370,10 @@ def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
     from livegate.bus import _entries as parse
 
     return parse(reply, keys.ALLOC_STREAM) if reply else []
+
+
+def _fenced_hset(relay: SessionRelay, **fields: Any) -> tuple[Any, ...]:
+    args: list[Any] = [relay.worker.id, relay.epoch]
+    for k, v in fields.items():
+        args.extend((k, int(v) if isinstance(v, bool) else v))
+    return ("EVAL", records.FENCED_HSET, 1, keys.session_meta(relay.sid), *args)

@@ -111,12 +111,16 @@ async def test_session_ends_when_grace_expires(stub: Any, stack: dict[str, Any])
     async with asyncio.timeout(10):
         while any(k.startswith(f"lg:{{{info.session_id}}}") for k in await redis_keys(redis)):
             await asyncio.sleep(0.05)
+    await assert_reattach_refused(stub, info, grpc.StatusCode.NOT_FOUND)
+
+
+async def assert_reattach_refused(stub: Any, info: gw.SessionInfo, code: grpc.StatusCode) -> None:
     late = stub.Connect()
     await late.write(gw.ClientMessage(reattach=gw.Reattach(session_id=info.session_id,
                                                            reattach_token=info.reattach_token)))
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await late.read()
-    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert err.value.code() == code
 
 
 @pytest.mark.parametrize("settings_overrides", [{"s2c_history_len": 3}])
