@@ -25,7 +25,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livegate.cleanups import keeping_cancellation
-from livegate.records import FENCED_XADD
 
 # Errors after which a command may not have run: retried (with backoff) by the ordered cluster pipeline.
 RETRYABLE = (RedisConnectionError, RedisTimeoutError, ClusterDownError, SlotNotCoveredError, ConnectionResetError,
@@ -199,9 +198,7 @@ async def plan_phases(client: RedisCluster, commands: Sequence[tuple[Sequence[An
 
 def _is_explicit_xadd(args: Sequence[Any]) -> tuple[Any, str, dict[bytes, bytes]] | None:
     """(key, id, fields) of an ``XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] n] [LIMIT n] <id> field value...``
-    with an explicit id (or the same XADD fenced by :data:`livegate.records.FENCED_XADD`), else None."""
-    if args and str(args[0]).upper() == "EVAL" and args[1] == FENCED_XADD:
-        args = ("XADD", args[4], *args[7:])  # EVAL script 2 meta log worker epoch <XADD arguments>
+    with an explicit id, else None."""
     if not args or str(args[0]).upper() != "XADD":
         return None
     rest = list(args[2:])

@@ -70,12 +70,20 @@ def handle(token: str) -> str:
 
 
 def stream_id(n: int) -> str:
-    """Entry id of the n-th message in a per-session log: ``0-n`` (n >= 1). Redis refuses an id that is
-    not above the last one, which fences a stale writer (a worker that lost its session)."""
+    """Entry id of the n-th client message in a session's c2s log: ``0-n`` (n >= 1). Redis refuses an id
+    that is not above the last one: a retried or duplicated write never lands twice."""
     return f"0-{n}"
 
 
+def log_id(epoch: int, seq: int) -> str:
+    """Entry id of server message ``seq`` in a session's s2c log, written at owner ``epoch``: a claim raises
+    the log's last id to ``<epoch>-0``, so the appends of every earlier owner are refused from then on
+    (see livegate/records.py)."""
+    return f"{epoch}-{seq}"
+
+
 def stream_seq(entry_id: bytes | str) -> int:
+    """The message number of a log entry id (the part after the dash)."""
     s = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return int(s.partition("-")[2])
 

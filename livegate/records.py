@@ -1,8 +1,13 @@
 """The session record (``lg:{sid}:meta``) and the atomic operations on it.
 
 One hash per session; every field a front or worker needs to pick the session up. Scripts touch only
-that key (and, for the fenced log append, the session's s2c log: the same hash tag), so they run unchanged
-on Redis Cluster.
+that key and the session's logs (the same hash tag), so they run unchanged on Redis Cluster.
+
+The s2c log's entry ids are ``<epoch>-<seq>``: the epoch of the owner that wrote the message, then its seq.
+A claim raises the log's last id to ``<new epoch>-0`` in the same script that makes the new owner, so Redis
+itself refuses every later append of an earlier owner (a worker presumed dead that still runs): the fence
+costs nothing per message. Seqs still run on across owners; ``epochs`` in the record says where each
+epoch's seqs start, so a reader finds the id of a seq (:data:`S2C_AFTER`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from livegate import keys
 
-if TYPE_CHECKING:  # records is imported by the Redis clients (the fenced XADD): no import back at runtime
+if TYPE_CHECKING:
     from livegate.redisconn import AnyRedis
 
 # States (mirrored by livegate.v1.Session.State)
@@ -115,7 +120,9 @@ async def load(redis: AnyRedis, sid: str) -> SessionRecord | None:
 # Claim a session for a worker: succeeds only if the current owner is the expected one ("" for a new
 # session, the dead worker's id for a takeover). Returns the new epoch (fencing token), 0 if someone else
 # owns it, -1 if the session no longer exists. A session whose caller is gone (detached) or that is closing
-# stays so: the new owner honours the grace's deadline or the close (see SessionRelay.run).
+# stays so: the new owner honours the grace's deadline or the close (see workers/presence.py).
+# KEYS: meta, s2c log. The log is fenced at the new epoch (created, empty, if no message was logged yet:
+# appends never create it) and the epoch's first seq is recorded in ``epochs`` ("<epoch>:<first seq> ...").
 CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HGET', KEYS[1], 'claim') == ARGV[5] then
@@ -127,9 +134,32 @@ if cur ~= ARGV[2] then return 0 end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'detached' and state ~= 'closing' then state = ARGV[3] end
-redis.call('HSET', KEYS[1], 'worker', ARGV[1], 'state', state, 'claim', ARGV[5])
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local seq = last[1] and tonumber(string.match(last[1][1], '%-(%d+)$')) or 0
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('XSETID', KEYS[2], epoch .. '-0')
+else
+  redis.call('XADD', KEYS[2], epoch .. '-0', 'fence', epoch)
+  redis.call('XDEL', KEYS[2], epoch .. '-0')
+end
+local epochs = (redis.call('HGET', KEYS[1], 'epochs') or '') .. epoch .. ':' .. (seq + 1) .. ' '
+redis.call('HSET', KEYS[1], 'worker', ARGV[1], 'state', state, 'claim', ARGV[5], 'epochs', epochs)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return epoch
+"""
+
+# The logged server messages after seq ARGV[1], at most ARGV[2] of them ("": all). KEYS: meta, s2c log.
+# The range starts at the id of seq ARGV[1] + 1: in the latest epoch that started at or before it (ids
+# without an epoch, 0-<seq>, were written before epochs were recorded: they sort first, as epoch 0).
+S2C_AFTER = """
+local from = tonumber(ARGV[1]) + 1
+local epoch = '0'
+for e, first in string.gmatch(redis.call('HGET', KEYS[1], 'epochs') or '', '(%d+):(%d+)') do
+  if tonumber(first) <= from then epoch = e end
+end
+if ARGV[2] == '' then return redis.call('XRANGE', KEYS[2], epoch .. '-' .. from, '+') end
+return redis.call('XRANGE', KEYS[2], epoch .. '-' .. from, '+', 'COUNT', ARGV[2])
 """
 
 # The caller of a session is gone (front ARGV[1] lost its stream): mark the session detached until ARGV[2]
@@ -193,19 +223,23 @@ for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
-# Append a server message to the session's s2c log only while this worker owns the session at this epoch:
-# a worker presumed dead (a long pause, a partition) cannot write a single entry once its session is claimed,
-# whether or not the new owner has written yet. KEYS: meta, s2c log (one hash tag); ARGV: worker, epoch, then
-# the XADD arguments after the key. Replies: the entry id; nil when fenced or the session is gone; XADD's own
-# error (a retried id already written: see livegate.clusterclient.already_written).
-FENCED_XADD = """
-local owner = redis.call('HMGET', KEYS[1], 'worker', 'epoch')
-if owner[1] ~= ARGV[1] or owner[2] ~= ARGV[2] then return false end
-return redis.pcall('XADD', KEYS[2], unpack(ARGV, 3))
-"""
-
-
 async def claim(redis: AnyRedis, sid: str, worker: str, *, expected: str = "", state: str = ACTIVE,
                 ttl_s: int = 900) -> int:
     nonce = secrets.token_hex(8)  # makes a retried EVAL (connection lost after it ran) idempotent
-    return int(await redis.eval(CLAIM, 1, keys.session_meta(sid), worker, expected, state, ttl_s * 1000, nonce))
+    return int(await redis.eval(CLAIM, 2, keys.session_meta(sid), keys.session_s2c(sid), worker, expected, state,
+                                ttl_s * 1000, nonce))
+
+
+async def s2c_after(redis: AnyRedis, sid: str, seq: int, count: int | None = None) -> list[tuple[int, bytes]]:
+    """The logged server messages after ``seq`` (at most ``count``), as (seq, serialized ServerMessage)."""
+    entries = await redis.eval(S2C_AFTER, 2, keys.session_meta(sid), keys.session_s2c(sid), seq,
+                               "" if count is None else count)
+    return [(keys.stream_seq(eid), _field(fields, b"m")) for eid, fields in entries]
+
+
+def _field(flat: list[bytes], name: bytes) -> bytes:
+    """A field of an entry as a script returns it (a flat [name, value, ...] list)."""
+    for i in range(0, len(flat) - 1, 2):
+        if flat[i] == name:
+            return flat[i + 1]
+    return b""

@@ -288,7 +288,7 @@ class Front:
         r = records.SessionRecord.from_redis(raw)
         if r.tenant != tenant:  # the same answer as for an id that does not exist: ids reveal nothing
             raise missing
-        return session_proto(r, _last_id(c2s), _last_id(s2c))
+        return session_proto(r, _last_id(c2s), _last_seq(s2c))
 
     async def close_session(self, tenant: str, sid: str) -> gw.Session:
         view = await self.session_view(tenant, sid)
@@ -300,9 +300,17 @@ class Front:
 
 
 def _last_id(info: Any) -> int:
+    """The number of the last message a c2s log took, from XINFO STREAM (its entries may all be trimmed)."""
     if not isinstance(info, dict):
         return 0
     return keys.stream_seq(info.get("last-generated-id", b"0-0"))
+
+
+def _last_seq(info: Any) -> int:
+    """The seq of the last message an s2c log holds (a claim moves its last-generated-id to <epoch>-0)."""
+    if not isinstance(info, dict) or not info.get("last-entry"):
+        return 0
+    return keys.stream_seq(info["last-entry"][0])
 
 
 _STATES = {records.PENDING: gw.Session.PENDING, records.ACTIVE: gw.Session.ACTIVE,

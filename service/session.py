@@ -151,13 +151,11 @@ class FrontSession:
 
     async def _fill(self, context: grpc.aio.ServicerContext, up_to: int | None) -> None:
         """Write the logged server messages after ``last_seq`` (through ``up_to``; None: all) in order."""
-        entries = await self.front.redis.xrange(keys.session_s2c(self.sid), keys.stream_id(self.last_seq + 1),
-                                                keys.stream_id(up_to) if up_to is not None else "+")
-        for eid, fields in entries:
-            seq = keys.stream_seq(eid)
-            if seq <= self.last_seq:
+        count = None if up_to is None else up_to - self.last_seq
+        for seq, data in await records.s2c_after(self.front.redis, self.sid, self.last_seq, count):
+            if seq <= self.last_seq or (up_to is not None and seq > up_to):
                 continue
-            await context.write(fields[b"m"])
+            await context.write(data)
             self.last_seq = seq
 
     async def _owner_changed(self, worker: str) -> None:

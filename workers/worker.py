@@ -286,21 +286,16 @@ class Worker:
         return await self.upstreams.open(route)
 
     def write_server_message(self, relay: SessionRelay, seq: int, data: bytes, t_ns: int) -> asyncio.Future[list[Any]]:
-        """The s2c log entry (fenced by epoch) and the front's outbox entry (tagged with the epoch, so the
-        front drops a stale owner's), in one pipeline. Only the first message creates the log (with a TTL);
-        later ones use NOMKSTREAM, so a late write never resurrects an ended session."""
+        """The s2c log entry (id ``<epoch>-<seq>``: refused once another worker has claimed the session) and the
+        front's outbox entry (tagged with the epoch, so the front drops a stale owner's), in one pipeline.
+        The claim created the log; NOMKSTREAM: a late write never resurrects an ended session."""
         s = self.settings
         self.stats.s2c += 1
-        log = keys.session_s2c(relay.sid)
-        cmds: list[tuple[Any, ...]] = [
-            ("EVAL", records.FENCED_XADD, 2, keys.session_meta(relay.sid), log, self.id, relay.epoch,
-             *(() if seq == 1 else ("NOMKSTREAM",)), "MAXLEN", "~", s.s2c_history_len,
-             keys.stream_id(seq), "m", data, "t", t_ns),
+        return self.batcher.submit([
+            ("XADD", keys.session_s2c(relay.sid), "NOMKSTREAM", "MAXLEN", "~", s.s2c_history_len,
+             keys.log_id(relay.epoch, seq), "m", data, "t", t_ns),
             ("XADD", keys.front_outbox(relay.record.front), "NOMKSTREAM", "MAXLEN", "~", s.inbox_len, "*",
-             "s", relay.sid, "q", seq, "m", data, "t", t_ns, "w", self.id, "ep", relay.epoch)]
-        if seq == 1:
-            cmds.append(("EXPIRE", log, s.session_key_ttl_s))
-        return self.batcher.submit(cmds)
+             "s", relay.sid, "q", seq, "m", data, "t", t_ns, "w", self.id, "ep", relay.epoch)])
 
     async def save_handle(self, relay: SessionRelay, handle: str, index: int) -> bool:
         """Store the upstream handle (fenced by epoch) and trim the client log it covers. Writes from relay

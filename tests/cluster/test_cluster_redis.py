@@ -112,7 +112,7 @@ async def test_ping(redis_url: str) -> None:
 async def test_resp3_scripts_streams_and_groups(redis: Any) -> None:
     sid = SID_A
     await redis.hset(keys.session_meta(sid), mapping={"worker": "", "tenant": "t", "epoch": 0})
-    assert await records.claim(redis, sid, "w1") == 1  # EVAL routed by its one key
+    assert await records.claim(redis, sid, "w1") == 1  # EVAL routed by its keys (meta and s2c log: one slot)
     assert await records.claim(redis, sid, "w2") == 0
     assert await redis.hget(keys.session_meta(sid), "worker") == b"w1"
     # RESP3: maps come back as dicts
@@ -123,9 +123,9 @@ async def test_resp3_scripts_streams_and_groups(redis: Any) -> None:
     assert isinstance(reply, dict) and list(reply) == [keys.ALLOC_STREAM.encode()]
     info = await redis.xinfo_stream(keys.ALLOC_STREAM)
     assert info["length"] == 1 and info["last-generated-id"]
-    # a multi-key DEL of one session's keys: one slot, one command
+    # a multi-key DEL of one session's keys: one slot, one command (the claim created the s2c log)
     await redis.xadd(keys.session_c2s(sid), {"m": b"x"}, id="0-1")
-    assert await redis.delete(*keys.session_keys(sid)) == 2
+    assert await redis.delete(*keys.session_keys(sid)) == 3
 
 
 async def test_read_stream_follows_a_key_from_dollar(redis: Any) -> None:
