@@ -186,12 +186,13 @@ redis.call('DEL', KEYS[1])
 return cur[4] or ''
 """
 
-# A caller returns through front ARGV[1]: make it the session's front and, if the session was detached,
-# bring it back (active if a worker owns it, else pending). Returns the owner ("" if none yet); nil if
-# the session is gone.
+# A caller returns through front ARGV[1] at ARGV[2] (ms): make it the session's front and, if the session
+# was detached, bring it back (active if a worker owns it, else pending). Returns the owner ("" if none yet);
+# nil if the session is gone, or detached with its grace over (whoever owns it is ending it).
 REATTACH = """
-local cur = redis.call('HMGET', KEYS[1], 'worker', 'state')
+local cur = redis.call('HMGET', KEYS[1], 'worker', 'state', 'grace_until_ms')
 if not cur[2] then return false end
+if cur[2] == 'detached' and (tonumber(cur[3]) or 0) <= tonumber(ARGV[2]) then return false end
 local owner = cur[1] or ''
 redis.call('HSET', KEYS[1], 'front', ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'reattaches', 1)

@@ -253,8 +253,8 @@ class Front:
                                model=r.model)
         session.grace_s = records.reattach_grace_s(r.options, self.settings)
         self.sessions[sid] = session
-        owner = await self.redis.eval(records.REATTACH, 1, keys.session_meta(sid), self.id)
-        if owner is None:  # ended meanwhile
+        owner = await self.redis.eval(records.REATTACH, 1, keys.session_meta(sid), self.id, records.now_ms())
+        if owner is None:  # ended meanwhile, or its grace is over
             if self.sessions.get(sid) is session:
                 del self.sessions[sid]
             raise unknown
