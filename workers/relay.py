@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import secrets
 import time
 from typing import TYPE_CHECKING
 
@@ -351,29 +350,6 @@ class SessionRelay(RenewalPolicy, CallerPresence):
             await self._emit(msg, t_ns)
             if self._closing and not self._turn_open:
                 raise ClientClosed()  # the turn the caller was waiting for is complete
-
-    async def _on_resumption_update(self, msg: gw.ServerMessage) -> None:
-        upd = msg.session_resumption_update
-        self._resumable = upd.resumable
-        if upd.resumable and upd.new_handle:
-            self._handle = upd.new_handle
-            self._handle_index = (self._conn_base + upd.last_consumed_client_message_index
-                                  if upd.HasField("last_consumed_client_message_index") else self.next_index - 1)
-            ok = await self.worker.cleanups.shielded(self.worker.save_handle(self, self._handle, self._handle_index),
-                                                     f"save the handle of {self.sid}")
-            if not ok:
-                raise SessionLost()
-            if (self._renew_timer is not None or self._migrating) and self._at_resumable_point():
-                self._renew.set()  # a go_away or a migration is pending and this is a clean point
-        if self.record.wants_resumption:
-            out = gw.ServerMessage()
-            out.session_resumption_update.resumable = upd.resumable
-            if upd.resumable and upd.new_handle:
-                if not self._gw_handle:
-                    self._gw_handle = "lgh_" + secrets.token_urlsafe(24)
-                await self.worker.publish_handle(self, self._gw_handle, upd.new_handle)
-                out.session_resumption_update.new_handle = self._gw_handle
-            await self._emit(out)
 
     async def _emit(self, msg: gw.ServerMessage, t_ns: int = 0) -> None:
         self.seq += 1

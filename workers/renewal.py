@@ -1,26 +1,28 @@
 """When a session's upstream connection is renewed: on go_away (at the first resumable point, at the latest a
 margin before the deadline), when the worker drains (a planned migration), and when the upstream stalls during a
-turn; and whether an upstream close is resumed at all. A mixin of :class:`workers.relay.SessionRelay`, which
-owns the state it reads."""
+turn; whether an upstream close is resumed at all; and the resumption handles a renewal resumes with (stored in
+Redis, fenced by epoch; the caller gets a gateway handle that maps to them). A mixin of
+:class:`workers.relay.SessionRelay`, which owns the state it reads."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import Any
 
 from livegate import metrics
 from livegate.errors import classify_close
 from livegate.v1 import gateway_pb2 as gw
-from workers.events import GoAwayReceived, Migrate, UpstreamClosed
+from workers.events import GoAwayReceived, Migrate, SessionLost, UpstreamClosed
 
 logger = logging.getLogger(__name__)
 
 
 class RenewalPolicy:
     """Expects: sid, worker, record, options, _renew (Event), _renew_timer, _migrating, _resumable, _handle,
-    _handle_index, next_index, _turn_open, _last_frame, _m, _emit."""
+    _handle_index, _conn_base, _gw_handle, next_index, _turn_open, _last_frame, _m, _emit."""
 
     _renew: asyncio.Event
     _renew_timer: asyncio.TimerHandle | None
@@ -81,6 +83,29 @@ class RenewalPolicy:
             self._renew_timer = asyncio.get_running_loop().call_later(delay, self._renew.set)
         if self._at_resumable_point():
             self._renew.set()
+
+    async def _on_resumption_update(self, msg: gw.ServerMessage) -> None:
+        upd = msg.session_resumption_update
+        self._resumable = upd.resumable
+        if upd.resumable and upd.new_handle:
+            self._handle = upd.new_handle
+            self._handle_index = (self._conn_base + upd.last_consumed_client_message_index
+                                  if upd.HasField("last_consumed_client_message_index") else self.next_index - 1)
+            ok = await self.worker.cleanups.shielded(self.worker.save_handle(self, self._handle, self._handle_index),
+                                                     f"save the handle of {self.sid}")
+            if not ok:
+                raise SessionLost()
+            if (self._renew_timer is not None or self._migrating) and self._at_resumable_point():
+                self._renew.set()  # a go_away or a migration is pending and this is a clean point
+        if self.record.wants_resumption:
+            out = gw.ServerMessage()
+            out.session_resumption_update.resumable = upd.resumable
+            if upd.resumable and upd.new_handle:
+                if not self._gw_handle:
+                    self._gw_handle = "lgh_" + secrets.token_urlsafe(24)
+                await self.worker.publish_handle(self, self._gw_handle, upd.new_handle)
+                out.session_resumption_update.new_handle = self._gw_handle
+            await self._emit(out)
 
     def _at_resumable_point(self) -> bool:
         return bool(self._handle) and self._resumable and self.next_index - 1 <= self._handle_index
