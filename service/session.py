@@ -250,7 +250,7 @@ class FrontSession:
         """A control entry (attach, detach) for the owning worker."""
         await self.front.batcher.submit([self._inbox_cmd("k", kind, "m", value)])
 
-    async def detach(self, grace_s: float) -> float | None:
+    async def detach(self, grace_s: float) -> int | None:
         """The caller is gone without closing: keep the session for ``grace_s`` so it can reattach. Returns
         the deadline (ms since the epoch) when no worker owns the session yet: the caller of this method
         then calls :meth:`end_if_unclaimed` at that time (a worker that claims it meanwhile ends it instead)."""

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 class CallerPresence:
-    """Expects: sid, worker, record, queue, deliver."""
+    """Expects: sid, worker (save_fields, attach_front), record, queue."""
 
     sid: str
     worker: Any
