@@ -132,6 +132,31 @@ async def test_a_caller_lost_before_any_worker_took_its_session_can_reattach(wor
     await wait_for(lambda: no_leases(redis), "the admission lease is given back")
 
 
+async def test_a_reattached_caller_of_an_unclaimed_session_gets_no_worker_in_time(workerless: dict[str, Any],
+                                                                                 redis: Any) -> None:
+    """Reattached to a session no worker takes: the caller waits setup_timeout_s like a new one, then gets
+    UNAVAILABLE NO_WORKER, and the session ends (keys deleted, lease given back)."""
+    from service.server import Front
+
+    info = await open_and_lose(workerless["stub"], redis, grace_s=30)
+    impatient = Front(workerless["settings"].model_copy(update={"setup_timeout_s": 1.0}))
+    await impatient.start()
+    try:
+        async with grpc.aio.insecure_channel(impatient.address) as channel:
+            call = gateway_pb2_grpc.LiveGatewayStub(channel).Connect()
+            await call.write(gw.ClientMessage(reattach=gw.Reattach(session_id=info.session_id,
+                                                                  reattach_token=info.reattach_token)))
+            assert (await call.read()).session.session_id == info.session_id
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async with asyncio.timeout(20):
+                    await call.read()
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "no worker" in (err.value.details() or "")
+        await wait_for(lambda: session_gone(redis, info.session_id), "the unclaimed session is ended")
+        await wait_for(lambda: no_leases(redis), "the admission lease is given back")
+    finally:
+        await impatient.aclose(0.0)
+
+
 async def test_an_unclaimed_session_whose_caller_is_lost_ends_with_its_grace(workerless: dict[str, Any],
                                                                             redis: Any) -> None:
     stub = workerless["stub"]
