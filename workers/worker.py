@@ -317,7 +317,7 @@ class Worker:
         """The caller reattached through ``front``: deliver there from now on, and tell it our current seq so
         it fills anything written to the previous front's outbox from the session's log."""
         relay.record.front = front
-        await self.batcher.submit([self._sync_entry(relay, front), ("HSET", keys.session_meta(relay.sid), "state", "active")])
+        await self.batcher.submit([self._sync_entry(relay, front), _fenced_hset(relay, state=records.ACTIVE)])
 
     async def announce(self, relay: SessionRelay, front: str) -> None:
         """Tell ``front`` that this worker owns ``relay``'s session at its epoch: client messages come here, and
