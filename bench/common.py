@@ -23,7 +23,7 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
-from livegate.devstack import RedisProcess, free_port
+from livegate.cli.devstack import RedisProcess, free_port
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 CLK_TCK = os.sysconf("SC_CLK_TCK")

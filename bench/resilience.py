@@ -24,7 +24,7 @@ import grpc
 from bench.common import Stack, pct, settle, summary_ms
 from bench.load import new_key
 from bench.script import Direct, Gateway, converse, turn_text
-from livegate import keys
+from livegate.redis import keys
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import gateway_pb2_grpc
 

@@ -15,13 +15,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from livegate import __version__, keys, metrics, records
-from livegate.bus import Batcher, every, read_stream, supervise
+from livegate import __version__, logs, metrics
+from livegate.redis import keys, records
+from livegate.redis.bus import Batcher, every, read_stream, supervise
 from livegate.cleanups import Cleanups, wait_bounded
 from livegate.errors import GatewayError, invalid_argument, not_found
-from livegate.admission import Lease, admission_from_settings, scope_of
+from livegate.admission.control import Lease, admission_from_settings, scope_of
 from livegate.models import LIVE_MODELS
-from livegate.redisconn import AnyRedis, connect
+from livegate.redis.connect import AnyRedis, connect
 from livegate.routes import Routing
 from livegate.settings import Settings
 from livegate.v1 import gateway_pb2 as gw
@@ -215,6 +216,7 @@ class Front:
             setup=setup.SerializeToString(), options=first.options.SerializeToString() if first.HasField("options") else b"",
             reattach_hash=records.hash_token(token), wants_resumption=first.setup.HasField("session_resumption"),
             handle=upstream_handle, lease=str(lease))
+        logs.bind(session=sid)  # the rest of the caller's Connect call logs with it
         session = FrontSession(self, sid, tenant, model=model)
         session.grace_s = records.reattach_grace_s(record.options, self.settings)
         metrics.SESSIONS_STARTED.labels(model, tenant).inc()
@@ -232,6 +234,7 @@ class Front:
         """A caller returns to a live session (after a network break or a front restart): check the token,
         make this front its front, and have the caller's stream replay everything after ``last_seq``."""
         sid = req.session_id
+        logs.bind(session=sid)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keys.session_meta(sid))
         pipe.xinfo_stream(keys.session_c2s(sid))

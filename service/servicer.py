@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
-from livegate import metrics
+from livegate import logs, metrics
 from livegate.errors import GatewayError, invalid_argument
 from livegate.v1 import gateway_pb2 as gw
 from service.status import to_status
@@ -105,6 +105,7 @@ class LiveGatewayServicer:
         try:
             try:
                 tenant = front.auth.tenant(context)
+                logs.bind(tenant=tenant)  # this call's lines (and its tasks') carry the tenant, then the session
             except GatewayError:
                 await _take_first_message(context)
                 raise
@@ -206,7 +207,7 @@ class LiveGatewayServicer:
             raise  # unreachable: abort raises
 
     async def ListSessions(self, request: gw.ListSessionsRequest, context: grpc.aio.ServicerContext) -> gw.ListSessionsResponse:
-        from livegate import keys
+        from livegate.redis import keys
 
         try:
             tenant = self.front.auth.tenant(context)

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import orjson
 
-from livegate import keys, metrics, records
-from livegate.admission import Lease
-from livegate.bus import WriteWindow
+from livegate.redis import keys, records
+from livegate import metrics
+from livegate.admission.control import Lease
+from livegate.redis.bus import WriteWindow
 from livegate.errors import GatewayError, unavailable
 from livegate.v1 import gateway_pb2 as gw
 from service.status import code_from_int

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from livegate.devstack import RedisProcess
+from livegate.cli.devstack import RedisProcess
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
@@ -70,7 +70,7 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Any]:
-    from livegate.redisconn import connect
+    from livegate.redis.connect import connect
 
     client = connect(redis_url)
     await client.flushall()
@@ -101,7 +101,7 @@ def settings_overrides() -> dict[str, Any]:
 @pytest.fixture
 async def stack(redis: Any, redis_url: str, emulator_config: Any, flavour: str,
                 settings_overrides: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-    from livegate.devstack import dev_stack
+    from livegate.cli.devstack import dev_stack
     from livegate.settings import Settings
 
     settings = Settings(**{"redis_url": redis_url, "front_listen": "127.0.0.1:0", "worker_capacity": 10,

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from livegate.bus import every, supervise
+from livegate.redis.bus import every, supervise
 from livegate.cleanups import Cleanups, wait_bounded
-from livegate.redisconn import LiveRedis, connect
+from livegate.redis.connect import LiveRedis, connect
 
 
 async def test_shielded_work_outlives_its_cancelled_caller_and_close_waits_for_it() -> None:

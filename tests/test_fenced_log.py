@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from livegate import keys, records
-from livegate.bus import is_stale_id_error
-from livegate.clusterclient import already_written
+from livegate.redis import keys, records
+from livegate.redis.bus import is_stale_id_error
+from livegate.redis.cluster import already_written
 
 
 def _append(sid: str, epoch: int, seq: int, data: bytes) -> tuple[Any, ...]:

@@ -1,4 +1,4 @@
-"""The data plane's fast path (livegate/resp.py) against a real redis-server: what it sends, what it returns,
+"""The data plane's fast path (livegate/redis/resp.py) against a real redis-server: what it sends, what it returns,
 and how it behaves when the connection is killed under it."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from redis.exceptions import ResponseError
 
-from livegate.bus import Batcher, read_stream
-from livegate.resp import FastRedis, pack
+from livegate.redis.bus import Batcher, read_stream
+from livegate.redis.resp import FastRedis, pack
 
 
 def test_pack_is_resp_for_every_argument_type() -> None:
@@ -99,8 +99,8 @@ async def test_read_stream_follows_a_stream_across_a_killed_connection(redis: An
 async def test_the_fast_path_keeps_the_clients_auth_and_database() -> None:
     """FastRedis opens its own connections from the client's settings: a password and a database number in
     the URL apply to them too."""
-    from livegate.devstack import RedisProcess
-    from livegate.redisconn import connect
+    from livegate.cli.devstack import RedisProcess
+    from livegate.redis.connect import connect
 
     proc = RedisProcess(extra_args=("--requirepass", "pw-1")).start()
     base = f"redis://:pw-1@127.0.0.1:{proc.port}"
@@ -128,9 +128,9 @@ async def test_a_silent_redis_is_a_timeout_then_a_retry_not_a_hang() -> None:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     from livegate import metrics
-    from livegate.devstack import RedisProcess
-    from livegate.redisconn import connect
-    from livegate.resp import StreamReader
+    from livegate.cli.devstack import RedisProcess
+    from livegate.redis.connect import connect
+    from livegate.redis.resp import StreamReader
 
     proc = RedisProcess(extra_args=("--enable-debug-command", "yes")).start()
     client, sleeper = connect(proc.url), connect(proc.url)
@@ -162,8 +162,8 @@ async def test_a_silent_redis_is_a_timeout_then_a_retry_not_a_hang() -> None:
 async def test_a_reader_cancelled_while_it_closes_still_closes_its_connection(redis_url: str, redis: Any) -> None:
     """A shutdown cancels a stream reader while its ``finally`` is closing it (a front's outbox loop that saw its
     stop event just then): the held connection is closed anyway, not left open for the garbage collector."""
-    from livegate.redisconn import connect
-    from livegate.resp import StreamReader
+    from livegate.redis.connect import connect
+    from livegate.redis.resp import StreamReader
 
     name = "lgtest-closing-reader"
     client = connect(redis_url, client_name=name)

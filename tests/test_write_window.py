@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from livegate.bus import Batcher, WriteWindow, is_stale_id_error
+from livegate.redis.bus import Batcher, WriteWindow, is_stale_id_error
 
 
 async def test_writes_land_in_order_with_at_most_size_unanswered(redis: Any) -> None:

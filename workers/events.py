@@ -12,7 +12,7 @@ import websockets.exceptions
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from livegate import metrics
+from livegate import logs, metrics
 from livegate.errors import GatewayError
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
@@ -89,7 +89,8 @@ async def stop_tasks(tasks: list[asyncio.Task[None]], ws: ClientConnection, sid:
         t.cancel()
     _, pending = await asyncio.wait(tasks, timeout=1.0)
     if pending:
-        logger.error("session %s: relay tasks ignored cancellation; aborting the upstream socket", sid)
+        logger.error("session %s: relay tasks ignored cancellation; aborting the upstream socket", sid,
+                     extra=logs.fields(session=sid))
         if ws.transport is not None:
             ws.transport.abort()
         for t in pending:

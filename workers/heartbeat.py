@@ -19,10 +19,11 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from livegate import keys, metrics, records
-from livegate.admission import Lease
-from livegate.bus import every
-from livegate.clusterclient import unordered_pipeline
+from livegate.redis import keys, records
+from livegate import metrics
+from livegate.admission.control import Lease
+from livegate.redis.bus import every
+from livegate.redis.cluster import unordered_pipeline
 from workers.events import InboxItem
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import Any
 
-from livegate import records
+from livegate.redis import records
 from workers.events import InboxItem, SessionLost
 
 logger = logging.getLogger(__name__)

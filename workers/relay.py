@@ -25,11 +25,12 @@ import grpc
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from livegate import codec, keys, metrics, records
-from livegate.bus import WriteWindow, is_stale_id_error
+from livegate import codec, metrics
+from livegate.redis import keys, records
+from livegate.redis.bus import WriteWindow, is_stale_id_error
 from livegate.cleanups import raise_if_cancelled
 from livegate.errors import GatewayError, unavailable
-from livegate.records import SessionRecord
+from livegate.redis.records import SessionRecord
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
 

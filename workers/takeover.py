@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from livegate import keys, records
-from livegate.bus import every
+from livegate.redis import keys, records
+from livegate.redis.bus import every
 
 if TYPE_CHECKING:
     from workers.worker import Worker

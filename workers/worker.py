@@ -17,12 +17,13 @@ from typing import Any
 from redis.exceptions import ResponseError
 from websockets.asyncio.client import ClientConnection
 
-from livegate import __version__, keys, metrics, records
-from livegate.bus import Batcher, read_stream, supervise
+from livegate import __version__, logs, metrics
+from livegate.redis import keys, records
+from livegate.redis.bus import Batcher, read_stream, supervise
 from livegate.cleanups import Cleanups, wait_bounded
 from livegate.errors import GatewayError
-from livegate.admission import Lease, admission_from_settings
-from livegate.redisconn import AnyRedis, connect
+from livegate.admission.control import Lease, admission_from_settings
+from livegate.redis.connect import AnyRedis, connect
 from livegate.routes import Routing, UpstreamRoute
 from livegate.settings import Settings
 from workers import upstream
@@ -223,7 +224,8 @@ class Worker:
             epoch = await records.claim(self.redis, sid, self.id, expected=expected_owner,
                                         ttl_s=self.settings.session_key_ttl_s)
             if epoch <= 0:
-                logger.info("worker %s: session %s not claimable (%s)", self.id, sid, "gone" if epoch < 0 else "owned")
+                logger.info("worker %s: session %s not claimable (%s)", self.id, sid, "gone" if epoch < 0 else "owned",
+                            extra=logs.fields(session=sid))
                 return
             claimed = True
             record = await records.load(self.redis, sid)
@@ -247,10 +249,12 @@ class Worker:
             self._claiming.pop(sid, None)
             if claimed and not started:  # claimed as this worker began to close: the fleet takes it over now
                 self.cleanups.start(self._requeue([sid]), f"requeue {sid}")
-        logger.info("worker %s took session %s (%s, epoch %d, model %s)", self.id, sid, cause, epoch, record.model)
+        logger.info("worker %s took session %s (%s, epoch %d, model %s)", self.id, sid, cause, epoch, record.model,
+                    extra=logs.fields(session=sid, tenant=record.tenant))
 
     async def _run_session(self, relay: SessionRelay) -> None:
         task = asyncio.current_task()
+        logs.bind(session=relay.sid, tenant=relay.record.tenant)  # this task's lines, and its children's
         try:
             await relay.run()
         finally:  # only our own entries: a later claim of the same session may have registered its own
@@ -358,11 +362,11 @@ class Worker:
                     await self.admission.on_upstream_quota_exceeded(lease.scope)
                 await self.admission.release(lease)
         except Exception as exc:
-            logger.warning("session %s: cleanup failed (%r); keys expire by TTL", sid, exc)
+            logger.warning("session %s: cleanup failed (%r); keys expire by TTL", sid, exc, extra=logs.fields(session=sid))
 
 
 def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    from livegate.bus import _entries as parse
+    from livegate.redis.bus import _entries as parse
 
     return parse(reply, keys.ALLOC_STREAM) if reply else []
 

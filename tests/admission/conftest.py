@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from livegate.admission import Admission, AdmissionConfig
+from livegate.admission.control import Admission, AdmissionConfig
 
 
 @pytest.fixture
 async def make(redis: Any, redis_url: str) -> AsyncIterator[Callable[..., Admission]]:
     """``make(config_dict, own_client=False)`` -> an Admission; ``own_client`` gives it its own connection
     pool (another front, as far as Redis can tell)."""
-    from livegate.redisconn import connect
+    from livegate.redis.connect import connect
 
     clients: list[Any] = []
 

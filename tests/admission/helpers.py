@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from livegate.admission import Admission, admission_keys
+from livegate.admission.control import Admission, admission_keys
 
 
 async def wait_until(cond: Callable[[], Awaitable[bool]], timeout_s: float = 5.0, what: str = "") -> float:

@@ -12,7 +12,7 @@ import pytest
 from google.rpc import error_details_pb2
 
 from livegate.errors import GatewayError
-from livegate.admission import ACQUIRE, GIVE_UP, Admission, admission_keys, retry_after_s
+from livegate.admission.control import ACQUIRE, GIVE_UP, Admission, admission_keys, retry_after_s
 from service.status import to_status
 from tests.admission.helpers import cancel_all, has_waiting, live, queue_keys_gone, wait_until, waiting
 

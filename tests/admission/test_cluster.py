@@ -12,8 +12,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.cluster import key_slot
 
 from livegate.errors import GatewayError
-from livegate.rediscluster import RedisClusterProcess
-from livegate.admission import Admission, AdmissionConfig, admission_keys
+from tests.cluster.localcluster import RedisClusterProcess
+from livegate.admission.control import Admission, AdmissionConfig, admission_keys
 
 SCOPES = ["gemini:models/gemini-live-2.5-flash", "vertex:my-proj/us-central1/live-2.5",  # slots 9049, 3878
           "gemini:models/gemini-3.1-flash-live", "vertex:my-proj/europe-west4/live-2.5",  # 158, 13294
@@ -31,7 +31,7 @@ def cluster() -> Iterator[RedisClusterProcess]:
 
 @pytest.fixture
 async def cluster_redis(cluster: RedisClusterProcess) -> AsyncIterator[Any]:
-    from livegate.redisconn import connect
+    from livegate.redis.connect import connect
 
     client = connect(cluster.url)
     assert isinstance(client, RedisCluster)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from livegate.errors import GatewayError
-from livegate.admission import Admission, Lease
+from livegate.admission.control import Admission, Lease
 from tests.admission.helpers import cancel_all, has_waiting, live, queue_keys_gone, wait_until
 
 S = "vertex:my-proj/us-central1/live-2.5"

@@ -15,7 +15,7 @@ import pytest
 from redis.cluster import key_slot
 
 from livegate.errors import GatewayError
-from livegate.admission import Admission, AdmissionConfig, Lease, admission_keys, rate_bucket
+from livegate.admission.control import Admission, AdmissionConfig, Lease, admission_keys, rate_bucket
 from tests.admission.helpers import live, queue_keys_gone, wait_until
 
 S = "gemini:models/gemini-live-2.5-flash"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from livegate.errors import GatewayError
-from livegate.admission import Admission, Lease
+from livegate.admission.control import Admission, Lease
 from tests.admission.helpers import live, queue_keys_gone
 
 S = "gemini:models/gemini-live-2.5-flash"

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.cluster import key_slot
 
-from livegate.rediscluster import RedisClusterProcess
+from tests.cluster.localcluster import RedisClusterProcess
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +32,7 @@ def redis_url(redis_cluster: RedisClusterProcess) -> str:
 @pytest.fixture
 async def redis(redis_url: str, redis_cluster: RedisClusterProcess) -> AsyncIterator[Any]:
     """A cluster client; every master is flushed before the test (checked on each master directly)."""
-    from livegate.redisconn import connect
+    from livegate.redis.connect import connect
 
     client = connect(redis_url)
     assert isinstance(client, RedisCluster)

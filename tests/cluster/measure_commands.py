@@ -25,8 +25,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from livegate.devstack import RedisProcess, dev_stack
-from livegate.rediscluster import RedisClusterProcess
+from livegate.cli.devstack import RedisProcess, dev_stack
+from tests.cluster.localcluster import RedisClusterProcess
 from livegate.settings import Settings
 
 

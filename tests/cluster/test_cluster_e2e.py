@@ -13,8 +13,8 @@ from google.genai import types
 from redis.asyncio.cluster import RedisCluster
 
 from emulator.transcribe import encode_text_tones
-from livegate import keys
-from livegate.rediscluster import RedisClusterProcess
+from livegate.redis import keys
+from tests.cluster.localcluster import RedisClusterProcess
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import gateway_pb2_grpc
 from tests.cluster.conftest import keys_by_master, master_of, node_client, wait_for

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
-from livegate import keys, records
-from livegate.bus import Batcher, is_stale_id_error, read_stream
-from livegate.rediscluster import CLUSTER_SLOTS, RedisClusterProcess
-from livegate.clusterclient import (
+from livegate.redis import keys, records
+from livegate.redis.bus import Batcher, is_stale_id_error, read_stream
+from tests.cluster.localcluster import CLUSTER_SLOTS, RedisClusterProcess
+from livegate.redis.cluster import (
     LiveRedisCluster, OrderedClusterPipeline, _is_explicit_xadd, already_written, execute_ordered, plan_phases,
 )
-from livegate.redisconn import connect, is_cluster_url, parse_cluster_url, ping
+from livegate.redis.connect import connect, is_cluster_url, parse_cluster_url, ping
 from tests.cluster.conftest import master_of, node_client
 
 SID_A, SID_B = "s-aaaa", "s-bbbb"
@@ -324,7 +324,7 @@ async def test_stream_reads_cost_one_round_trip(redis: Any, redis_cluster: Redis
 
 
 async def test_unordered_pipeline_is_one_phase(redis: Any) -> None:
-    from livegate.clusterclient import unordered_pipeline
+    from livegate.redis.cluster import unordered_pipeline
 
     sids = await sids_on_distinct_masters(redis)
     for s in sids:

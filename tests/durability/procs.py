@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from livegate.devstack import free_port
+from livegate.cli.devstack import free_port
 
 
 @contextlib.asynccontextmanager

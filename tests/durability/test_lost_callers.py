@@ -15,8 +15,8 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 
-from livegate import keys
-from livegate.admission import scope_of
+from livegate.redis import keys
+from livegate.admission.control import scope_of
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import gateway_pb2_grpc
 from tests.durability.procs import ProcStack, emulator_server
@@ -70,7 +70,7 @@ async def no_leases(redis: Any) -> bool:
 @pytest.fixture
 async def workerless(redis: Any, redis_url: str, emulator_config: Any) -> AsyncIterator[dict[str, Any]]:
     """A front and the emulator, no worker: sessions stay pending until the test starts one."""
-    from livegate.devstack import dev_stack
+    from livegate.cli.devstack import dev_stack
     from livegate.settings import Settings
     from workers.worker import Worker
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from livegate import keys
+from livegate.redis import keys
 from livegate.client import Client
 from livegate.v1 import gateway_pb2 as gw
 from tests.durability.procs import ProcStack, emulator_server

@@ -1,5 +1,5 @@
 """Admission control through the gateway: capped scopes, fair waiting within the caller's deadline, typed
-refusals, rate limits, and the cap shrinking after an upstream quota close (livegate/admission.py)."""
+refusals, rate limits, and the cap shrinking after an upstream quota close (livegate/admission/control.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from livegate.admission import scope_of
+from livegate.admission.control import scope_of
 from tests.e2e.helpers import collect_turn, text_of
 
 MODEL = "gemini-live-2.5-flash"
@@ -110,7 +110,7 @@ async def test_a_failed_lease_renewal_does_not_make_the_worker_unready(client: A
                                                                        settings_overrides: dict[str, Any]) -> None:
     """The beat reached Redis, so the fleet counts the worker alive: a failure after it (renewing the
     admission leases) is logged by the heartbeat loop and must not take the worker out of service."""
-    from livegate.keys import admission_keys
+    from livegate.redis.keys import admission_keys
 
     cfg = {"response_modalities": ["TEXT"]}
     async with client.aio.live.connect(model=MODEL, config=cfg) as session:

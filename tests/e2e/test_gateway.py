@@ -255,7 +255,8 @@ async def test_half_close_lets_the_turn_in_flight_finish(stub: Any, redis: Any) 
 
 async def test_the_front_drops_outbox_entries_of_an_older_epoch(client: Any, stub: Any, stack: dict[str, Any],
                                                                 redis: Any) -> None:
-    from livegate import keys, metrics
+    from livegate.redis import keys
+    from livegate import metrics
 
     async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as s:
         await s.send_client_content(turns={"role": "user", "parts": [{"text": "hi"}]})

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from livegate.client import Client
-from livegate.devstack import dev_stack
+from livegate.cli.devstack import dev_stack
 from livegate.settings import Settings
 from livegate.v1 import gateway_pb2 as gw
 from service.auth import hash_key

@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from livegate.devstack import dev_stack
+from livegate.cli.devstack import dev_stack
 from livegate.settings import Settings
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import gateway_pb2_grpc
@@ -57,7 +57,7 @@ async def test_a_session_claimed_as_its_worker_begins_to_close_goes_back_to_the_
     """The interleaving the worker's close cannot see coming: its allocation loop claimed a session just as the
     close began. The worker must not start relaying it (the close has already listed the tasks it will wait
     for); it hands the session straight back to the fleet instead of leaving it to its heartbeat's expiry."""
-    from livegate import keys, records
+    from livegate.redis import keys, records
 
     settings = Settings(redis_url=redis_url, front_listen="127.0.0.1:0", worker_capacity=10, log_json=False,
                         upstream_api_key="test-upstream-key")

@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from livegate.client import Client
-from livegate.devstack import free_port
+from livegate.cli.devstack import free_port
 from livegate.v1 import gateway_pb2 as gw
 from tests.durability.procs import ProcStack, emulator_server
 

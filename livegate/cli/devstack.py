@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from livegate.redisconn import ping
+from livegate.redis.connect import ping
 from livegate.settings import Settings
 
 logger = logging.getLogger(__name__)

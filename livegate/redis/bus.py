@@ -7,8 +7,8 @@
 - :func:`read_stream` follows one stream with ``XREAD BLOCK`` and survives connection drops (it resumes
   after the last id it saw), yielding batches.
 
-On one Redis node they go through :mod:`livegate.resp` (one packed write and one deadline per pipeline, held
-connections); on a cluster through redis-py's cluster client, in order (:func:`livegate.clusterclient.execute_ordered`).
+On one Redis node they go through :mod:`livegate.redis.resp` (one packed write and one deadline per pipeline, held
+connections); on a cluster through redis-py's cluster client, in order (:func:`livegate.redis.cluster.execute_ordered`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livegate import metrics
 from livegate.cleanups import raise_if_cancelled
-from livegate.clusterclient import already_written, execute_ordered
-from livegate.redisconn import AnyRedis
-from livegate.resp import FastRedis, StreamReader
+from livegate.redis.cluster import already_written, execute_ordered
+from livegate.redis.connect import AnyRedis
+from livegate.redis.resp import FastRedis, StreamReader
 
 logger = logging.getLogger(__name__)
 

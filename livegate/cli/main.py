@@ -137,7 +137,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     async def main(stop: asyncio.Event) -> int:
         from emulator.config import EmulatorConfig
-        from livegate.devstack import dev_stack
+        from livegate.cli.devstack import dev_stack
 
         emu_config = EmulatorConfig(port=0, pacing=args.pacing)
         async with dev_stack(settings, workers=args.workers, emulator_config=emu_config) as parts:
@@ -145,7 +145,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             print(f"livegate dev: front on {front.address}, emulator on {parts['emulator'].url}, "
                   f"redis at {parts['redis_url']}, {len(parts['workers'])} workers", flush=True)
             if args.demo:
-                from livegate.demo import run_demo
+                from livegate.cli.demo import run_demo
 
                 await run_demo(front.address, Path(args.audio_out))
                 return 0
@@ -161,7 +161,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     logs.configure("WARNING", json=False)
-    from livegate.chat import chat
+    from livegate.cli.chat import chat
 
     async def main(stop: asyncio.Event) -> int:
         return await chat(args, stop)
@@ -216,6 +216,3 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -78,7 +78,7 @@ def stream_id(n: int) -> str:
 def log_id(epoch: int, seq: int) -> str:
     """Entry id of server message ``seq`` in a session's s2c log, written at owner ``epoch``: a claim raises
     the log's last id to ``<epoch>-0``, so the appends of every earlier owner are refused from then on
-    (see livegate/records.py)."""
+    (see livegate/redis/records.py)."""
     return f"{epoch}-{seq}"
 
 

@@ -49,11 +49,11 @@ import grpc
 from redis.exceptions import NoScriptError
 
 from livegate import metrics
-from livegate.admission_config import AdmissionConfig, ScopeConfig
+from livegate.admission.config import AdmissionConfig, ScopeConfig
 from livegate.cleanups import Cleanups
 from livegate.errors import GatewayError
-from livegate.keys import admission_keys, rate_bucket
-from livegate.redisconn import AnyRedis
+from livegate.redis.keys import admission_keys, rate_bucket
+from livegate.redis.connect import AnyRedis
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Lease:
         return cls(lid, unquote(scope), unquote(tenant))
 
 
-from livegate.admission_scripts import _ACQUIRE, _GIVE_UP, _QUOTA, _RATE, _RELEASE, _RENEW, _STATUS
+from livegate.admission.scripts import _ACQUIRE, _GIVE_UP, _QUOTA, _RATE, _RELEASE, _RENEW, _STATUS
 
 
 class _Script:

@@ -1,4 +1,4 @@
-"""livegate's Redis Cluster client: :class:`LiveRedisCluster`, which :func:`livegate.redisconn.connect`
+"""livegate's Redis Cluster client: :class:`LiveRedisCluster`, which :func:`livegate.redis.connect.connect`
 returns for a cluster URL. Like the single-node client, its commands and pipelines never swallow a
 cancellation (:func:`livegate.cleanups.keeping_cancellation`).
 

@@ -1,6 +1,6 @@
 """Admission config: per-scope caps and tenant shares, per-tenant session-creation rate limits, lease and
 waiter timings; parsed and checked from JSON (``admission_file``). The rules they feed are in
-``livegate/admission.py`` and docs/admission.md."""
+``livegate/admission/control.py`` and docs/admission.md."""
 
 from __future__ import annotations
 

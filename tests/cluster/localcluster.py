@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from livegate.devstack import redis_server_binary
+from livegate.cli.devstack import redis_server_binary
 
 CLUSTER_SLOTS = 16384
 

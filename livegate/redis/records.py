@@ -19,10 +19,10 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from livegate import keys
+from livegate.redis import keys
 
 if TYPE_CHECKING:
-    from livegate.redisconn import AnyRedis
+    from livegate.redis.connect import AnyRedis
 
 # States (mirrored by livegate.v1.Session.State)
 PENDING = "pending"  # waiting for a worker
@@ -65,7 +65,7 @@ class SessionRecord:
     setup: bytes  # BidiGenerateContentSetup as validated at the front (serialized)
     options: bytes = b""  # SessionOptions (serialized)
     route: str = ""  # the upstream route (livegate/routes.py)
-    lease: str = ""  # the admission lease (livegate/admission.py), renewed by the owning worker
+    lease: str = ""  # the admission lease (livegate/admission/control.py), renewed by the owning worker
     reattach_hash: str = ""
     wants_resumption: bool = False  # the caller asked for session_resumption updates
     state: str = PENDING

@@ -1,4 +1,4 @@
-"""The Lua scripts of admission control (livegate/admission.py): every state change of a scope is one atomic
+"""The Lua scripts of admission control (livegate/admission/control.py): every state change of a scope is one atomic
 script over keys that share the scope's hash tag, so they run unchanged on Redis Cluster."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Cluster URLs: ``redis+cluster://[user:password@]host:port[,host:port...][/0][?ss
 database 0 exists on a cluster. TLS options as query parameters: ``ssl_cert_reqs`` (none|optional|required),
 ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_check_hostname`` (true|false).
 
-On a cluster, :func:`connect` returns a :class:`livegate.clusterclient.LiveRedisCluster` (ordered
+On a cluster, :func:`connect` returns a :class:`livegate.redis.cluster.LiveRedisCluster` (ordered
 pipelines across masters, retried commands).
 """
 
@@ -27,7 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livegate.cleanups import keeping_cancellation
-from livegate.clusterclient import LiveRedisCluster
+from livegate.redis.cluster import LiveRedisCluster
 
 AnyRedis: TypeAlias = "Redis | RedisCluster"
 

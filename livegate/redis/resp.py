@@ -13,7 +13,7 @@ settings minus the per-reply socket timeout; the deadline around each exchange c
 handshake too. A connection that fails or times out mid-exchange is dropped (never reused with replies in
 flight) and a pipeline is retried under the client's retry policy, as ``Pipeline.execute`` does.
 
-Redis Cluster keeps redis-py's cluster client (see :mod:`livegate.redisconn`): a batch there spans masters.
+Redis Cluster keeps redis-py's cluster client (see :mod:`livegate.redis.connect`): a batch there spans masters.
 """
 
 from __future__ import annotations

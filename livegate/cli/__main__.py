@@ -1,0 +1,5 @@
+import sys
+
+from livegate.cli.main import main
+
+sys.exit(main())
