@@ -6,9 +6,11 @@ Nothing below the entrypoint reads the environment. Every field can be set as ``
 
 from __future__ import annotations
 
+import difflib
 import os
 import secrets
 import socket
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -81,7 +83,7 @@ class Settings(BaseSettings):
     handle_ttl_s: int = Field(7200, description="lifetime of a gateway resumption handle given to callers")
 
     # --- upstream (the Live API, or the emulator) ------------------------------------------------
-    upstream_url: str = Field("https://127.0.0.1:9443", description="base URL of the Live API (https, wss)")
+    upstream_url: str = Field("https://127.0.0.1:8443", description="base URL of the Live API (https, wss)")
     upstream_flavour: Flavour = "gemini"
     upstream_api_version: str = Field("", description="empty: v1beta (Gemini) / v1beta1 (Vertex)")
     upstream_api_key: SecretStr | None = Field(None, repr=False)
@@ -112,6 +114,37 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # --- budgets: what one caller may make the gateway hold (service/budget.py, docs/redis.md) -------
+    max_setup_bytes: int = Field(256 * 1024, ge=1024, description="largest `setup` message")
+    max_client_content_bytes: int = Field(1024 * 1024, ge=1024, description="largest client_content message "
+                                          "(text and inline data of its turns)")
+    max_audio_bytes: int = Field(256 * 1024, ge=1024, description="largest audio blob in one realtime_input "
+                                 "(audio, or an audio media chunk)")
+    max_video_bytes: int = Field(1024 * 1024, ge=1024, description="largest image frame in one realtime_input.video")
+    max_media_chunks_bytes: int = Field(1024 * 1024, ge=1024, description="largest sum of realtime_input.media_chunks "
+                                        "in one message")
+    max_text_bytes: int = Field(1024 * 1024, ge=1024, description="largest realtime_input.text (UTF-8 bytes)")
+    max_tool_response_bytes: int = Field(1024 * 1024, ge=1024, description="largest tool_response message")
+    session_bytes_per_s: float = Field(1024 * 1024, gt=0, description="client bytes per second per session; a "
+                                       "session above it is not read (backpressure)")
+    session_burst_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="client bytes a session may send at once "
+                                     "above session_bytes_per_s")
+    tenant_bytes_per_s: float = Field(8 * 1024 * 1024, gt=0, description="client bytes per second of all a tenant's "
+                                      "sessions on one front; above it they are not read (backpressure)")
+    tenant_burst_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="burst above tenant_bytes_per_s")
+    c2s_log_max_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024, description="client bytes a session's c2s log "
+                                   "holds before the upstream's resumption handle covers them; a session at the bound "
+                                   "is not read, and refused after budget_wait_s")
+    s2c_log_max_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024, description="server bytes a session's s2c log (the "
+                                   "reattach history) keeps; older messages are trimmed")
+    stream_inline_max_bytes: int = Field(16 * 1024, ge=1024, description="a message larger than this travels through "
+                                         "a worker inbox / front outbox as a reference to its session log entry")
+    budget_wait_s: float = Field(10.0, gt=0, description="how long a session may stay throttled by a full c2s log "
+                                 "before its message is refused (RESOURCE_EXHAUSTED C2S_LOG_FULL)")
+    max_pending_connects: int = Field(1000, ge=1, description="Connects on one front that have not sent their first "
+                                      "message yet (they wait at most setup_timeout_s)")
+    max_pending_connects_per_tenant: int = Field(50, ge=1, description="the same, per tenant, per front")
+
     @field_validator("upstream_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
@@ -124,6 +157,15 @@ class Settings(BaseSettings):
                              f"({self.heartbeat_interval_s}): one late beat would declare a live process dead")
         return self
 
+    @model_validator(mode="after")
+    def _messages_fit_the_log(self) -> Settings:
+        largest = max(self.max_client_content_bytes, self.max_audio_bytes, self.max_video_bytes,
+                      self.max_media_chunks_bytes, self.max_text_bytes, self.max_tool_response_bytes)
+        if largest > self.c2s_log_max_bytes:
+            raise ValueError(f"c2s_log_max_bytes ({self.c2s_log_max_bytes}) must hold the largest client message "
+                             f"allowed ({largest} bytes, the max_*_bytes settings)")
+        return self
+
     def with_ids(self, role: str) -> Settings:
         """Fill in the process ids (front_id / worker_id) if they were not configured."""
         updates: dict[str, str] = {}
@@ -132,3 +174,24 @@ class Settings(BaseSettings):
         if role == "worker" and not self.worker_id:
             updates["worker_id"] = default_instance_id("worker")
         return self.model_copy(update=updates) if updates else self
+
+
+# LIVEGATE_* names that are not Settings fields: the emulator's own settings, and the example callers'
+OTHER_ENV_PREFIXES = ("LIVEGATE_EMULATOR_",)
+OTHER_ENV_NAMES = frozenset({"LIVEGATE_TARGET", "LIVEGATE_MODEL", "LIVEGATE_DEADLINE_S"})
+
+
+def unknown_env(environ: Mapping[str, str]) -> list[str]:
+    """One line per ``LIVEGATE_*`` variable that configures nothing (a typo is otherwise silently ignored),
+    naming the closest setting."""
+    known = {"LIVEGATE_" + name.upper() for name in Settings.model_fields}
+    lines = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if (not upper.startswith("LIVEGATE_") or upper in known or upper in OTHER_ENV_NAMES
+                or upper.startswith(OTHER_ENV_PREFIXES)):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else " (the settings are the fields of livegate/settings.py)"
+        lines.append(f"{name} is not a livegate setting and is ignored{hint}")
+    return lines

@@ -13,7 +13,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from livegate import __version__, logs, metrics
 from livegate.redis import keys, records
@@ -27,7 +26,7 @@ from livegate.routes import Routing
 from livegate.settings import Settings
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
-from service import tls
+from service import reflection, tls
 from service.auth import Authenticator, build_authenticator
 from service.servicer import SERVICE_NAME, LiveGatewayServicer
 from service.session import FrontSession
@@ -79,6 +78,26 @@ class Front:
     async def start(self) -> None:
         if self._server is not None:
             return
+        # bind first: a busy port fails the start before this front registers anywhere
+        server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+            # a port already in use fails the start instead of being shared with an unrelated process
+            ("grpc.so_reuseport", 0),
+        ])
+        server.add_generic_rpc_handlers([LiveGatewayServicer(self).handler()])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable(server, (SERVICE_NAME, health.SERVICE_NAME))
+        try:
+            self.port = tls.bind(server, self.settings)  # h2c, TLS or mTLS (front_tls_*, front_client_ca_file)
+        except RuntimeError:  # grpc raises on a failed bind
+            self.port = 0
+        if self.port == 0:
+            raise OSError(f"could not listen on {self.settings.front_listen} (LIVEGATE_FRONT_LISTEN): the port is "
+                          "in use (another front or `livegate dev`?) or the address is not this host's")
         self._stop = asyncio.Event()
         await self.batcher.start()
         # the outbox is created by its owner only (workers write with NOMKSTREAM): a dead front's outbox
@@ -90,20 +109,6 @@ class Front:
         await pipe.execute()
         self._tasks = [asyncio.create_task(supervise("outbox", self._outbox_loop), name="front-outbox"),
                        asyncio.create_task(supervise("keepalive", self._keepalive_loop), name="front-keepalive")]
-        server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", self.settings.max_message_bytes),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.http2.max_pings_without_data", 0),
-            ("grpc.keepalive_permit_without_calls", 1),
-        ])
-        server.add_generic_rpc_handlers([LiveGatewayServicer(self).handler()])
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        self.port = tls.bind(server, self.settings)  # h2c, TLS or mTLS (front_tls_*, front_client_ca_file)
-        if self.port == 0:
-            raise OSError(f"could not bind the front to {self.settings.front_listen}")
         await server.start()
         self._server = server
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)

@@ -172,7 +172,8 @@ class SessionRelay(RenewalPolicy, CallerPresence):
                     raise unavailable(f"the upstream could not be reached after {attempt} attempts",
                                       "UPSTREAM_UNAVAILABLE") from None
                 delay = min(0.1 * 2 ** (attempt - 1), 5.0) * (0.5 + random.random() / 2)
-                logger.warning("session %s: upstream connect failed (%r); retry %d in %.2fs", self.sid, exc, attempt, delay)
+                logger.warning("session %s: upstream %s connect failed (%r; check LIVEGATE_UPSTREAM_URL or the route's "
+                               "url); retry %d in %.2fs", self.sid, self.route.url, exc, attempt, delay)
                 await asyncio.sleep(delay)
                 continue
             if self.record.connects > 1 or self.cause != "new":

@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from livegate.redis.connect import ping
 from livegate.settings import Settings
 
@@ -84,8 +86,10 @@ class RedisProcess:
 
 @contextlib.asynccontextmanager
 async def local_redis(url: str | None) -> AsyncIterator[str]:
-    """Use ``url`` if a Redis answers there, else start one."""
-    if url and await ping(url):
+    """Use the Redis at ``url`` (it must answer), or start one when no URL is given."""
+    if url:
+        if not await ping(url):
+            raise RedisConnectionError(f"no Redis answers at {url}")
         yield url
         return
     proc = RedisProcess().start()

@@ -17,22 +17,61 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 # grpc prints a warning on every fork (the emulator spawns espeak-ng); livegate does not fork gRPC state
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from livegate import logs  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+from redis.exceptions import AuthenticationError as RedisAuthError  # noqa: E402
+from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E402
+from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: E402
+
+from livegate import __version__, logs  # noqa: E402
+from livegate import settings as settings_mod  # noqa: E402
 from livegate.settings import Settings  # noqa: E402
 
 logger = logging.getLogger("livegate")
+
+
+class StartupError(Exception):
+    """Ends a command with one line on stderr (what is wrong and which setting fixes it), no traceback."""
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = {k: v for k, v in extra.items() if v is not None}
     if getattr(args, "redis_url", None):
         overrides["redis_url"] = args.redis_url
-    return Settings(**overrides)
+    for line in settings_mod.unknown_env(os.environ):
+        print(f"livegate: warning: {line}", file=sys.stderr, flush=True)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise StartupError("; ".join(
+            f"LIVEGATE_{'_'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}" for e in exc.errors())
+        ) from None
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    return urlunsplit(parts)
+
+
+def explain(exc: BaseException, settings: Settings | None) -> str | None:
+    """The one line for an error a person can fix at start (None: a bug, shown with its traceback)."""
+    redis_url = _redacted(settings.redis_url) if settings is not None else "the configured Redis"
+    if isinstance(exc, StartupError):
+        return str(exc)
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+        return f"cannot reach Redis at {redis_url}: {exc} (set LIVEGATE_REDIS_URL, or --redis-url)"
+    if isinstance(exc, RedisAuthError):
+        return f"Redis at {redis_url} refused the credentials: {exc} (fix the password in LIVEGATE_REDIS_URL)"
+    if isinstance(exc, (OSError, ValueError, FileNotFoundError)):
+        return str(exc)
+    return None
 
 
 def tune_gc() -> None:
@@ -44,8 +83,20 @@ def tune_gc() -> None:
     gc.freeze()
 
 
-def _run(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
-    """Run ``main(stop)`` on uvloop; SIGINT/SIGTERM set ``stop``; a second signal exits immediately."""
+def _run(main: Callable[[asyncio.Event], Awaitable[int]], settings: Settings | None = None) -> int:
+    """Run ``main(stop)`` on uvloop; SIGINT/SIGTERM set ``stop``; a second signal exits immediately. An
+    error a person can fix ends it with one line (:func:`explain`) and exit status 2."""
+    try:
+        return _run_loop(main)
+    except Exception as exc:
+        line = explain(exc, settings)
+        if line is None:
+            raise
+        print(f"livegate: {line}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _run_loop(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
     tune_gc()
 
     async def runner() -> int:
@@ -95,7 +146,7 @@ def cmd_front(args: argparse.Namespace) -> int:
         await ops.aclose()
         return 0
 
-    return _run(main)
+    return _run(main, settings)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -118,7 +169,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         await ops.aclose()
         return 0
 
-    return _run(main)
+    return _run(main, settings)
 
 
 def cmd_emulator(argv: list[str]) -> int:
@@ -131,8 +182,11 @@ def cmd_emulator(argv: list[str]) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     # $REDIS_URL / --redis-url if a Redis answers there; otherwise start a private redis-server
+    # --redis-url, else LIVEGATE_REDIS_URL (the one Settings reads), else $REDIS_URL: that Redis must answer;
+    # with none of them a private redis-server is started
+    explicit = args.redis_url or os.environ.get("LIVEGATE_REDIS_URL") or os.environ.get("REDIS_URL") or ""
     settings = _settings(args, front_listen=args.listen, upstream_api_key="livegate-dev-key",
-                         log_level=args.log_level, log_json=False, redis_url=args.redis_url or "")
+                         log_level=args.log_level, log_json=False, redis_url=explicit)
     logs.configure(settings.log_level, json=False, process="dev")
 
     async def main(stop: asyncio.Event) -> int:
@@ -154,7 +208,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print("livegate dev stopped", flush=True)
         return 0
 
-    return _run(main)
+    return _run(main, settings)
 
 
 # -- chat ---------------------------------------------------------------------------------------------
@@ -171,6 +225,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="livegate", description="gRPC gateway for the Gemini Live API")
+    p.add_argument("--version", action="version", version=f"livegate {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     f = sub.add_parser("front", help="run the gRPC front (settings: LIVEGATE_* environment variables)")
@@ -187,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("dev", help="the whole stack in one process: Redis, emulator, two workers, front")
     d.add_argument("--listen", default="127.0.0.1:50051")
-    d.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
-                   help="use this Redis if reachable (default $REDIS_URL), else start a redis-server")
+    d.add_argument("--redis-url", help="use this Redis (default LIVEGATE_REDIS_URL, then $REDIS_URL); with none "
+                   "of them a private redis-server is started")
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--pacing", type=float, default=1.0, help="emulator audio pacing (1 = real time, 0 = fast)")
     d.add_argument("--demo", action="store_true", help="run the demo conversation, then stop")
@@ -214,5 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "emulator":
         return cmd_emulator(argv[1:])
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except StartupError as exc:
+        print(f"livegate: {exc}", file=sys.stderr, flush=True)
+        return 2
 

@@ -230,6 +230,24 @@ async def test_health_and_reflection(stack: dict[str, Any]) -> None:
         assert {"livegate.v1.LiveGateway", "grpc.health.v1.Health"} <= names
 
 
+async def test_reflection_v1_as_well_as_v1alpha(stack: dict[str, Any]) -> None:
+    """grpcurl, buf curl and Postman ask grpc.reflection.v1 first; older tools v1alpha. Both answer, and a
+    file descriptor asked through v1 describes the gateway."""
+    async with grpc.aio.insecure_channel(stack["front"].address) as channel:
+        for version in ("v1", "v1alpha"):
+            call = channel.stream_stream(f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+                                         request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                                         response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)()
+            await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+            names = {s.name for s in (await call.read()).list_services_response.service}
+            await call.write(reflection_pb2.ServerReflectionRequest(file_containing_symbol="livegate.v1.LiveGateway"))
+            files = (await call.read()).file_descriptor_response.file_descriptor_proto
+            await call.done_writing()
+            assert {"livegate.v1.LiveGateway", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
+                    "grpc.reflection.v1alpha.ServerReflection"} <= names, version
+            assert files, version
+
+
 def contextlib_stack() -> Any:
     import contextlib
 
