@@ -4,7 +4,7 @@
 #     espeak-ng (speech-like emulator audio; without it the emulator synthesises a waveform),
 #     prometheus (promtool and a real Prometheus: the metrics and dashboard tests)
 #   - a virtualenv in .venv with the pinned Python dependencies (pip install -e '.[dev]')
-#   - buf from npm (pinned in package.json) for the proto checks, when node/npm are present
+#   - buf (and @google/genai for the SDK tests) from npm, exactly as package-lock.json pins them, when node/npm are present
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +36,11 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   echo "$want" >"$stamp"
 fi
 
-if command -v npm >/dev/null && [[ ! -x node_modules/.bin/buf ]]; then
-  echo "bootstrap: npm install (buf)"
-  npm install --no-audit --no-fund --loglevel=error >/dev/null
+# npm ci installs exactly package-lock.json and never rewrites it (npm install would: a bootstrap must not
+# modify tracked files); again whenever the lock file changes
+npm_want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if command -v npm >/dev/null && [[ ! -f node_modules/.livegate-installed || $(cat node_modules/.livegate-installed) != "$npm_want" ]]; then
+  echo "bootstrap: npm ci (buf, @google/genai)"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$npm_want" >node_modules/.livegate-installed
 fi

@@ -30,7 +30,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 
@@ -75,6 +75,46 @@ def metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
 def bearer(md: dict[str, str]) -> str | None:
     scheme, _, value = md.get("authorization", "").strip().partition(" ")
     return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Presented:
+    """The credentials a call presented over another protocol than gRPC (the Live API WebSocket,
+    service/ws/), in the two shapes every mode reads from a gRPC call: its metadata and its TLS peer. So each
+    mode (and :class:`Chain`) decides the tenant of both protocols with the same code: ``auth.tenant(presented)``
+    (:func:`presented`)."""
+
+    md: tuple[tuple[str, str], ...] = ()
+    peer: dict[str, list[bytes]] = dataclasses.field(default_factory=dict)
+
+    def __repr__(self) -> str:  # never the credential itself
+        return f"<Presented {[k for k, _ in self.md]} peer={bool(self.peer)}>"
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.md
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return self.peer
+
+
+def presented(kind: str, credential: str, peer_cert: dict[str, Any] | None = None,
+              peer_pem: str = "") -> Presented:
+    """A credential of ``kind`` ``api_key`` (a caller key) or ``bearer`` (an OIDC ID token, or a caller key),
+    or none (``kind`` ``none``), and the TLS client certificate the handshake verified
+    (``ssl.SSLSocket.getpeercert()``), as the gRPC metadata and peer every mode reads."""
+    md: tuple[tuple[str, str], ...] = ()
+    if kind == "api_key" and credential:
+        md = (("x-api-key", credential),)
+    elif kind == "bearer" and credential:
+        md = (("authorization", f"Bearer {credential}"),)
+    peer: dict[str, list[bytes]] = {}
+    if peer_cert:
+        cns = [v for rdn in peer_cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+        sans = [v for k, v in peer_cert.get("subjectAltName", ()) if k in ("DNS", "URI", "email", "IP Address")]
+        peer = {"x509_common_name": [v.encode() for v in cns],
+                "x509_subject_alternative_name": [v.encode() for v in sans],
+                "x509_pem_cert": [peer_pem.encode()] if peer_pem else [b"verified"]}
+    return Presented(md, peer)
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -236,8 +276,9 @@ class ApiKeyAuth:
 
     @staticmethod
     def _key(md: dict[str, str]) -> str | None:
-        if md.get("x-api-key"):
-            return md["x-api-key"].strip()
+        for name in ("x-api-key", "x-goog-api-key"):  # the latter: where Live API clients put their key
+            if md.get(name):
+                return md[name].strip()
         token = bearer(md)
         return token if token and not looks_like_jwt(token) else None
 

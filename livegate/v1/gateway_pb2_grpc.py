@@ -32,9 +32,15 @@ class LiveGatewayStub:
     resumption) and lets a caller reattach to a live session after its own
     stream broke.
 
-    Every RPC requires the caller's credentials in metadata (missing or invalid:
+    Every RPC requires the caller's credentials (missing or invalid:
     UNAUTHENTICATED; not allowed for the tenant, model or session:
-    PERMISSION_DENIED). A session is only visible to its own tenant.
+    PERMISSION_DENIED), as the gateway's auth modes take them:
+    * API key: metadata `x-api-key: <key>` (or `x-goog-api-key: <key>`, or
+    `authorization: Bearer <key>`);
+    * Google OIDC: metadata `authorization: Bearer <Google-signed ID token>`;
+    * mTLS: the client certificate of the TLS connection.
+    A session is only visible to its own tenant. `grpc.health.v1.Health` and
+    server reflection need no credentials.
     """
 
     def __init__(self, channel):
@@ -72,9 +78,15 @@ class LiveGatewayServicer:
     resumption) and lets a caller reattach to a live session after its own
     stream broke.
 
-    Every RPC requires the caller's credentials in metadata (missing or invalid:
+    Every RPC requires the caller's credentials (missing or invalid:
     UNAUTHENTICATED; not allowed for the tenant, model or session:
-    PERMISSION_DENIED). A session is only visible to its own tenant.
+    PERMISSION_DENIED), as the gateway's auth modes take them:
+    * API key: metadata `x-api-key: <key>` (or `x-goog-api-key: <key>`, or
+    `authorization: Bearer <key>`);
+    * Google OIDC: metadata `authorization: Bearer <Google-signed ID token>`;
+    * mTLS: the client certificate of the TLS connection.
+    A session is only visible to its own tenant. `grpc.health.v1.Health` and
+    server reflection need no credentials.
     """
 
     def Connect(self, request_iterator, context):
@@ -192,9 +204,15 @@ class LiveGateway:
     resumption) and lets a caller reattach to a live session after its own
     stream broke.
 
-    Every RPC requires the caller's credentials in metadata (missing or invalid:
+    Every RPC requires the caller's credentials (missing or invalid:
     UNAUTHENTICATED; not allowed for the tenant, model or session:
-    PERMISSION_DENIED). A session is only visible to its own tenant.
+    PERMISSION_DENIED), as the gateway's auth modes take them:
+    * API key: metadata `x-api-key: <key>` (or `x-goog-api-key: <key>`, or
+    `authorization: Bearer <key>`);
+    * Google OIDC: metadata `authorization: Bearer <Google-signed ID token>`;
+    * mTLS: the client certificate of the TLS connection.
+    A session is only visible to its own tenant. `grpc.health.v1.Health` and
+    server reflection need no credentials.
     """
 
     @staticmethod

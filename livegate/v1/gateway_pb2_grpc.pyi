@@ -40,9 +40,15 @@ class LiveGatewayStub:
     resumption) and lets a caller reattach to a live session after its own
     stream broke.
 
-    Every RPC requires the caller's credentials in metadata (missing or invalid:
+    Every RPC requires the caller's credentials (missing or invalid:
     UNAUTHENTICATED; not allowed for the tenant, model or session:
-    PERMISSION_DENIED). A session is only visible to its own tenant.
+    PERMISSION_DENIED), as the gateway's auth modes take them:
+    * API key: metadata `x-api-key: <key>` (or `x-goog-api-key: <key>`, or
+      `authorization: Bearer <key>`);
+    * Google OIDC: metadata `authorization: Bearer <Google-signed ID token>`;
+    * mTLS: the client certificate of the TLS connection.
+    A session is only visible to its own tenant. `grpc.health.v1.Health` and
+    server reflection need no credentials.
     """
 
     @_typing.overload
@@ -119,9 +125,15 @@ class LiveGatewayAsyncStub(LiveGatewayStub):
     resumption) and lets a caller reattach to a live session after its own
     stream broke.
 
-    Every RPC requires the caller's credentials in metadata (missing or invalid:
+    Every RPC requires the caller's credentials (missing or invalid:
     UNAUTHENTICATED; not allowed for the tenant, model or session:
-    PERMISSION_DENIED). A session is only visible to its own tenant.
+    PERMISSION_DENIED), as the gateway's auth modes take them:
+    * API key: metadata `x-api-key: <key>` (or `x-goog-api-key: <key>`, or
+      `authorization: Bearer <key>`);
+    * Google OIDC: metadata `authorization: Bearer <Google-signed ID token>`;
+    * mTLS: the client certificate of the TLS connection.
+    A session is only visible to its own tenant. `grpc.health.v1.Health` and
+    server reflection need no credentials.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -194,9 +206,15 @@ class LiveGatewayServicer(metaclass=_abc_1.ABCMeta):
     resumption) and lets a caller reattach to a live session after its own
     stream broke.
 
-    Every RPC requires the caller's credentials in metadata (missing or invalid:
+    Every RPC requires the caller's credentials (missing or invalid:
     UNAUTHENTICATED; not allowed for the tenant, model or session:
-    PERMISSION_DENIED). A session is only visible to its own tenant.
+    PERMISSION_DENIED), as the gateway's auth modes take them:
+    * API key: metadata `x-api-key: <key>` (or `x-goog-api-key: <key>`, or
+      `authorization: Bearer <key>`);
+    * Google OIDC: metadata `authorization: Bearer <Google-signed ID token>`;
+    * mTLS: the client certificate of the TLS connection.
+    A session is only visible to its own tenant. `grpc.health.v1.Health` and
+    server reflection need no credentials.
     """
 
     @_abc_1.abstractmethod

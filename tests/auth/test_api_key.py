@@ -38,14 +38,15 @@ def write_keys(path: Path, *entries: dict[str, str]) -> None:
         path.symlink_to(f"..data/{path.name}")
 
 
-async def test_key_accepted_as_x_api_key_or_bearer(gateway: Any, tmp_path: Path, secrets_used: list[str]) -> None:
+async def test_key_accepted_as_x_api_key_x_goog_api_key_or_bearer(gateway: Any, tmp_path: Path, secrets_used: list[str]) -> None:
     secrets_used += [ACME_KEY]
     keys = tmp_path / "caller-keys"
     write_keys(keys, key_line(ACME_KEY, "acme", "acme-prod-1"))
     assert ACME_KEY not in keys.read_text()  # only the hash is stored
     async with gateway(auth_modes=("api_key",), caller_keys_file=str(keys)) as g, channel(g["address"]) as ch:
         call, info = await open_session(ch, (("x-api-key", ACME_KEY),))
-        for md in ((("x-api-key", ACME_KEY),), (("authorization", f"Bearer {ACME_KEY}"),)):
+        for md in ((("x-api-key", ACME_KEY),), (("x-goog-api-key", ACME_KEY),),
+                   (("authorization", f"Bearer {ACME_KEY}"),)):
             view = await stub(ch).GetSession(gw.GetSessionRequest(session_id=info.session_id), metadata=md)
             assert view.tenant == "acme"
         await finish(call)
