@@ -27,6 +27,9 @@ KUBERNETES_VALIDATE = "kubernetes-validate==1.37.0"
 SCENARIOS = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml"))
 RELEASE = "lg"
 NAMESPACE = "livegate"
+# the scenarios render for a cluster with the prometheus-operator CRDs and Gateway API >= 1.1 (what helm install
+# learns from the cluster; the chart renders ServiceMonitor, PodMonitor, PrometheusRule, GRPCRoute only then)
+CLUSTER_APIS = ("--api-versions", "monitoring.coreos.com/v1", "--api-versions", "gateway.networking.k8s.io/v1/GRPCRoute")
 
 
 def pip_target(spec: str) -> Path:
@@ -85,7 +88,7 @@ def rendered(helm: None, yaml: ModuleType) -> dict[str, list[dict[str, Any]]]:
     """scenario name -> the rendered manifests (tests hooks included), parsed."""
     out: dict[str, list[dict[str, Any]]] = {}
     for name in SCENARIOS:
-        text = template("-f", str(CHART / "ci" / f"{name}-values.yaml")).stdout
+        text = template("-f", str(CHART / "ci" / f"{name}-values.yaml"), *CLUSTER_APIS).stdout
         out[name] = [d for d in yaml.safe_load_all(text) if d]
     return out
 

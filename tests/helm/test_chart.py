@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import CHART, NAMESPACE, RELEASE, SCENARIOS, run_helm, template
+from .conftest import CHART, CLUSTER_APIS, NAMESPACE, RELEASE, SCENARIOS, run_helm, template
 
 Manifest = dict[str, Any]
 LIVEGATE_COMPONENTS = ("front", "worker", "emulator", "test")
@@ -20,7 +20,8 @@ FULL = f"{RELEASE}-livegate"
 
 def test_scenarios_are_the_expected_ones() -> None:
     assert set(SCENARIOS) == {"default", "external-redis-secret", "bundled-redis-emulator",
-                              "monitoring-hpa-networkpolicy", "vertex-workload-identity", "front-auth-tls"}
+                              "monitoring-hpa-networkpolicy", "vertex-workload-identity", "front-auth-tls",
+                              "front-routes"}
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -193,8 +194,64 @@ def test_worker_termination_grace_above_drain_timeout(rendered: dict[str, list[M
     assert drain == scenario_values[scenario]["worker"]["drainTimeoutSeconds"]
     sleep = int(c["lifecycle"]["preStop"]["exec"]["command"][1]) if "lifecycle" in c else 0
     assert pod_spec(d)["terminationGracePeriodSeconds"] > drain + sleep
-    # rolling updates start a new worker before an old one drains
-    assert d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    # rolling updates start one new worker before an old one drains, and the next old one waits for that drain
+    assert d["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert d["spec"]["minReadySeconds"] >= drain
+
+
+def test_worker_min_ready_follows_the_drain_timeout_unless_set(helm: None, yaml: Any) -> None:
+    def worker(*settings: str) -> Manifest:
+        args = [a for s in settings for a in ("--set", s)]
+        out = template("-f", str(CHART / "ci" / "default-values.yaml"), *args).stdout
+        return one([d for d in yaml.safe_load_all(out) if d], "Deployment", f"{FULL}-worker")
+
+    assert worker()["spec"]["minReadySeconds"] == 30
+    d = worker("worker.drainTimeoutSeconds=45")
+    assert d["spec"]["minReadySeconds"] == 45 and pod_spec(d)["terminationGracePeriodSeconds"] == 55
+    assert worker("worker.minReadySeconds=0")["spec"]["minReadySeconds"] == 0
+
+
+# -- scheduling -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_soft_spread_over_nodes_and_zones(rendered: dict[str, list[Manifest]], scenario: str,
+                                          scenario_values: dict[str, dict[str, Any]]) -> None:
+    """Front and worker pods spread over nodes and zones by default, softly (never a required term), each
+    selecting its own component's pods; a value of the user's replaces the default."""
+    for comp in ("front", "worker"):
+        d = one(rendered[scenario], "Deployment", f"{FULL}-{comp}")
+        spec, labels = pod_spec(d), pod_labels(d)
+        values = scenario_values[scenario][comp]
+        if values["topologySpreadConstraints"]:
+            assert spec["topologySpreadConstraints"] == values["topologySpreadConstraints"]
+        else:
+            constraints = spec["topologySpreadConstraints"]
+            assert {c["topologyKey"] for c in constraints} == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+            for c in constraints:
+                assert c["whenUnsatisfiable"] == "ScheduleAnyway" and c["maxSkew"] == 1
+                assert c["labelSelector"]["matchLabels"][COMPONENT] == comp
+                assert selects(c["labelSelector"]["matchLabels"], labels)
+                assert c["matchLabelKeys"] == ["pod-template-hash"]
+        anti = spec["affinity"]["podAntiAffinity"]
+        assert "requiredDuringSchedulingIgnoredDuringExecution" not in anti
+        terms = {t["podAffinityTerm"]["topologyKey"]: t for t in anti["preferredDuringSchedulingIgnoredDuringExecution"]}
+        assert set(terms) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+        assert terms["kubernetes.io/hostname"]["weight"] > terms["topology.kubernetes.io/zone"]["weight"]
+        for t in terms.values():
+            assert t["podAffinityTerm"]["labelSelector"]["matchLabels"][COMPONENT] == comp
+
+
+def test_soft_spread_can_be_turned_off_or_replaced(helm: None, yaml: Any) -> None:
+    affinity = '{"nodeAffinity":{"preferredDuringSchedulingIgnoredDuringExecution":[{"weight":1,"preference":' \
+               '{"matchExpressions":[{"key":"pool","operator":"In","values":["voice"]}]}}]}}'
+    out = template("-f", str(CHART / "ci" / "default-values.yaml"), "--set", "front.defaultSpread=false",
+                   "--set-json", f"worker.affinity={affinity}").stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    front = pod_spec(one(docs, "Deployment", f"{FULL}-front"))
+    assert "affinity" not in front and "topologySpreadConstraints" not in front
+    worker = pod_spec(one(docs, "Deployment", f"{FULL}-worker"))
+    assert worker["affinity"] == json.loads(affinity)
+    assert len(worker["topologySpreadConstraints"]) == 2, "only the affinity was replaced"
 
 
 # -- security ---------------------------------------------------------------------------------------
@@ -395,6 +452,89 @@ def test_vertex_with_service_account_secret_and_workload_identity(rendered: dict
     assert mounts["google-credentials"]["mountPath"] == "/etc/livegate/google" and mounts["google-credentials"]["readOnly"]
 
 
+def test_front_routes_headless_ingress_grpcroute(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["front-routes"]
+    front = one(docs, "Deployment", f"{FULL}-front")
+    grpc_port = next(p["containerPort"] for p in container(docs, "front")["ports"] if p["name"] == "grpc")
+    # headless: every ready front's address, on the container port (clients connect to the pods)
+    headless = one(docs, "Service", f"{FULL}-front-headless")
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is False
+    assert selects(headless["spec"]["selector"], pod_labels(front))
+    (port,) = headless["spec"]["ports"]
+    assert port == {"name": "grpc", "port": grpc_port, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"}
+    # ingress-nginx: gRPC to the front Service, long read/send timeouts, the user's annotation wins
+    ing = one(docs, "Ingress", f"{FULL}-front")
+    ann = ing["metadata"]["annotations"]
+    assert ann["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    assert ann["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "7200"
+    assert ann["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "3600"
+    assert ing["spec"]["ingressClassName"] == "nginx"
+    assert ing["spec"]["tls"] == [{"hosts": ["livegate.example.com"], "secretName": "livegate-ingress-tls"}]
+    (rule,) = ing["spec"]["rules"]
+    assert rule["host"] == "livegate.example.com"
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": f"{FULL}-front", "port": {"name": "grpc"}}
+    # GRPCRoute to the front Service's port
+    route = one(docs, "GRPCRoute", f"{FULL}-front")
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["spec"]["parentRefs"] == [{"name": "internal-gateway", "namespace": "gateway-system",
+                                            "sectionName": "grpc"}]
+    (backend,) = route["spec"]["rules"][0]["backendRefs"]
+    assert backend == {"name": f"{FULL}-front", "port": one(docs, "Service", f"{FULL}-front")["spec"]["ports"][0]["port"]}
+    # off by default
+    for name in ("default", "monitoring-hpa-networkpolicy"):
+        assert not kinds(rendered[name], "Ingress") and not kinds(rendered[name], "GRPCRoute")
+        assert all(s["metadata"]["name"] != f"{FULL}-front-headless" for s in kinds(rendered[name], "Service"))
+
+
+def test_grpcroute_needs_gateway_api_v1_and_a_parent(helm: None, yaml: Any) -> None:
+    values = ("-f", str(CHART / "ci" / "front-routes-values.yaml"))
+    # Gateway API 1.0 serves gateway.networking.k8s.io/v1 but GRPCRoute only at v1alpha2
+    for apis in ((), ("--api-versions", "gateway.networking.k8s.io/v1")):
+        docs = [d for d in yaml.safe_load_all(template(*values, *apis).stdout) if d]
+        assert not kinds(docs, "GRPCRoute") and kinds(docs, "Ingress")
+    proc = template(*values, *CLUSTER_APIS, "--set", "front.grpcRoute.parentRefs=null", check=False)
+    assert proc.returncode != 0 and "parentRefs" in proc.stderr, proc.stderr
+
+
+def test_ingress_to_a_tls_front_is_grpcs(helm: None, yaml: Any) -> None:
+    out = template("-f", str(CHART / "ci" / "front-auth-tls-values.yaml"), "--set", "front.ingress.enabled=true").stdout
+    ing = one([d for d in yaml.safe_load_all(out) if d], "Ingress", f"{FULL}-front")
+    assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPCS"
+    assert ing["spec"]["rules"] == [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+        "service": {"name": f"{FULL}-front", "port": {"name": "grpc"}}}}]}}], "no hosts: one rule for any host"
+
+
+@pytest.mark.parametrize(("settings", "port"), [
+    ((), 443),                                                         # Google's JWKS
+    (("auth.oidc.jwks=https://keys.example.internal:8443/certs",), 8443),
+    (("auth.oidc.jwks=/etc/livegate/jwks.json",), None),               # a file: no egress
+    (("auth.modes={api_key}",), None),                                 # no oidc: no egress
+])
+def test_oidc_key_egress_of_the_fronts(helm: None, yaml: Any, settings: tuple[str, ...], port: int | None) -> None:
+    args = [a for s in ("networkPolicy.enabled=true", *settings) for a in ("--set", s)]
+    out = template("-f", str(CHART / "ci" / "front-auth-tls-values.yaml"), *args).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    base = {53, 6379}
+    rules = one(docs, "NetworkPolicy", f"{FULL}-front")["spec"]["egress"]
+    ports = {p["port"] for r in rules for p in r["ports"]}
+    assert ports == (base | {port} if port else base)
+    if port:
+        (rule,) = [r for r in rules if r["ports"] == [{"port": port, "protocol": "TCP"}]]
+        assert "to" not in rule, "any destination unless networkPolicy.oidcTo"
+    worker_ports = {p["port"] for r in one(docs, "NetworkPolicy", f"{FULL}-worker")["spec"]["egress"] for p in r["ports"]}
+    assert port is None or port == 443 or port not in worker_ports, "the keys are the fronts' egress, not the workers'"
+
+
+def test_oidc_key_egress_narrowed(helm: None, yaml: Any) -> None:
+    peer = '[{"ipBlock":{"cidr":"203.0.113.0/24"}}]'
+    out = template("-f", str(CHART / "ci" / "front-auth-tls-values.yaml"), "--set", "networkPolicy.enabled=true",
+                   "--set-json", f"networkPolicy.oidcTo={peer}").stdout
+    rules = one([d for d in yaml.safe_load_all(out) if d], "NetworkPolicy", f"{FULL}-front")["spec"]["egress"]
+    (rule,) = [r for r in rules if r["ports"] == [{"port": 443, "protocol": "TCP"}]]
+    assert rule["to"] == json.loads(peer)
+
+
 def test_workload_identity_alone(helm: None, yaml: Any) -> None:
     """Vertex with workload identity and no credentials file: application default credentials."""
     out = template("-f", str(CHART / "ci" / "vertex-workload-identity-values.yaml"),
@@ -540,7 +680,8 @@ def test_renders_on_the_supported_kubernetes_range(helm: None, kube_version: str
 @pytest.mark.parametrize("kube_version", ["1.27.0", "1.35.0"])
 def test_manifests_validate_against_kubernetes_schemas(helm: None, tmp_path: Path, kube_version: str) -> None:
     """Every rendered resource of every scenario against the Kubernetes OpenAPI schemas (strict: unknown fields
-    fail), with kubernetes-validate in its own process. The prometheus-operator CRDs have no schema there."""
+    fail), with kubernetes-validate in its own process. The prometheus-operator and Gateway API CRDs have no
+    schema there."""
     import os
     import subprocess
     import sys
@@ -552,7 +693,7 @@ def test_manifests_validate_against_kubernetes_schemas(helm: None, tmp_path: Pat
     for scenario in SCENARIOS:
         path = tmp_path / f"{scenario}.yaml"
         path.write_text(template("-f", str(CHART / "ci" / f"{scenario}-values.yaml"),
-                                 "--kube-version", kube_version).stdout)
+                                 "--kube-version", kube_version, *CLUSTER_APIS).stdout)
         files.append(str(path))
     env = {**os.environ, "PYTHONPATH": str(lib)}
     proc = subprocess.run([sys.executable, "-m", "kubernetes_validate", "-k", kube_version, "--strict", "--quiet",
@@ -560,4 +701,4 @@ def test_manifests_validate_against_kubernetes_schemas(helm: None, tmp_path: Pat
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "ERROR" not in out, out
     skipped = {line.split("kind ")[1].split(" ")[0] for line in out.splitlines() if "Couldn't find schema" in line}
-    assert skipped <= {"ServiceMonitor", "PodMonitor"}, out
+    assert skipped <= {"ServiceMonitor", "PodMonitor", "PrometheusRule", "GRPCRoute"}, out

@@ -192,6 +192,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and (has "oidc" .Values.auth.modes) (not .Values.auth.oidc.audience) }}
 {{- fail "livegate: auth.modes oidc needs auth.oidc.audience" }}
 {{- end }}
+{{- if and .Values.front.grpcRoute.enabled (not .Values.front.grpcRoute.parentRefs) }}
+{{- fail "livegate: front.grpcRoute.enabled needs front.grpcRoute.parentRefs (the Gateway to attach to)" }}
+{{- end }}
 {{- if and .Values.front.autoscaling.enabled (gt (int .Values.front.autoscaling.minReplicas) (int .Values.front.autoscaling.maxReplicas)) }}
 {{- fail "livegate: front.autoscaling.minReplicas > maxReplicas" }}
 {{- end }}
@@ -206,6 +209,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- define "livegate.worker.terminationGracePeriodSeconds" -}}
 {{- add (ceil .Values.worker.drainTimeoutSeconds | int) .Values.worker.preStopSleepSeconds .Values.worker.terminationMarginSeconds }}
+{{- end }}
+{{/* minReadySeconds of the workers: the value, or (null) the drain timeout rounded up. */}}
+{{- define "livegate.worker.minReadySeconds" -}}
+{{- if kindIs "invalid" .Values.worker.minReadySeconds }}
+{{- ceil .Values.worker.drainTimeoutSeconds | int }}
+{{- else }}
+{{- .Values.worker.minReadySeconds | int }}
+{{- end }}
 {{- end }}
 
 {{/* A pod's /tmp (the only writable path) and the preStop hook. */}}
@@ -318,5 +329,71 @@ speak plaintext only) a grpc probe becomes an HTTP GET of `path` on the metrics 
 {{- end }}
 {{- with .Values.networkPolicy.extraEgress }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Scheduling of a component's pods: nodeSelector, tolerations, affinity and topology spread. With
+defaultSpread on, an empty affinity / topologySpreadConstraints becomes a soft spread over nodes and zones:
+preferred anti-affinity and ScheduleAnyway constraints, so a small or single-zone cluster still schedules.
+(dict "ctx" $ "component" "front" "values" .Values.front) */}}
+{{- define "livegate.scheduling" -}}
+{{- $v := .values }}
+{{- $sel := include "livegate.componentSelectorLabels" (dict "ctx" .ctx "component" .component) }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if $v.affinity }}
+affinity:
+  {{- toYaml $v.affinity | nindent 2 }}
+{{- else if $v.defaultSpread }}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      {{- range $term := list (list 100 "kubernetes.io/hostname") (list 50 "topology.kubernetes.io/zone") }}
+      - weight: {{ index $term 0 }}
+        podAffinityTerm:
+          topologyKey: {{ index $term 1 }}
+          labelSelector:
+            matchLabels:
+              {{- $sel | nindent 14 }}
+      {{- end }}
+{{- end }}
+{{- if $v.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml $v.topologySpreadConstraints | nindent 2 }}
+{{- else if $v.defaultSpread }}
+topologySpreadConstraints:
+  {{- range $key := list "topology.kubernetes.io/zone" "kubernetes.io/hostname" }}
+  - maxSkew: 1
+    topologyKey: {{ $key }}
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- $sel | nindent 8 }}
+    # spread each rollout's new pods on their own, not counted together with the old ReplicaSet's
+    matchLabelKeys: [pod-template-hash]
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "true" where the cluster serves the prometheus-operator CRDs (ServiceMonitor, PodMonitor, PrometheusRule).
+`helm template` knows only what --api-versions tells it: pass --api-versions monitoring.coreos.com/v1. */}}
+{{- define "livegate.monitoringApi" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}true{{ end }}
+{{- end }}
+
+{{/* The TCP port the fronts fetch OIDC signing keys from: with auth mode oidc and an http(s) auth.oidc.jwks, its
+URL's port (443 for https, 80 for http, unless the URL names one); empty otherwise (a JWKS file: no egress). */}}
+{{- define "livegate.oidc.jwksPort" -}}
+{{- $jwks := .Values.auth.oidc.jwks }}
+{{- if and (has "oidc" .Values.auth.modes) (regexMatch "^https?://" $jwks) }}
+{{- $u := urlParse $jwks }}
+{{- $hostPort := regexSplit ":" $u.host -1 }}
+{{- if gt (len $hostPort) 1 }}{{ last $hostPort }}{{ else }}{{ ternary 443 80 (eq $u.scheme "https") }}{{ end }}
 {{- end }}
 {{- end }}
