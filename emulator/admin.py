@@ -1,5 +1,9 @@
 """Admin HTTP endpoints on the emulator's own port (plain HTTP requests that are not upgrades).
 
+Off unless configured: with `admin_token` every request must carry `Authorization: Bearer <token>` (401
+without one, 403 with a wrong one, compared in constant time); `admin=True` serves them without a token, and
+the config allows that on a loopback host only. Disabled, every admin path is 404.
+
     GET    /emulator/v1/health                 {"status": "ok", "sessions": N, "conversations": N}
     GET    /emulator/v1/conversations          {"conversations": [...]}   (see Conversation.snapshot;
                                                ?messages=0 leaves out the message lists)
@@ -15,7 +19,7 @@ websockets' HTTP parser does not accept request bodies, so POST parameters trave
 
 from __future__ import annotations
 
-import json
+import hmac
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -24,12 +28,14 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from .config import EmulatorConfig
 from .faults import FaultSpecError, parse_rule
 from .routes import ADMIN_PREFIX
 
 if TYPE_CHECKING:
     from .server import EmulatorServer
 
+DISABLED = "the admin API is disabled: start the emulator with --admin-token (or --admin on a loopback host)"
 _INT_FIELDS = ("code", "after_messages", "count")
 _FLOAT_FIELDS = ("duration_s",)
 
@@ -43,6 +49,22 @@ def json_response(connection: ServerConnection, status: int, body: Any) -> Respo
     headers["Content-Type"] = "application/json"
     headers["Content-Length"] = str(len(payload))
     return Response(response.status_code, response.reason_phrase, headers, payload)
+
+
+def authorize(config: EmulatorConfig, connection: ServerConnection, request: Request) -> Response | None:
+    """None if the request may use the admin API, else the refusal to send."""
+    if not config.admin_enabled:
+        return json_response(connection, 404, {"error": DISABLED})
+    if not config.admin_token:  # admin=True: a loopback host, no token (EmulatorConfig checks the host)
+        return None
+    scheme, _, given = (request.headers.get("Authorization") or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        refusal = json_response(connection, 401, {"error": "admin token required: send Authorization: Bearer <token>"})
+        refusal.headers["WWW-Authenticate"] = 'Bearer realm="emulator-admin"'
+        return refusal
+    if not hmac.compare_digest(given.strip().encode(), config.admin_token.encode()):
+        return json_response(connection, 403, {"error": "admin token not valid"})
+    return None
 
 
 def handle(server: EmulatorServer, connection: ServerConnection, request: Request) -> Response:
@@ -88,7 +110,7 @@ def query_spec(query: dict[str, str]) -> dict[str, Any]:
     """Fault rule from query parameters (?json=... or one parameter per field)."""
     if "json" in query:
         try:
-            parsed = json.loads(query["json"])
+            parsed = orjson.loads(query["json"])  # its depth limit raises a ValueError, never a RecursionError
         except ValueError as exc:
             raise FaultSpecError(f"json parameter: {exc}") from None
         if not isinstance(parsed, dict):

@@ -7,12 +7,15 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from typing import Any
 
-from .config import EmulatorConfig
+from .config import EmulatorConfig, EmulatorConfigError
 from .server import EmulatorServer
+
+ADMIN_TOKEN_ENV = "LIVEGATE_EMULATOR_ADMIN_TOKEN"  # the admin token's one environment variable (a Secret in k8s)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--conversation-log-limit", type=int, default=d.conversation_log_limit, help="message records per conversation")
     a("--max-closed-conversations", type=int, default=d.max_closed_conversations)
     a("--faults", dest="faults_file", help="JSON scenario file of fault rules")
-    a("--no-admin", action="store_true", help="disable /emulator/v1/* endpoints")
+    a("--admin-token", default=os.environ.get(ADMIN_TOKEN_ENV, ""),
+      help=f"serve /emulator/v1/* to requests with 'Authorization: Bearer TOKEN' (default: ${ADMIN_TOKEN_ENV})")
+    a("--admin", action="store_true", help="serve /emulator/v1/* without a token (local development: loopback --host only)")
+    a("--no-admin", action="store_true", help=argparse.SUPPRESS)  # the default since the admin API needs a token
     a("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="event loop (auto: uvloop if installed)")
     a("--log-level", default="INFO")
     return p
@@ -103,7 +109,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         conversation_log_limit=args.conversation_log_limit,
         max_closed_conversations=args.max_closed_conversations,
         faults_file=args.faults_file,
-        admin=not args.no_admin,
+        admin_token=args.admin_token,
+        admin=args.admin and not args.no_admin,
     )
 
 
@@ -120,11 +127,12 @@ async def serve(config: EmulatorConfig) -> int:
     print(f"Live API emulator listening on {server.url}", flush=True)
     print(f"  Gemini: {server.gemini_url('v1beta')}", flush=True)
     print(f"  Vertex: {server.vertex_url('v1beta1')}", flush=True)
+    if config.admin_enabled:
+        how = "Authorization: Bearer <admin token>" if config.admin_token else "no token, loopback only"
+        print(f"  admin: {server.url}/emulator/v1/conversations ({how})", flush=True)
     if server.cert_path:
         print(f"  certificate: {server.cert_path}", flush=True)
         print(f"  trust it with: export SSL_CERT_FILE={server.cert_path}", flush=True)
-    if config.admin:
-        print(f"  admin: {server.url}/emulator/v1/conversations", flush=True)
     try:
         await stop.wait()
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal forces exit
@@ -152,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return _run(serve(config_from_args(args)), args.loop)
+        config = config_from_args(args)
+    except EmulatorConfigError as exc:
+        print(f"emulator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run(serve(config), args.loop)
     except KeyboardInterrupt:
         return 130
     except OSError as exc:

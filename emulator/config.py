@@ -7,12 +7,27 @@ Durations carry their unit in the name. Every limit is shortenable for tests.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
 FrameMode = Literal["auto", "binary", "text"]
 SystemRoleMode = Literal["update", "reject"]
 ActivityUnderVadMode = Literal["reject", "ignore"]
+
+
+class EmulatorConfigError(ValueError):
+    """A combination of settings the emulator refuses to start with."""
+
+
+def is_loopback(host: str) -> bool:
+    """True only for an address that no other machine can reach (an empty host means every interface)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -67,9 +82,20 @@ class EmulatorConfig:
     conversation_log_limit: int = 10_000  # client-message records kept per conversation (oldest dropped)
     max_closed_conversations: int = 1_000  # closed conversations kept for GET /emulator/v1/conversations
 
-    # --- faults ---------------------------------------------------------------------------------
+    # --- faults and the admin API (/emulator/v1/*: conversation logs, fault injection) -------------
     faults_file: str | None = None  # JSON scenario file loaded at start()
-    admin: bool = True  # serve /emulator/v1/* on the same port
+    admin_token: str = field(default="", repr=False)  # serve the admin API to `Authorization: Bearer <token>`
+    admin: bool = False  # serve the admin API without a token: local development, loopback hosts only
+
+    def __post_init__(self) -> None:
+        if self.admin and not self.admin_token and not is_loopback(self.host):
+            raise EmulatorConfigError(
+                f"admin without a token is for a loopback host only, not {self.host!r}: set an admin token"
+            )
+
+    @property
+    def admin_enabled(self) -> bool:
+        return self.admin or bool(self.admin_token)
 
     def replace(self, **changes: object) -> EmulatorConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

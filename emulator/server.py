@@ -184,9 +184,7 @@ class EmulatorServer:
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path
         if path.startswith(routes.ADMIN_PREFIX) or path.rstrip("/") == routes.ADMIN_PREFIX.rstrip("/"):
-            if not self.config.admin:
-                return connection.respond(404, "Not Found\n")
-            return admin.handle(self, connection, request)
+            return admin.authorize(self.config, connection, request) or admin.handle(self, connection, request)
         route = routes.match(path)
         if route is None:
             return connection.respond(404, "Not Found\n")

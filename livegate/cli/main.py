@@ -193,7 +193,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         from emulator.config import EmulatorConfig
         from livegate.cli.devstack import dev_stack
 
-        emu_config = EmulatorConfig(port=0, pacing=args.pacing)
+        # the emulator listens on 127.0.0.1, where its admin API (/emulator/v1/*) may go without a token
+        emu_config = EmulatorConfig(port=0, pacing=args.pacing, admin=True)
         async with dev_stack(settings, workers=args.workers, emulator_config=emu_config) as parts:
             front = parts["front"]
             print(f"livegate dev: front on {front.address}, emulator on {parts['emulator'].url}, "

@@ -1,17 +1,26 @@
 """Helpers for the emulator tests: SDK clients trusting the emulator certificate, raw WebSocket sessions,
-frame readers and the admin endpoint."""
+frame readers, the admin endpoint and the CLI in a subprocess."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import ssl
+import subprocess
+import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from emulator import routes
 from emulator.server import EmulatorServer
 
 
@@ -89,11 +98,58 @@ def text_of(frames: list[dict[str, Any]]) -> str:
     )
 
 
-def admin(server: EmulatorServer, method: str, path: str) -> tuple[int, Any]:
+ADMIN_TOKEN = "emulator-admin-test-token"  # the admin API needs a token (EmulatorConfig.admin_token)
+
+
+def admin(server: EmulatorServer, method: str, path: str, token: str | None = ADMIN_TOKEN) -> tuple[int, Any]:
     """Blocking admin call (run it with asyncio.to_thread)."""
-    req = urllib.request.Request(server.url + path, method=method)
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    req = urllib.request.Request(server.url + path, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, context=ssl_ctx(server), timeout=5) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"null")
+
+
+@dataclass
+class CliEmulator:
+    """`python -m emulator` in a subprocess: its base URL, certificate, and where its log (stderr) goes."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    cert_path: str
+    log_path: Path
+    banner: list[str]
+
+    def gemini_url(self) -> str:
+        return self.url.replace("https://", "wss://") + routes.gemini_path()
+
+    def vertex_url(self) -> str:
+        return self.url.replace("https://", "wss://") + routes.vertex_path()
+
+
+@contextlib.contextmanager
+def cli_emulator(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[CliEmulator]:
+    """Starts the CLI on a free port (its log to a file, so a DEBUG run never fills a pipe); SIGTERM at the end."""
+    log_path = tmp_path / "emulator.log"
+    full_env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), **(env or {}))
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "emulator", "--port", "0", "--cert-dir", str(tmp_path / "cert"), "--loop", "asyncio",
+             *args], stdout=subprocess.PIPE, stderr=log, text=True, env=full_env,
+        )
+    try:
+        assert proc.stdout is not None
+        banner = [proc.stdout.readline()]
+        while banner[-1] and "trust it with" not in banner[-1]:
+            banner.append(proc.stdout.readline())
+        assert banner[0].startswith("Live API emulator listening on "), (banner, log_path.read_text())
+        cert = banner[-1].strip().split("SSL_CERT_FILE=", 1)[1]
+        yield CliEmulator(proc, banner[0].split()[-1], cert, log_path, banner)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -16,8 +17,13 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
-from emu_helpers import GEMINI_MODEL, admin, open_session, raw_connect, recv_json, recv_until, text_of
+from emu_helpers import ADMIN_TOKEN, GEMINI_MODEL, admin, open_session, raw_connect, recv_json, recv_until, text_of
 from emulator.server import EmulatorServer
+
+
+@pytest.fixture
+def make_config(make_config: Any) -> Any:  # every emulator here serves the admin API, to its token
+    return functools.partial(make_config, admin_token=ADMIN_TOKEN)
 
 
 async def call(server: EmulatorServer, method: str, path: str, **params: Any) -> tuple[int, Any]:
