@@ -16,6 +16,7 @@ from .config import EmulatorConfig
 from .conversation import Conversation
 from .deflate import SelectiveDeflateFactory
 from .faults import FaultBook, parse_rule
+from .limits import UNAUTHENTICATED_MAX_BYTES
 from .resumption import HandleStore
 from .session import Session
 from .speaking import ChunkCache
@@ -188,8 +189,13 @@ class EmulatorServer:
         route = routes.match(path)
         if route is None:
             return connection.respond(404, "Not Found\n")
+        credential = auth.extract(path, request.headers)
+        if self.check_credential(credential) is not None:
+            # the session still reads its setup to close with the credential error, like the real service;
+            # websockets refuses a bigger frame from its header, so this peer never makes us buffer one
+            connection.protocol.max_message_size = UNAUTHENTICATED_MAX_BYTES
         connection.livegate_route = route  # type: ignore[attr-defined]
-        connection.livegate_credential = auth.extract(path, request.headers)  # type: ignore[attr-defined]
+        connection.livegate_credential = credential  # type: ignore[attr-defined]
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:

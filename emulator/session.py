@@ -91,10 +91,10 @@ class Session:
     async def _open(self) -> None:
         async with asyncio.timeout(self.config.setup_timeout_s):
             raw = await self.ws.recv()
-        self._check_size(raw)
         refusal = self.server.check_credential(self.credential)  # the real service answers after setup
-        if refusal:
+        if refusal:  # before the size: an unauthenticated message is only ever read to be refused
             raise SessionClosed.of(refusal)
+        self._check_size(raw)
         msg = decode_frame(raw)
         if msg.kind != "setup":
             raise invalid("first message must be setup")

@@ -4,7 +4,8 @@
   JSON (`args`, `response`, schema `properties`, `*JsonSchema`, `labels`), which is kept verbatim;
 * a repeated field given as a single object is taken as a one-element list (the Vertex docs do that);
 * int64 as a JSON number or a decimal string; bytes as standard or URL-safe base64, padded or not;
-* anything malformed raises `SessionClosed` 1007 "Request contains an invalid argument.".
+* anything malformed, or nested deeper than `limits.MAX_JSON_DEPTH`, raises `SessionClosed` 1007 "Request contains
+  an invalid argument.".
 
 Only the top level is strict about unknown keys; unknown inner fields are ignored (forward compatibility).
 """
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 
 from .closes import INVALID_ARGUMENT, SessionClosed
+from .limits import MAX_JSON_DEPTH, too_deep
 
 TOP_LEVEL = ("setup", "clientContent", "realtimeInput", "toolResponse", "contextUpdate")
 OPAQUE_KEYS = frozenset(
@@ -186,6 +188,8 @@ def decode_frame(frame: str | bytes) -> Message:
         raise invalid("malformed JSON") from None
     if not isinstance(raw, dict) or len(raw) != 1:
         raise invalid("exactly one top-level key expected")
+    if too_deep(frame, raw):  # before normalise() or anything else walks it
+        raise invalid(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     (key, value), = raw.items()
     kind = camel(key)
     if kind not in TOP_LEVEL:

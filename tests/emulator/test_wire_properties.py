@@ -127,3 +127,78 @@ def test_any_tools_shape_is_accepted_or_1007(tools: list[Any], flavour: str) -> 
     box = Toolbox.from_tools(setup.tools)
     for decl in match_functions("x in Paris 3", box) + box.functions:
         extract_args("x=1 type: 2 in Paris 3", decl)
+
+
+# --- nesting: refused past MAX_JSON_DEPTH with 1007, never a RecursionError --------------------------------
+
+# where a nested value can sit in a client message, with how many containers enclose it there
+NEST_SITES = {
+    "clientContent": ('{"clientContent": {"turns": [{"parts": [{"text": "x", "extra": %s}]}], "turnComplete": false}}', 6),
+    "realtimeInput": ('{"realtime_input": {"extra": %s}}', 2),
+    "toolResponse": ('{"toolResponse": {"functionResponses": [{"id": "i", "name": "f", "response": {"r": %s}}]}}', 5),
+    "setup": ('{"setup": {"model": "models/gemini-live-2.5-flash-preview", "generationConfig": {"extra": %s}}}', 3),
+}
+
+
+def reference_depth(value: Any) -> int:
+    """Containers on the deepest path (no recursion, so it can check what the parser must refuse)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+@st.composite
+def nested_json(draw: Any, max_depth: int = 1100) -> tuple[str, int]:
+    """JSON text `depth` containers deep: a random mix of arrays and objects, with shallow siblings on the way."""
+    depth = draw(st.one_of(st.integers(1, max_depth), st.integers(88, 100)))  # the second: around the limit
+    kinds = draw(st.integers(0, 2**64 - 1))
+    sibling, sibling_depth = draw(st.sampled_from([("", 0), ('"a[{"', 0), ("1", 0), ("[]", 1), ('{"k": [1, 2]}', 2)]))
+    opening, closing, deepest = [], [], depth
+    for i in range(depth):
+        obj = (kinds >> (i % 64)) & 1
+        extra = sibling if i % 7 == 3 else ""
+        if extra:
+            deepest = max(deepest, i + 1 + sibling_depth)  # a container sibling may go one level further
+        opening.append('{"k": ' if obj else "[")
+        if obj:
+            closing.append(', "s": ' + extra + "}" if extra else "}")
+        else:
+            closing.append(", " + extra + "]" if extra else "]")
+    return "".join(opening) + "null" + "".join(reversed(closing)), deepest
+
+
+@NO_DB
+@given(nested_json(), st.sampled_from(sorted(NEST_SITES)))
+def test_nesting_is_accepted_up_to_the_limit_and_refused_past_it(nest: tuple[str, int], site: str) -> None:
+    from emulator.closes import INVALID_ARGUMENT, SessionClosed
+    from emulator.limits import MAX_JSON_DEPTH
+
+    value, depth = nest
+    template, enclosing = NEST_SITES[site]
+    frame = template % value
+    total = enclosing + depth
+    if total <= MAX_JSON_DEPTH:
+        assert reference_depth(json.loads(frame)) == total
+        assert wire.decode_frame(frame.encode()).kind == site
+        return
+    try:
+        wire.decode_frame(frame)
+    except SessionClosed as exc:
+        assert (exc.code, exc.reason) == INVALID_ARGUMENT
+        assert exc.detail in (f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "malformed JSON")  # type: ignore[attr-defined]
+    else:
+        raise AssertionError(f"{total} levels accepted")
+
+
+@NO_DB
+@given(json_values, st.integers(0, 6))
+def test_too_deep_agrees_with_the_depth(value: Any, limit: int) -> None:
+    from emulator.limits import too_deep
+
+    text = json.dumps(value)  # strings may hold brackets: the pre-count only ever overestimates
+    assert too_deep(text, value, limit) == (reference_depth(value) > limit)
+    assert too_deep(text.encode(), value, limit) == (reference_depth(value) > limit)
