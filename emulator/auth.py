@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -22,8 +23,10 @@ class Credential:
         """What the concurrent-session cap counts against."""
         return f"{self.kind}:{self.value}"
 
-    def __repr__(self) -> str:  # never print secrets
-        return f"Credential({self.kind}, …{self.value[-4:]})"
+    def __repr__(self) -> str:  # never print secrets, not even a part of one: a fingerprint tells them apart
+        if not self.value:
+            return f"Credential({self.kind})"
+        return f"Credential({self.kind}, sha256:{hashlib.sha256(self.value.encode()).hexdigest()[:8]})"
 
 
 def extract(path: str, headers: object) -> Credential:

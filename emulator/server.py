@@ -17,6 +17,7 @@ from .conversation import Conversation
 from .deflate import SelectiveDeflateFactory
 from .faults import FaultBook, parse_rule
 from .limits import UNAUTHENTICATED_MAX_BYTES
+from .redact import RedactingLogger
 from .resumption import HandleStore
 from .session import Session
 from .speaking import ChunkCache
@@ -81,6 +82,7 @@ class EmulatorServer:
             extensions=[SelectiveDeflateFactory()] if cfg.deflate else None,
             ping_interval=None,  # the real service does not ping; clients do
             close_timeout=2,
+            logger=RedactingLogger(logging.getLogger("websockets.server")),  # DEBUG logs every header
         )
         logger.info("Live API emulator listening on %s", self.url)
 
