@@ -80,6 +80,8 @@ class Conversation:
         }
         if include_messages:
             out["messages"] = [m.as_json() for m in self.messages]
+            # what the model remembers (a resumption restores it from the handle): role and text of each entry
+            out["history"] = [{"role": e.role, "modality": e.modality, "text": e.text[:500]} for e in self.history]
         return out
 
     def __repr__(self) -> str:

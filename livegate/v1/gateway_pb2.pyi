@@ -287,19 +287,27 @@ class SessionInfo(_message.Message):
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     REATTACH_TOKEN_FIELD_NUMBER: _builtins.int
+    CLIENT_INDEX_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """Gateway session id."""
     reattach_token: _builtins.str
     """Secret needed to reattach (`Reattach.reattach_token`)."""
+    client_index: _builtins.int
+    """How many client messages of this session the gateway has accepted (0 for
+    a new session). On a reattach, the messages the client sent after this
+    count were lost with the broken stream: send them again, in order. A
+    message counted here is never lost: it is delivered to the model.
+    """
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
         reattach_token: _builtins.str = ...,
+        client_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reattach_token", b"reattach_token", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_index", b"client_index", "reattach_token", b"reattach_token", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -87,6 +87,26 @@ async def test_reattach_replays_exactly_what_was_missed(stub: Any, stack: dict[s
     await again.done_writing()
 
 
+async def test_reattach_says_how_many_client_messages_were_accepted(stub: Any) -> None:
+    """A caller whose stream broke cannot tell which of its last writes reached the gateway: the reattach's
+    SessionInfo.client_index says, so it sends again exactly the ones after it."""
+    call = stub.Connect()
+    await call.write(setup_msg())
+    info = (await call.read()).session
+    assert info.client_index == 0
+    for i in range(3):
+        await call.write(text_msg(f"Question {i}?"))
+        await read_until(call, lambda m: m.server_content.turn_complete)
+    call.cancel()
+
+    again = stub.Connect()
+    await again.write(gw.ClientMessage(reattach=gw.Reattach(
+        session_id=info.session_id, reattach_token=info.reattach_token, last_seq=0)))
+    first = await again.read()
+    assert first.session.session_id == info.session_id and first.session.client_index == 3
+    await again.done_writing()
+
+
 async def test_reattach_refused_without_the_right_token(stub: Any) -> None:
     call = stub.Connect()
     await call.write(setup_msg())
