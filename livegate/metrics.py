@@ -14,11 +14,13 @@ SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 BUILD = Info("livegate_build", "livegate version and process role")
 
 # -- sessions ---------------------------------------------------------------------------------------
+# `protocol`: the caller's, grpc or websocket (service/ws/); empty on a worker, which relays the same either way
 SESSIONS_ACTIVE = Gauge("livegate_sessions_active", "Live sessions held by this process",
-                        ["role", "state", "model", "tenant"])
-SESSIONS_STARTED = Counter("livegate_sessions_started_total", "Sessions created at the front", ["model", "tenant"])
+                        ["role", "state", "model", "tenant", "protocol"])
+SESSIONS_STARTED = Counter("livegate_sessions_started_total", "Sessions created at the front",
+                           ["model", "tenant", "protocol"])
 SESSIONS_ENDED = Counter("livegate_sessions_ended_total", "Sessions ended, by outcome (ok or a stable error reason)",
-                         ["model", "tenant", "outcome"])
+                         ["model", "tenant", "outcome", "protocol"])
 SETUP_SECONDS = Histogram("livegate_setup_seconds", "From the caller's setup to setup_complete",
                           ["model"], buckets=SECONDS_BUCKETS)
 FIRST_RESPONSE_SECONDS = Histogram("livegate_first_response_seconds",

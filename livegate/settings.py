@@ -36,6 +36,8 @@ class Settings(BaseSettings):
 
     # --- front -------------------------------------------------------------------------------------
     front_listen: str = Field("127.0.0.1:50051", description="host:port the gRPC front binds")
+    ws_listen: str = Field("", description="host:port the front serves the Live API WebSocket protocol on "
+                           "(service/ws/; empty: off); TLS with the front's certificate settings")
     front_id: str = ""
     max_message_bytes: int = Field(4 * 1024 * 1024, description="largest gRPC message accepted from a caller")
     setup_timeout_s: float = Field(30.0, description="time for a worker to take a session and the upstream to answer setup")

@@ -31,6 +31,7 @@ from service.auth import Authenticator, build_authenticator
 from service.servicer import SERVICE_NAME, LiveGatewayServicer
 from service.session import FrontSession
 from service.validate import validate_setup
+from service.ws import WebSocketFront
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Front:
         self.routing = Routing.from_settings(self.settings)
         self.admission = admission_from_settings(self.redis, self.settings)
         self.health = health.aio.HealthServicer()
+        self.websocket = WebSocketFront(self)  # the Live API WebSocket listener (settings.ws_listen; empty: off)
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.calls: set[asyncio.Task[Any]] = set()  # the RPC handlers running (service/servicer.py)
@@ -98,6 +100,7 @@ class Front:
         if self.port == 0:
             raise OSError(f"could not listen on {self.settings.front_listen} (LIVEGATE_FRONT_LISTEN): the port is "
                           "in use (another front or `livegate dev`?) or the address is not this host's")
+        await self.websocket.bind()  # accepts once the front serves (below)
         self._stop = asyncio.Event()
         await self.batcher.start()
         # the outbox is created by its owner only (workers write with NOMKSTREAM): a dead front's outbox
@@ -111,6 +114,7 @@ class Front:
                        asyncio.create_task(supervise("keepalive", self._keepalive_loop), name="front-keepalive")]
         await server.start()
         self._server = server
+        await self.websocket.start()
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         metrics.BUILD.info({"version": __version__, "role": "front"})
@@ -132,7 +136,8 @@ class Front:
             self._stop.set()
         if self._server is not None:
             await self.health.enter_graceful_shutdown()
-            await self._server.stop(self.settings.front_grace_s if grace_s is None else grace_s)
+            grace = self.settings.front_grace_s if grace_s is None else grace_s
+            await asyncio.gather(self._server.stop(grace), self.websocket.aclose(grace))
         # stop cancelled the calls; their unwinding still starts session closes and detaches
         await wait_bounded(self.calls, 5.0, f"front {self.id}: calls still running after the server stopped")
         for timer in self._grace_timers:  # those sessions are ended by the worker that claims them
@@ -224,7 +229,6 @@ class Front:
         logs.bind(session=sid)  # the rest of the caller's Connect call logs with it
         session = FrontSession(self, sid, tenant, model=model)
         session.grace_s = records.reattach_grace_s(record.options, self.settings)
-        metrics.SESSIONS_STARTED.labels(model, tenant).inc()
         self.sessions[sid] = session
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(keys.session_meta(sid), mapping=record.to_redis())

@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 from livegate import logs, metrics
 from livegate.errors import GatewayError, invalid_argument
 from livegate.v1 import gateway_pb2 as gw
+from service.caller import Caller, GrpcCaller
 from service.status import to_status
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ SERVICE_NAME = gw.DESCRIPTOR.services_by_name["LiveGateway"].full_name
 # (the handler task cancelled) can land a completion or two later. Before a half-close closes the session, it
 # gets this long for that notice, so a broken stream is kept for a reattach instead of being closed.
 HALF_CLOSE_SETTLE_S = 0.05
-# How long a refused Connect waits for the caller's first message before sending the refusal.
-REFUSAL_READ_S = 1.0
 
 
 def _deserialize_client(raw: bytes) -> tuple[bytes, gw.ClientMessage | None]:
@@ -48,18 +47,6 @@ def _deserialize_client(raw: bytes) -> tuple[bytes, gw.ClientMessage | None]:
 
 def _serialize_server(msg: bytes | gw.ServerMessage) -> bytes:
     return msg if isinstance(msg, bytes) else msg.SerializeToString()
-
-
-async def _take_first_message(context: grpc.aio.ServicerContext) -> None:
-    """Before refusing a Connect that has not been read yet, take the caller's first message (bounded). A
-    grpc-python caller whose first write races the refusal otherwise reports INTERNAL ("Internal error from
-    Core": its failed send overrides the status it has not read yet) instead of the refusal: about 1 refusal in
-    1,000 under load. Best effort: whatever the read does, the refusal follows."""
-    try:
-        async with asyncio.timeout(REFUSAL_READ_S):
-            await context.read()
-    except Exception:  # the caller sent nothing in time, or the call is already gone
-        pass
 
 
 class LiveGatewayServicer:
@@ -101,15 +88,16 @@ class LiveGatewayServicer:
     # -- Connect -----------------------------------------------------------------------------------
 
     async def Connect(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        await self.serve(GrpcCaller(context))
+
+    async def serve(self, caller: Caller) -> None:
+        """One caller's stream, whatever its protocol (gRPC ``Connect``, or the Live API WebSocket of
+        service/ws/): authenticate, open or reattach the session, relay until it ends, end the stream."""
         front = self.front
         try:
-            try:
-                tenant = front.auth.tenant(context)
-                logs.bind(tenant=tenant)  # this call's lines (and its tasks') carry the tenant, then the session
-            except GatewayError:
-                await _take_first_message(context)
-                raise
-            first = await context.read()
+            tenant = caller.tenant(front.auth)  # a refusal first takes the unread first message (Caller.refuse)
+            logs.bind(tenant=tenant)  # this call's lines (and its tasks') carry the tenant, then the session
+            first = await caller.read()
             if first is grpc.aio.EOF:
                 return
             raw, msg = first
@@ -121,32 +109,30 @@ class LiveGatewayServicer:
             if reattach:
                 session, token = await front.reattach_session(tenant, msg.reattach)
             elif kind == "setup":
-                session, token = await front.open_session(tenant, msg, context.time_remaining())
+                session, token = await front.open_session(tenant, msg, caller.time_remaining())
+                metrics.SESSIONS_STARTED.labels(session.model, tenant, caller.protocol).inc()
             else:
                 raise invalid_argument(f"the first message must be `setup` (or `reattach`), got `{kind or 'nothing'}`",
                                        "SETUP_REQUIRED")
         except GatewayError as err:
-            # gRPC core ends a call aborted before its initial metadata with INTERNAL if the caller is still
-            # streaming requests: send the (empty) initial metadata first so the caller gets this status
-            await context.send_initial_metadata(())
-            await context.abort_with_status(to_status(err))
+            await caller.refuse(err)
             return
-        active = metrics.SESSIONS_ACTIVE.labels("front", "attached", session.model, tenant)
+        active = metrics.SESSIONS_ACTIVE.labels("front", "attached", session.model, tenant, caller.protocol)
         active.inc()
         outcome = "caller_lost"
         try:
-            await context.write(gw.ServerMessage(session=gw.SessionInfo(session_id=session.sid, reattach_token=token)))
-            error = await self._relay(session, context, reattach=reattach, grace_s=session.grace_s)
+            await caller.write(gw.ServerMessage(session=gw.SessionInfo(session_id=session.sid, reattach_token=token)))
+            error = await self._relay(session, caller, reattach=reattach, grace_s=session.grace_s)
             outcome = "ok" if error is None else error.reason.lower()
         finally:
             active.dec()
-            metrics.SESSIONS_ENDED.labels(session.model, tenant, outcome).inc()
+            metrics.SESSIONS_ENDED.labels(session.model, tenant, outcome, caller.protocol).inc()
             if front.sessions.get(session.sid) is session:
                 front.sessions.pop(session.sid, None)
         if error is not None:
-            await context.abort_with_status(to_status(error))
+            await caller.abort(error)
 
-    async def _relay(self, session: Any, context: grpc.aio.ServicerContext, *, reattach: bool,
+    async def _relay(self, session: Any, context: Caller, *, reattach: bool,
                      grace_s: float) -> GatewayError | None:
         s = self.front.settings
         server_task = asyncio.create_task(session.pump_server(

@@ -1,4 +1,5 @@
-"""GatewayError -> gRPC status with google.rpc details (ErrorInfo, RetryInfo). The only place that does it."""
+"""GatewayError -> gRPC status with google.rpc details (ErrorInfo, RetryInfo), or -> a Live API WebSocket close.
+The only place that does either."""
 
 from __future__ import annotations
 
@@ -30,6 +31,28 @@ def to_status(err: GatewayError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
+# The Live API's own close codes (what google-genai raises as APIError.code): 1007 for what the caller must fix
+# in its request or credential, 1008 for what it is not allowed or what does not exist, 1011 for the rest
+# (unavailable, quota, internal: retrying may help).
+_CLOSE_CODES = {
+    grpc.StatusCode.INVALID_ARGUMENT: 1007,
+    grpc.StatusCode.UNAUTHENTICATED: 1007,
+    grpc.StatusCode.OUT_OF_RANGE: 1007,
+    grpc.StatusCode.NOT_FOUND: 1008,
+    grpc.StatusCode.PERMISSION_DENIED: 1008,
+    grpc.StatusCode.FAILED_PRECONDITION: 1008,
+}
+MAX_CLOSE_REASON_BYTES = 123  # a close frame's reason (RFC 6455 5.5.1)
+
+
+def to_close(err: GatewayError) -> tuple[int, str]:
+    """GatewayError -> a Live API WebSocket close: (code, "<ErrorInfo reason>: <message>") with the reason cut
+    to what a close frame can carry (123 UTF-8 bytes, never mid-character)."""
+    code = _CLOSE_CODES.get(err.code, 1011)
+    text = f"{err.reason}: {err.message}".encode()[:MAX_CLOSE_REASON_BYTES]
+    return code, text.decode("utf-8", errors="ignore")
+
+
 def code_from_int(value: int) -> grpc.StatusCode:
     for code in grpc.StatusCode:
         if code.value[0] == value:
@@ -37,4 +60,4 @@ def code_from_int(value: int) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
-__all__ = ["to_status", "code_from_int", "code_pb2"]
+__all__ = ["to_status", "to_close", "code_from_int", "code_pb2"]

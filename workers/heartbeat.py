@@ -93,7 +93,7 @@ class Heartbeat:
             key = (state, relay.record.model, relay.record.tenant)
             counts[key] = counts.get(key, 0) + 1
         for key in self._gauge_keys - counts.keys():
-            metrics.SESSIONS_ACTIVE.labels("worker", *key).set(0)
+            metrics.SESSIONS_ACTIVE.labels("worker", *key, "").set(0)
         for key, n in counts.items():
-            metrics.SESSIONS_ACTIVE.labels("worker", *key).set(n)
+            metrics.SESSIONS_ACTIVE.labels("worker", *key, "").set(n)
         self._gauge_keys = set(counts)
