@@ -186,7 +186,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     # with none of them a private redis-server is started
     explicit = args.redis_url or os.environ.get("LIVEGATE_REDIS_URL") or os.environ.get("REDIS_URL") or ""
     settings = _settings(args, front_listen=args.listen, upstream_api_key="livegate-dev-key",
-                         log_level=args.log_level, log_json=False, redis_url=explicit)
+                         log_level=args.log_level, log_json=False, redis_url=explicit,
+                         **({"ws_listen": args.ws_listen} if args.ws_listen else {}))
     logs.configure(settings.log_level, json=False, process="dev")
 
     async def main(stop: asyncio.Event) -> int:
@@ -199,6 +200,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             front = parts["front"]
             print(f"livegate dev: front on {front.address}, emulator on {parts['emulator'].url}, "
                   f"redis at {parts['redis_url']}, {len(parts['workers'])} workers", flush=True)
+            if front.websocket.url:
+                print(live_api_hint(front.websocket.url), flush=True)
             if args.demo:
                 from livegate.cli.demo import run_demo
 
@@ -210,6 +213,18 @@ def cmd_dev(args: argparse.Namespace) -> int:
         return 0
 
     return _run(main, settings)
+
+
+def live_api_hint(url: str) -> str:
+    """What ``livegate dev --ws-listen`` prints: the endpoint and how an SDK uses it (docs/websocket.md)."""
+    base = url.replace("wss://", "https://").replace("ws://", "http://")
+    lines = [f"Live API WebSocket on {url}: point an SDK's base URL at {base}",
+             f"  google-genai: genai.Client(api_key=..., http_options={{\"base_url\": \"{base}\"}})",
+             f"  @google/genai: new GoogleGenAI({{apiKey: ..., httpOptions: {{baseUrl: \"{base}\"}}}})"]
+    if url.startswith("ws://"):
+        lines.append("  (google-genai for Python only speaks wss://: give the front a certificate with "
+                     "LIVEGATE_FRONT_TLS_CERT_FILE and LIVEGATE_FRONT_TLS_KEY_FILE)")
+    return "\n".join(lines)
 
 
 # -- chat ---------------------------------------------------------------------------------------------
@@ -246,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--redis-url", help="use this Redis (default LIVEGATE_REDIS_URL, then $REDIS_URL); with none "
                    "of them a private redis-server is started")
     d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--ws-listen", default="", metavar="HOST:PORT",
+                   help="also serve the Live API WebSocket protocol here (LIVEGATE_WS_LISTEN): point an SDK's base URL at it")
     d.add_argument("--pacing", type=float, default=1.0, help="emulator audio pacing (1 = real time, 0 = fast)")
     d.add_argument("--demo", action="store_true", help="run the demo conversation, then stop")
     d.add_argument("--audio-out", default="demo-reply.wav", help="where --demo saves the audio reply")
