@@ -74,3 +74,14 @@ REDIS_ERRORS = Counter("livegate_redis_errors_total", "Redis operations that fai
 REDIS_BATCH_COMMANDS = Histogram("livegate_redis_batch_commands",
                                  "Commands per data-plane pipeline (batching: higher under load is cheaper per frame)",
                                  ["role"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
+
+# -- budgets (service/budget.py) ------------------------------------------------------------------------
+BUDGET_REFUSALS = Counter("livegate_budget_refusals_total",
+                          "Client messages and Connects refused by a byte or time budget (the caller gets the status)",
+                          ["kind", "reason"])
+BUDGET_REFUSED_BYTES = Counter("livegate_budget_refused_bytes_total", "Bytes of the client messages refused by a budget",
+                               ["kind", "reason"])
+BUDGET_THROTTLED_SECONDS = Counter("livegate_budget_throttled_seconds_total",
+                                   "Time callers' streams were not read because a budget was spent (backpressure)",
+                                   ["budget"])
+PENDING_CONNECTS = Gauge("livegate_pending_connects", "Connects on this front that have not sent their first message")

@@ -28,6 +28,7 @@ from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
 from service import reflection, tls
 from service.auth import Authenticator, build_authenticator
+from service.budget import FrontBudgets
 from service.servicer import SERVICE_NAME, LiveGatewayServicer
 from service.session import FrontSession
 from service.validate import validate_setup
@@ -50,6 +51,7 @@ class Front:
         self.sessions: dict[str, FrontSession] = {}
         self.routing = Routing.from_settings(self.settings)
         self.admission = admission_from_settings(self.redis, self.settings)
+        self.budgets = FrontBudgets(self.settings)  # tenants' byte buckets, pending Connects (service/budget.py)
         self.health = health.aio.HealthServicer()
         self.websocket = WebSocketFront(self)  # the Live API WebSocket listener (settings.ws_listen; empty: off)
         self._server: grpc.aio.Server | None = None

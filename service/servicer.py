@@ -97,7 +97,7 @@ class LiveGatewayServicer:
         try:
             tenant = caller.tenant(front.auth)  # a refusal first takes the unread first message (Caller.refuse)
             logs.bind(tenant=tenant)  # this call's lines (and its tasks') carry the tenant, then the session
-            first = await caller.read()
+            first = await front.budgets.first_message(caller, tenant)  # within setup_timeout_s; pending capped
             if first is grpc.aio.EOF:
                 return
             raw, msg = first

@@ -21,9 +21,10 @@ import orjson
 from livegate.redis import keys, records
 from livegate import metrics
 from livegate.admission.control import Lease
-from livegate.redis.bus import WriteWindow
+from livegate.redis.bus import StreamBytes, WriteWindow
 from livegate.errors import GatewayError, unavailable
 from livegate.v1 import gateway_pb2 as gw
+from service.budget import SessionBudget, measure, refusal
 from service.status import code_from_int
 from service.validate import validate_message
 
@@ -61,12 +62,13 @@ class FrontSession:
         self.queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=front.settings.session_queue_len)
         self._writes = WriteWindow(front.settings.write_window)  # the caller's messages on their way to Redis
         self.overflowed = False
-        self.throttled_s = 0.0
         self.created = time.monotonic()
         self.grace_s = front.settings.reattach_grace_s  # kept this long for a reattach when the caller is lost
-        st = front.settings
-        self._audio = TokenBucket(rate=st.audio_rate_factor, burst=st.audio_burst_s)  # in seconds of audio
-        self._msgs = TokenBucket(rate=st.max_messages_per_s, burst=2 * st.max_messages_per_s)
+        self.budget = SessionBudget(front.budgets, tenant)
+        # the client bytes this session keeps in its c2s log (bounded: c2s_log_max_bytes); a reattached session
+        # learns what its log holds before its first write
+        self._log = StreamBytes()
+        self._log_known = last_index == 0
 
     def __repr__(self) -> str:
         return f"<FrontSession {self.sid} worker={self.worker or '-'} index={self.index} seq={self.last_seq}>"
@@ -187,7 +189,7 @@ class FrontSession:
 
                 raise invalid_argument("could not parse the message as livegate.v1.ClientMessage", "MALFORMED_MESSAGE")
             kind = validate_message(msg)
-            await self._throttle(msg, kind)
+            await self.budget.spend(measure(msg, kind, len(raw), self.front.settings))
             counters = self._m_kind.get(kind)
             if counters is None:
                 counters = self._m_kind[kind] = (metrics.MESSAGES.labels("front", "c2s", kind),
@@ -196,27 +198,42 @@ class FrontSession:
             counters[1].inc(len(raw))
             await self.send(raw)
 
-    async def _throttle(self, msg: gw.ClientMessage, kind: str) -> None:
-        """Backpressure on a caller that sends faster than a conversation can use: while it waits here the
-        front reads nothing more from the stream, and HTTP/2 flow control slows the caller down."""
-        delay = self._msgs.take(1.0)
-        if kind == "realtime_input" and msg.realtime_input.HasField("audio"):
-            audio = msg.realtime_input.audio
-            seconds = len(audio.data) / (2 * _pcm_rate(audio.mime_type))
-            if seconds * 1000 > self.front.settings.max_audio_chunk_ms:
-                from livegate.errors import invalid_argument
+    async def _reserve_log(self, size: int) -> None:
+        """Wait until the c2s log has room for ``size`` more bytes: the worker trims it up to what the upstream's
+        resumption handle covers. Meanwhile the caller's stream is not read (backpressure); after
+        ``budget_wait_s`` the message is refused: Redis never holds more than ``c2s_log_max_bytes`` of it."""
+        s = self.front.settings
+        if self._log_known and self._log.fits(size, s.c2s_log_max_bytes):
+            return
+        started = time.monotonic()
+        await self._writes.drain()  # every write landed: the log's first entry says what was trimmed
+        log = keys.session_c2s(self.sid)
+        if not self._log_known:  # a reattached session: what the log holds now counts as its last message's
+            self._log.add(self.index, int(await self.front.redis.memory_usage(log, samples=0) or 0))
+            self._log_known = True
+        while True:
+            first = await self.front.redis.xrange(log, "-", "+", count=1)
+            self._log.forget_before(keys.stream_seq(first[0][0]) if first else self.index + 1)
+            if self._log.fits(size, s.c2s_log_max_bytes):
+                break
+            waited = time.monotonic() - started
+            if waited >= s.budget_wait_s:
+                raise refusal("c2s_log", "C2S_LOG_FULL", size,
+                              f"this session's client messages not yet covered by an upstream resumption handle "
+                              f"reached {self._log.total} bytes (the bound is {s.c2s_log_max_bytes}) and none were "
+                              f"released for {waited:.0f} s; send less, or end turns so the model consumes the input",
+                              retry_after_s=s.budget_wait_s)
+            await asyncio.sleep(min(0.25, s.budget_wait_s - waited))
+        waited = time.monotonic() - started
+        self.budget.throttled_s += waited
+        metrics.BUDGET_THROTTLED_SECONDS.labels("c2s_log").inc(waited)
 
-                raise invalid_argument(
-                    f"an audio chunk of {seconds * 1000:.0f} ms is longer than the {self.front.settings.max_audio_chunk_ms} ms "
-                    "allowed in one message; send 20-100 ms chunks", "AUDIO_CHUNK_TOO_LONG")
-            delay = max(delay, self._audio.take(seconds))
-        if delay > 0:
-            self.throttled_s += delay
-            await asyncio.sleep(delay)
 
     async def send(self, raw: bytes) -> None:
-        self.index += 1
         s = self.front.settings
+        await self._reserve_log(len(raw))
+        self.index += 1
+        self._log.add(self.index, len(raw))
         now = time.time_ns()
         log = keys.session_c2s(self.sid)
         # only the first message creates the log (with a TTL): a late write never resurrects an ended session
@@ -225,8 +242,10 @@ class FrontSession:
              keys.stream_id(self.index), "m", raw, "t", now)]
         if self.index == 1:
             cmds.append(("EXPIRE", log, s.session_key_ttl_s))
-        if self.worker:
-            cmds.append(self._inbox_cmd("i", self.index, "m", raw, "t", now))
+        if self.worker:  # a big message goes by reference: the worker reads it from the log (a worker inbox
+            # holds at most inbox_len entries of stream_inline_max_bytes each)
+            cmds.append(self._inbox_cmd("i", self.index, "m", raw, "t", now) if len(raw) <= s.stream_inline_max_bytes
+                        else self._inbox_cmd("k", "sync", "i", self.index))
         # ordered by the batcher; not awaited one by one: the next message is read while this one is written
         await self._writes.push(self.front.batcher.submit(cmds))
 
@@ -277,32 +296,6 @@ class FrontSession:
         # NOMKSTREAM: the inbox is created by its worker; a dead worker's inbox is not recreated
         return ("XADD", keys.worker_inbox(self.worker), "NOMKSTREAM", "MAXLEN", "~", self.front.settings.inbox_len,
                 "*", "s", self.sid, *fields)
-
-
-class TokenBucket:
-    """``rate`` units per second with ``burst`` in hand; ``take`` returns how long to wait for the units."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.level = burst
-        self.at = time.monotonic()
-
-    def take(self, amount: float) -> float:
-        now = time.monotonic()
-        self.level = min(self.burst, self.level + (now - self.at) * self.rate)
-        self.at = now
-        self.level -= amount
-        return 0.0 if self.level >= 0 else -self.level / self.rate
-
-
-def _pcm_rate(mime: str) -> int:
-    _, _, params = mime.partition(";")
-    for p in params.split(";"):
-        k, _, v = p.strip().partition("=")
-        if k == "rate" and v.isdigit():
-            return max(8000, int(v))
-    return 16000
 
 
 def _end_error(d: Delivery) -> GatewayError | None:

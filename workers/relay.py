@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 from livegate import codec, metrics
 from livegate.redis import keys, records
-from livegate.redis.bus import WriteWindow, is_stale_id_error
+from livegate.redis.bus import StreamBytes, WriteWindow, is_stale_id_error
 from livegate.cleanups import raise_if_cancelled
 from livegate.errors import GatewayError, unavailable
 from livegate.redis.records import SessionRecord
@@ -57,6 +57,7 @@ class SessionRelay(RenewalPolicy, CallerPresence):
         self.next_index = record.handle_index + 1 if record.handle else 1
         self.queue: asyncio.Queue[InboxItem] = asyncio.Queue()
         self._writes = WriteWindow(worker.settings.write_window)  # server messages on their way to Redis
+        self.s2c_bytes = StreamBytes()  # what this relay keeps in the s2c log (bounded: s2c_log_max_bytes)
         self.ws: ClientConnection | None = None
         self.setup = live.BidiGenerateContentSetup.FromString(record.setup)
         self.route = worker.routing.route(record.route)

@@ -234,6 +234,8 @@ class Worker:
             last = await self.redis.xrevrange(keys.session_s2c(sid), "+", "-", count=1)
             relay = SessionRelay(self, record, epoch, last_seq=keys.stream_seq(last[0][0]) if last else 0,
                                  cause=cause, since_ms=last_heartbeat_ms)
+            if last:  # what earlier owners logged counts against the log's size bound until it is trimmed
+                relay.s2c_bytes.add(0, int(await self.redis.memory_usage(keys.session_s2c(sid), samples=0) or 0))
             await self.redis.sadd(keys.worker_sessions(self.id), sid)
             for item in self._claiming[sid]:
                 relay.deliver(item)
@@ -295,11 +297,20 @@ class Worker:
         The claim created the log; NOMKSTREAM: a late write never resurrects an ended session."""
         s = self.settings
         self.stats.s2c += 1
-        return self.batcher.submit([
-            ("XADD", keys.session_s2c(relay.sid), "NOMKSTREAM", "MAXLEN", "~", s.s2c_history_len,
-             keys.log_id(relay.epoch, seq), "m", data, "t", t_ns),
+        log = keys.session_s2c(relay.sid)
+        cmds: list[tuple[Any, ...]] = [
+            ("XADD", log, "NOMKSTREAM", "MAXLEN", "~", s.s2c_history_len, keys.log_id(relay.epoch, seq), "m", data,
+             "t", t_ns),
+            # a big message goes by reference (a sync up to its seq: the front reads it from the log), so the
+            # outbox holds at most inbox_len entries of stream_inline_max_bytes each
             ("XADD", keys.front_outbox(relay.record.front), "NOMKSTREAM", "MAXLEN", "~", s.inbox_len, "*",
-             "s", relay.sid, "q", seq, "m", data, "t", t_ns, "w", self.id, "ep", relay.epoch)])
+             "s", relay.sid, "q", seq, "m", data, "t", t_ns, "w", self.id, "ep", relay.epoch)
+            if len(data) <= s.stream_inline_max_bytes else self._sync_entry(relay, relay.record.front)]
+        relay.s2c_bytes.add(seq, len(data))
+        oldest = relay.s2c_bytes.trim_to(s.s2c_log_max_bytes)  # the reattach history is bounded by size too
+        if oldest is not None:
+            cmds.append(("XTRIM", log, "MINID", keys.log_id(relay.epoch, oldest)))
+        return self.batcher.submit(cmds)
 
     async def save_handle(self, relay: SessionRelay, handle: str, index: int) -> bool:
         """Store the upstream handle (fenced by epoch) and trim the client log it covers. Writes from relay

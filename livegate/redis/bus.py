@@ -4,6 +4,8 @@
   round trip: under load one ``execute`` carries hundreds of XADDs; idle, a write costs one round trip.
 - :class:`WriteWindow` lets one writer (a session's direction) keep several batched writes in flight, so a
   session's throughput is not one frame per pipeline round trip when the loop is busy.
+- :class:`StreamBytes` counts the bytes a writer keeps in a stream, so a session's logs are bounded by size as
+  well as by entries (docs/redis.md states the bound).
 - :func:`read_stream` follows one stream with ``XREAD BLOCK`` and survives connection drops (it resumes
   after the last id it saw), yielding batches.
 
@@ -181,6 +183,45 @@ class WriteWindow:
             else:
                 fut.add_done_callback(_consume)
         self._inflight.clear()
+
+
+class StreamBytes:
+    """The bytes one writer keeps in one stream, entry by entry (``n``: the entry's number, its index or seq),
+    so the stream can be bounded by size: Redis bounds a stream only by its number of entries (``MAXLEN``).
+    Entries trimmed by someone else are forgotten with :meth:`forget_before` once the writer learns of it."""
+
+    __slots__ = ("_entries", "total")
+
+    def __init__(self) -> None:
+        self._entries: deque[tuple[int, int]] = deque()
+        self.total = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, n: int, size: int) -> None:
+        self._entries.append((n, size))
+        self.total += size
+
+    def fits(self, size: int, limit: int) -> bool:
+        """Whether an entry of ``size`` keeps the stream within ``limit`` (an empty stream takes any entry)."""
+        return not self._entries or self.total + size <= limit
+
+    def forget_before(self, n: int) -> None:
+        """The stream no longer holds the entries numbered below ``n``."""
+        q = self._entries
+        while q and q[0][0] < n:
+            self.total -= q.popleft()[1]
+
+    def trim_to(self, limit: int) -> int | None:
+        """Drop the oldest entries until the rest fit ``limit`` (the newest is always kept); return the number of
+        the oldest entry kept if any were dropped (trim the stream below it), else None."""
+        q = self._entries
+        if self.total <= limit or len(q) < 2:
+            return None
+        while self.total > limit and len(q) > 1:
+            self.total -= q.popleft()[1]
+        return q[0][0]
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:

@@ -37,7 +37,8 @@ async def emulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[An
 async def test_slow_reader_is_cut_without_memory_growth(redis: Any, redis_url: str, emulator: Any) -> None:
     # the whole reply (~2,800 messages) stays in the session's history: the worker may write all of it before
     # the caller reattaches, and this test is about the cut and the reattach, not about trimmed history
-    procs = ProcStack(redis_url, emulator, session_queue_len=64, s2c_history_len=5000)
+    procs = ProcStack(redis_url, emulator, session_queue_len=64, s2c_history_len=5000,
+                      s2c_log_max_bytes=64 * 1024 * 1024)
     try:
         await procs.worker()
         front = await procs.front()

@@ -1,0 +1,296 @@
+"""Isolation under abuse: while one tenant floods the gateway with maximum-size messages at full speed, another
+tenant's turns keep their latency, and Redis stays under the bound docs/redis.md states.
+
+    python -m bench.isolation [--turns 200] [--flooders 4] [--out docs/benchmarks/isolation.json]
+
+Real processes (bench/common.py): Redis, the emulator (no pacing: the turn latency is the gateway's), one worker,
+one front, callers authenticated by API key as two tenants. Phases: the bystander's turns alone (idle), then
+the same turns while ``--flooders`` sessions of the other tenant send ``media_chunks`` of the largest size the
+front takes as fast as it reads them, each flooder reconnecting when it is refused. Redis is sampled throughout
+(``INFO memory`` used_memory, ``MEMORY USAGE`` of every key); the peaks are compared with
+:func:`service.budget.redis_bound` for the sessions and processes of the run.
+
+The pieces (``flood``, ``turn_latency``, ``RedisSampler``) are also used by tests/budgets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from livegate.v1 import gateway_pb2 as gw
+from livegate.v1 import gateway_pb2_grpc
+
+MODEL = "gemini-live-2.5-flash"
+FLOOD_KEY = "lgk_bench-flooder-0123456789abcdefghijkl"
+CALM_KEY = "lgk_bench-bystander-abcdefghij0123456789"
+
+
+def keys_document() -> str:
+    from service.auth import key_line
+
+    return json.dumps({"keys": [key_line(FLOOD_KEY, "flooder"), key_line(CALM_KEY, "bystander")]})
+
+
+def setup_message() -> gw.ClientMessage:
+    return gw.ClientMessage(setup={"model": MODEL, "generation_config": {"response_modalities": [1]}})  # TEXT
+
+
+def media_message(size: int) -> gw.ClientMessage:
+    m = gw.ClientMessage()
+    m.realtime_input.media_chunks.add(mime_type="image/jpeg", data=b"\xff" * size)
+    return m
+
+
+@dataclasses.dataclass
+class Refusal:
+    code: grpc.StatusCode | None
+    reason: str
+    retry_delay_s: float | None
+
+
+def refusal_of(err: grpc.aio.AioRpcError) -> Refusal:
+    """The gRPC status of a refused call, with its ErrorInfo reason and RetryInfo delay."""
+    status = rpc_status.from_call(err)
+    reason, delay = "", None
+    for detail in status.details if status else ():
+        info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            reason = info.reason
+        elif detail.Unpack(retry):
+            delay = retry.retry_delay.ToNanoseconds() / 1e9
+    return Refusal(err.code(), reason, delay)
+
+
+@dataclasses.dataclass
+class Flood:
+    sid: str = ""
+    sent: int = 0
+    refusal: Refusal | None = None
+
+
+async def flood(stub: Any, size: int, *, metadata: tuple[tuple[str, str], ...] = (), max_messages: int | None = None,
+                started: asyncio.Event | None = None, out: Flood | None = None) -> Flood:
+    """One session sending ``media_chunks`` of ``size`` bytes as fast as the front reads them, until it is
+    refused (or ``max_messages`` were sent); ``out`` is filled as it goes (the session id first)."""
+    result = out or Flood()
+    call = stub.Connect(metadata=metadata)
+
+    async def read_to_end() -> None:
+        # read all along: the call's status is received while a write is blocked by the front's backpressure
+        try:
+            while await call.read() is not grpc.aio.EOF:
+                pass
+        except grpc.aio.AioRpcError as err:
+            result.refusal = refusal_of(err)
+
+    reader: asyncio.Task[None] | None = None
+    try:
+        await call.write(setup_message())
+        result.sid = (await call.read()).session.session_id
+        reader = asyncio.create_task(read_to_end())
+        if started is not None:
+            started.set()
+        msg = media_message(size)
+        try:
+            while max_messages is None or result.sent < max_messages:
+                await call.write(msg)
+                result.sent += 1
+            await call.done_writing()
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            pass  # refused while writing: the reader has the status
+        await reader
+    except grpc.aio.AioRpcError as err:
+        result.refusal = refusal_of(err)
+    finally:
+        if reader is not None:
+            reader.cancel()
+        call.cancel()
+    return result
+
+
+async def turn_latency(call: Any, n: int) -> list[float]:
+    """``n`` text turns on an open session: the time from each turn's send to its first answer."""
+    out = []
+    for i in range(n):
+        m = gw.ClientMessage()
+        m.client_content.turns.add(role="user").parts.add(text=f"ping {i}")
+        m.client_content.turn_complete = True
+        t0 = time.perf_counter()
+        await call.write(m)
+        first = None
+        while True:
+            reply = await call.read()
+            if reply is grpc.aio.EOF:
+                raise RuntimeError("the bystander's session ended")
+            if first is None and reply.WhichOneof("message") == "server_content":
+                first = time.perf_counter() - t0
+            if reply.server_content.turn_complete:
+                break
+        assert first is not None
+        out.append(first)
+    return out
+
+
+async def open_session(stub: Any, metadata: tuple[tuple[str, str], ...] = ()) -> tuple[Any, str]:
+    call = stub.Connect(metadata=metadata)
+    await call.write(setup_message())
+    sid = (await call.read()).session.session_id
+    first = await call.read()  # setup_complete
+    assert first.WhichOneof("message") == "setup_complete", first
+    return call, sid
+
+
+class RedisSampler:
+    """Samples Redis every ``interval_s``: used_memory, the client buffers in it, and ``MEMORY USAGE`` of every
+    key, keeping the peaks per session (the keys of one hash tag ``{s-…}``) and per inbox/outbox stream."""
+
+    def __init__(self, redis: Any, interval_s: float = 0.05) -> None:
+        self.redis = redis
+        self.interval_s = interval_s
+        self.baseline = 0
+        self.peak_used = 0  # above the baseline, client buffers excluded
+        self.peak_clients = 0
+        self.peak_session = 0
+        self.peak_stream = 0
+        self.samples = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> RedisSampler:
+        info = await self.redis.info("memory")
+        self.baseline = int(info["used_memory"]) - int(info.get("mem_clients_normal", 0))
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self.sample()
+
+    async def _run(self) -> None:
+        while True:
+            await self.sample()
+            await asyncio.sleep(self.interval_s)
+
+    async def sample(self) -> None:
+        info = await self.redis.info("memory")
+        clients = int(info.get("mem_clients_normal", 0))
+        self.peak_used = max(self.peak_used, int(info["used_memory"]) - clients - self.baseline)
+        self.peak_clients = max(self.peak_clients, clients)
+        sessions: dict[str, int] = {}
+        async for key in self.redis.scan_iter(match="lg:*", count=1000):
+            name = key.decode()
+            used = await self.redis.memory_usage(key, samples=0) or 0
+            tag = name[name.find("{") + 1:name.find("}")]
+            if tag.startswith("s-"):
+                sessions[tag] = sessions.get(tag, 0) + used
+            elif name.endswith((":inbox", ":outbox")):
+                self.peak_stream = max(self.peak_stream, used)
+        self.peak_session = max([self.peak_session, *sessions.values()])
+        self.samples += 1
+
+
+def p99(values: list[float]) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(0.99 * len(s)))]
+
+
+async def run(turns: int, flooders: int, out: Path | None) -> dict[str, Any]:
+    from bench.common import Stack
+    from livegate.redis.connect import connect
+    from livegate.settings import Settings
+    from service.budget import redis_bound
+
+    st = Stack()
+    url = st.start_redis()
+    await st.start_emulator(pacing=0.0, audio_chunk_ms=20)
+    keys = Path(st.tmp) / "caller-keys.json"
+    keys.write_text(keys_document())
+    env = {"auth_modes": '["api_key"]', "caller_keys_file": str(keys)}
+    redis = connect(url)
+    try:
+        await st.worker(**env)
+        front = await st.front(**env)
+        settings = Settings()  # the defaults: what the processes run with
+        size = settings.max_media_chunks_bytes
+        async with grpc.aio.insecure_channel(front.address, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+            stub = gateway_pb2_grpc.LiveGatewayStub(ch)
+            calm_md, flood_md = (("x-api-key", CALM_KEY),), (("x-api-key", FLOOD_KEY),)
+            call, _ = await open_session(stub, calm_md)
+            await turn_latency(call, 10)  # warm-up
+            idle = await turn_latency(call, turns)
+            stop = asyncio.Event()
+            floods: list[Flood] = []
+
+            async def flooder() -> None:
+                while not stop.is_set():
+                    f = Flood()
+                    floods.append(f)
+                    await flood(stub, size, metadata=flood_md, out=f)
+
+            async with RedisSampler(redis) as sampler:
+                tasks = [asyncio.create_task(flooder()) for _ in range(flooders)]
+                await asyncio.sleep(2.0)  # the flood is at full speed
+                t0 = time.monotonic()
+                during = await turn_latency(call, turns)
+                flood_s = time.monotonic() - t0
+                stop.set()
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            call.cancel()
+        bound = redis_bound(settings)
+        refused: dict[str, int] = {}
+        for f in floods:
+            if f.refusal is not None:
+                key = f"{f.refusal.code.name if f.refusal.code else '?'} {f.refusal.reason}"
+                refused[key] = refused.get(key, 0) + 1
+        result = {
+            "command": f"python -m bench.isolation --turns {turns} --flooders {flooders}",
+            "message_bytes": size,
+            "flood_sessions": len(floods),
+            "flood_messages": sum(f.sent for f in floods),
+            "flood_bytes_per_s": round(sum(f.sent for f in floods) * size / max(flood_s, 1e-9)),
+            "flood_refusals": refused,
+            "bystander_p99_ms": {"idle": round(p99(idle) * 1000, 2), "flood": round(p99(during) * 1000, 2)},
+            "bystander_p50_ms": {"idle": round(sorted(idle)[len(idle) // 2] * 1000, 2),
+                                 "flood": round(sorted(during)[len(during) // 2] * 1000, 2)},
+            "bystander_turns_answered": len(during),
+            "redis_peak_bytes": {"used_memory_above_baseline": sampler.peak_used,
+                                 "client_buffers": sampler.peak_clients, "one_session": sampler.peak_session,
+                                 "one_stream": sampler.peak_stream},
+            "redis_bound_bytes": {"one_session": bound.session, "one_stream": bound.stream,
+                                  "fleet": bound.fleet(flooders + 1, 1, 1)},
+            "samples": sampler.samples,
+        }
+        if out is not None:
+            out.write_text(json.dumps(result, indent=2) + "\n")
+        return result
+    finally:
+        await redis.aclose()
+        await st.aclose()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--turns", type=int, default=200)
+    p.add_argument("--flooders", type=int, default=4)
+    p.add_argument("--out", type=Path, default=None)
+    a = p.parse_args()
+    os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    print(json.dumps(asyncio.run(run(a.turns, a.flooders, a.out)), indent=2))
+
+
+if __name__ == "__main__":
+    main()
