@@ -31,6 +31,7 @@ def ws_settings(tmp_path: Path) -> dict[str, Any]:
     keys = tmp_path / "caller-keys.json"
     keys.write_text(json.dumps({"keys": [key_line(KEY, "acme")]}))
     return {"auth_modes": ("api_key",), "caller_keys_file": str(keys), "setup_timeout_s": 2.0,
+            "max_message_bytes": 64 * 1024,
             "admission_json": json.dumps({"scopes": {scope_of("default", MODEL): {"cap": 1}}})}
 
 
@@ -111,6 +112,18 @@ async def test_malformed_json_is_1007(ws_url: str) -> None:
                 await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
     assert closed.value.rcvd.reason.startswith("MALFORMED_MESSAGE: `clientContent` is not a valid Live API message")
+
+
+async def test_message_over_max_message_bytes_is_1007(ws_url: str) -> None:
+    async with connect(ws_url + GEMINI_PATH, additional_headers={"x-goog-api-key": KEY}) as ws:
+        await ws.send(json.dumps({"setup": {"model": f"models/{MODEL}", "generationConfig": TEXT}}))
+        await ws.recv()
+        await ws.send(json.dumps({"realtimeInput": {"text": "x" * 70_000}}))  # max_message_bytes is 64 KiB
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+    assert closed.value.rcvd.reason.startswith("MESSAGE_TOO_LARGE: a client message of 70")
 
 
 async def test_second_setup_and_unknown_message_are_1007(ws_url: str) -> None:
