@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -82,15 +83,13 @@ def _rss_mib(pid: int, field: str) -> float:
     raise AssertionError(field)
 
 
-async def _send_big_unauthenticated(url: str, ctx: ssl.SSLContext, payload: str) -> int | None:
-    """Sends one big frame and returns the close code the client saw."""
-    async with connect(url, ssl=ctx, additional_headers={"x-goog-api-key": "wrong"}, open_timeout=10,
-                       close_timeout=5, compression=None) as ws:
-        try:
-            await ws.send(payload)
-            await asyncio.wait_for(ws.recv(), 30)
-        except ConnectionClosed:
-            pass
+async def _send_big(ws: Any, payload: str) -> int | None:
+    """Sends one big frame on an open connection and returns the close code the client saw."""
+    try:
+        await ws.send(payload)
+        await asyncio.wait_for(ws.recv(), 30)
+    except ConnectionClosed:
+        pass
     return ws.close_code
 
 
@@ -104,7 +103,11 @@ async def test_twenty_unauthenticated_30mb_frames_do_not_grow_the_server(tmp_pat
         Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM (the peak) to the current RSS
         ctx = ssl.create_default_context(cafile=emu.cert_path)
         payload = json.dumps({"setup": {"model": GEMINI_MODEL, "systemInstruction": "x" * (30 * MiB)}})
-        codes = await asyncio.gather(*(_send_big_unauthenticated(emu.gemini_url(), ctx, payload) for _ in range(20)))
+        async with contextlib.AsyncExitStack() as peers:  # all 20 upgraded first, so the frames arrive together
+            opened = [connect(emu.gemini_url(), ssl=ctx, additional_headers={"x-goog-api-key": "wrong"},
+                              open_timeout=30, close_timeout=5, compression=None) for _ in range(20)]
+            sockets = [await peers.enter_async_context(ws) for ws in await asyncio.gather(*opened)]
+            codes = await asyncio.gather(*(_send_big(ws, payload) for ws in sockets))
         peak = _rss_mib(pid, "VmHWM")
     print(f"unauthenticated 20 x 30 MB: RSS before {before:.0f} MiB, peak during {peak:.0f} MiB (+{peak - before:.0f})")
     assert set(codes) <= {1009, 1006}, codes  # refused from the header (1006 if the abort beat the close frame)
