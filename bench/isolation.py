@@ -1,7 +1,7 @@
 """Isolation under abuse: while one tenant floods the gateway with maximum-size messages at full speed, another
 tenant's turns keep their latency, and Redis stays under the bound docs/redis.md states.
 
-    python -m bench.isolation [--turns 200] [--flooders 4] [--out docs/benchmarks/isolation.json]
+    python -m bench.isolation [--idle-s 15] [--flood-s 30] [--flooders 4] [--out docs/benchmarks/isolation.json]
 
 Real processes (bench/common.py): Redis, the emulator (no pacing: the turn latency is the gateway's), one worker,
 one front, callers authenticated by API key as two tenants. Phases: the bystander's turns alone (idle), then
@@ -119,10 +119,14 @@ async def flood(stub: Any, size: int, *, metadata: tuple[tuple[str, str], ...] =
     return result
 
 
-async def turn_latency(call: Any, n: int) -> list[float]:
-    """``n`` text turns on an open session: the time from each turn's send to its first answer."""
-    out = []
-    for i in range(n):
+async def turn_latency(call: Any, n: int, *, for_s: float | None = None) -> list[float]:
+    """``n`` text turns on an open session (or as many as ``for_s`` seconds take): the time from each turn's send
+    to its first answer."""
+    out: list[float] = []
+    until = time.monotonic() + for_s if for_s is not None else None
+    for i in range(n if until is None else 10**9):
+        if until is not None and time.monotonic() >= until:
+            break
         m = gw.ClientMessage()
         m.client_content.turns.add(role="user").parts.add(text=f"ping {i}")
         m.client_content.turn_complete = True
@@ -206,7 +210,7 @@ def p99(values: list[float]) -> float:
     return s[min(len(s) - 1, int(0.99 * len(s)))]
 
 
-async def run(turns: int, flooders: int, out: Path | None) -> dict[str, Any]:
+async def run(idle_s: float, flood_s: float, flooders: int, out: Path | None) -> dict[str, Any]:
     from bench.common import Stack
     from livegate.redis.connect import connect
     from livegate.settings import Settings
@@ -229,7 +233,7 @@ async def run(turns: int, flooders: int, out: Path | None) -> dict[str, Any]:
             calm_md, flood_md = (("x-api-key", CALM_KEY),), (("x-api-key", FLOOD_KEY),)
             call, _ = await open_session(stub, calm_md)
             await turn_latency(call, 10)  # warm-up
-            idle = await turn_latency(call, turns)
+            idle = await turn_latency(call, 0, for_s=idle_s)
             stop = asyncio.Event()
             floods: list[Flood] = []
 
@@ -243,8 +247,8 @@ async def run(turns: int, flooders: int, out: Path | None) -> dict[str, Any]:
                 tasks = [asyncio.create_task(flooder()) for _ in range(flooders)]
                 await asyncio.sleep(2.0)  # the flood is at full speed
                 t0 = time.monotonic()
-                during = await turn_latency(call, turns)
-                flood_s = time.monotonic() - t0
+                during = await turn_latency(call, 0, for_s=flood_s)
+                elapsed = time.monotonic() - t0
                 stop.set()
                 for t in tasks:
                     t.cancel()
@@ -257,16 +261,17 @@ async def run(turns: int, flooders: int, out: Path | None) -> dict[str, Any]:
                 key = f"{f.refusal.code.name if f.refusal.code else '?'} {f.refusal.reason}"
                 refused[key] = refused.get(key, 0) + 1
         result = {
-            "command": f"python -m bench.isolation --turns {turns} --flooders {flooders}",
+            "command": f"python -m bench.isolation --idle-s {idle_s:g} --flood-s {flood_s:g} --flooders {flooders}",
             "message_bytes": size,
             "flood_sessions": len(floods),
             "flood_messages": sum(f.sent for f in floods),
-            "flood_bytes_per_s": round(sum(f.sent for f in floods) * size / max(flood_s, 1e-9)),
+            "flood_seconds": round(elapsed, 1),
+            "flood_bytes_offered_per_s": round(sum(f.sent for f in floods) * size / max(elapsed, 1e-9)),
             "flood_refusals": refused,
             "bystander_p99_ms": {"idle": round(p99(idle) * 1000, 2), "flood": round(p99(during) * 1000, 2)},
             "bystander_p50_ms": {"idle": round(sorted(idle)[len(idle) // 2] * 1000, 2),
                                  "flood": round(sorted(during)[len(during) // 2] * 1000, 2)},
-            "bystander_turns_answered": len(during),
+            "bystander_turns": {"idle": len(idle), "flood": len(during)},
             "redis_peak_bytes": {"used_memory_above_baseline": sampler.peak_used,
                                  "client_buffers": sampler.peak_clients, "one_session": sampler.peak_session,
                                  "one_stream": sampler.peak_stream},
@@ -284,12 +289,13 @@ async def run(turns: int, flooders: int, out: Path | None) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--turns", type=int, default=200)
-    p.add_argument("--flooders", type=int, default=4)
+    p.add_argument("--idle-s", type=float, default=15.0, help="the bystander's turns alone, this long")
+    p.add_argument("--flood-s", type=float, default=30.0, help="its turns during the flood, this long")
+    p.add_argument("--flooders", type=int, default=4, help="flooding sessions at once (each reconnects when refused)")
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-    print(json.dumps(asyncio.run(run(a.turns, a.flooders, a.out)), indent=2))
+    print(json.dumps(asyncio.run(run(a.idle_s, a.flood_s, a.flooders, a.out)), indent=2))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from google.protobuf import json_format
 
+from livegate.errors import invalid_argument
 from livegate.models import upstream_model
 from livegate.routes import UpstreamRoute
 from livegate.v1 import gateway_pb2 as gw
@@ -45,8 +46,18 @@ def client_to_live(msg: gw.ClientMessage) -> str:
                 "mimeType": audio.mime_type, "data": base64.b64encode(audio.data).decode("ascii")}}}).decode()
     if kind not in _CLIENT_KEYS:
         raise ValueError(f"not a Live API client message: {kind}")
-    body = json_format.MessageToDict(getattr(msg, kind))
-    return orjson.dumps({_CLIENT_KEYS[kind]: body}).decode()
+    return _dumps(_CLIENT_KEYS[kind], getattr(msg, kind))
+
+
+def _dumps(key: str, body: Any) -> str:
+    """``{key: body}`` as Live API JSON. The front refuses what JSON cannot carry (service/validate.py); a value
+    that still cannot be encoded (a front of an older version) ends its session with a typed INVALID_ARGUMENT,
+    not a worker error."""
+    try:
+        return orjson.dumps({key: json_format.MessageToDict(body)}).decode()
+    except (json_format.Error, ValueError, TypeError) as exc:
+        raise invalid_argument(f"a {key} message cannot be encoded as Live API JSON: {str(exc)[:200]}",
+                               "UNENCODABLE_MESSAGE") from None
 
 
 def upstream_setup(setup: live.BidiGenerateContentSetup, upstream_handle: str, route: UpstreamRoute,
@@ -68,7 +79,7 @@ def upstream_setup(setup: live.BidiGenerateContentSetup, upstream_handle: str, r
         s.session_resumption.ClearField("transparent")
     if compression_default and not s.HasField("context_window_compression"):
         s.context_window_compression.sliding_window.SetInParent()
-    return orjson.dumps({"setup": json_format.MessageToDict(s)}).decode()
+    return _dumps("setup", s)
 
 
 def server_from_live(frame: bytes | str, flavour: str) -> gw.ServerMessage | None:

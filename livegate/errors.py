@@ -29,6 +29,19 @@ class GatewayError(Exception):
         return f"{self.code.name} {self.reason}: {self.message}"
 
 
+ECHO_CHARS = 64
+
+
+def echo(value: object, limit: int = ECHO_CHARS) -> str:
+    """Caller input quoted in an error message, bounded: ``repr`` of its first ``limit`` characters, with an
+    ellipsis and the full length when cut. Every message that echoes what a caller sent goes through here, so
+    no input can make an error larger than the status it travels in (gRPC metadata is bounded)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"
+
+
 def invalid_argument(message: str, reason: str) -> GatewayError:
     return GatewayError(grpc.StatusCode.INVALID_ARGUMENT, reason, message)
 

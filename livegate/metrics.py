@@ -6,7 +6,27 @@ Both processes expose them on their metrics port (``LIVEGATE_METRICS_LISTEN``); 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram, Info
+
+# -- the tenant label ---------------------------------------------------------------------------------
+OTHER_TENANT = "other"
+_labeled_tenants: set[str] = set()
+
+
+def label_tenants(names: Iterable[str]) -> None:
+    """Tenants the configuration names (``livegate.tenants.named``): each gets its own ``tenant`` label value.
+    Called by each front and worker as it starts (a union: an in-process dev stack holds both)."""
+    _labeled_tenants.update(names)
+
+
+def tenant_label(tenant: str) -> str:
+    """The ``tenant`` label of a tenant: its name if the configuration names it, else ``other``, so the label's
+    cardinality is bounded by the configuration, never by the identities that call. Every metric with a
+    ``tenant`` label is set through this."""
+    return tenant if tenant in _labeled_tenants else OTHER_TENANT
+
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)

@@ -55,6 +55,26 @@ class TenantPolicy:
     models: tuple[str, ...] = ()  # empty: whatever the route serves
 
 
+_ROUTE_FIELDS = ("url", "flavour", "api_version", "api_key_env", "ca_file", "vertex_project", "vertex_location",
+                 "google_credentials_file", "models")
+
+
+def known_fields(where: str, d: object, fields: tuple[str, ...]) -> dict[str, object]:
+    """``d`` if it is an object whose fields are all among ``fields``; ValueError naming the valid ones."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must be an object with {', '.join(fields)}")
+    extra = sorted(set(d) - set(fields))
+    if extra:
+        raise ValueError(f"{where}: unknown field {extra[0]!r}; valid fields: {', '.join(fields)}")
+    return d
+
+
+def _known_models(where: str, models: tuple[str, ...], valid: tuple[str, ...]) -> None:
+    for m in models:
+        if m not in valid:
+            raise ValueError(f"{where}: model {m!r} matches no model it can use; valid models: {', '.join(valid)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Routing:
     routes: dict[str, UpstreamRoute]
@@ -68,6 +88,7 @@ class Routing:
                 return cls.from_json(json.load(f), os.environ)
         if s.upstreams_json:
             return cls.from_json(json.loads(s.upstreams_json), os.environ)
+        _known_models("allowed_models", tuple(s.allowed_models), LIVE_MODELS)
         key = s.upstream_api_key.get_secret_value() if s.upstream_api_key else ""
         route = UpstreamRoute("default", s.upstream_url.rstrip("/"), s.upstream_flavour, s.upstream_api_version, key,
                               s.upstream_ca_file, s.vertex_project, s.vertex_location, s.google_credentials_file,
@@ -76,25 +97,49 @@ class Routing:
 
     @classmethod
     def from_json(cls, doc: dict[str, object], env: os._Environ[str] | dict[str, str]) -> Routing:
+        """Parse and check a routes document; ValueError (at startup) naming what is valid for anything that
+        would match nothing: an unknown field, flavour, model or route."""
+        known_fields("the routes document", doc, ("routes", "default_route", "tenants"))
         routes: dict[str, UpstreamRoute] = {}
         for name, raw in dict(doc.get("routes", {})).items():  # type: ignore[call-overload]
-            r = dict(raw)
+            r = dict(known_fields(f"route {name!r}", raw, _ROUTE_FIELDS))
             key_env = r.pop("api_key_env", "")
             if key_env and key_env not in env:
                 raise ValueError(f"route {name!r}: environment variable {key_env} (its API key) is not set")
+            if not r.get("url"):
+                raise ValueError(f"route {name!r}: url is required (the Live API's base URL)")
+            if r.get("flavour", "gemini") not in ("gemini", "vertex"):
+                raise ValueError(f"route {name!r}: flavour {r['flavour']!r} is not one of gemini, vertex")
             models = tuple(r.pop("models", ()))
+            _known_models(f"route {name!r}", models, LIVE_MODELS)
             routes[name] = UpstreamRoute(name=name, api_key=env.get(key_env, "") if key_env else "", models=models,
                                          **{k: v for k, v in r.items()})
+        if not routes:
+            raise ValueError("the routes document names no route: add one under 'routes'")
         default = str(doc.get("default_route") or next(iter(routes), ""))
         if default not in routes:
             raise ValueError(f"default_route {default!r} is not one of the routes {sorted(routes)}")
-        tenants = {t: TenantPolicy(tuple(p.get("routes", ())), p.get("default_route", ""), tuple(p.get("models", ())))
-                   for t, p in dict(doc.get("tenants", {})).items()}  # type: ignore[call-overload]
-        for t, p in tenants.items():
-            unknown = [r for r in (*p.routes, p.default_route) if r and r not in routes]
+        tenants: dict[str, TenantPolicy] = {}
+        for t, raw in dict(doc.get("tenants", {})).items():  # type: ignore[call-overload]
+            p = known_fields(f"tenant {t!r}", raw, ("routes", "default_route", "models"))
+            policy = TenantPolicy(tuple(p.get("routes", ())), p.get("default_route", ""), tuple(p.get("models", ())))
+            unknown = [r for r in (*policy.routes, policy.default_route) if r and r not in routes]
             if unknown:
-                raise ValueError(f"tenant {t!r} names unknown routes {unknown}")
+                raise ValueError(f"tenant {t!r} names unknown routes {unknown}; routes: {', '.join(sorted(routes))}")
+            if policy.routes and policy.default_route and policy.default_route not in policy.routes:
+                raise ValueError(f"tenant {t!r}: default_route {policy.default_route!r} is not one of its routes "
+                                 f"{list(policy.routes)}")
+            usable = [routes[r] for r in policy.routes or routes]
+            served = tuple(dict.fromkeys(m for r in usable for m in (r.models or LIVE_MODELS)))
+            _known_models(f"tenant {t!r} (on its routes)", policy.models, served)
+            tenants[t] = policy
         return cls(routes, default, tenants)
+
+    def scopes(self) -> list[str]:
+        """Every admission scope a session can have here: ``<route>/<model>`` for each model a route serves."""
+        from livegate.admission.control import scope_of
+
+        return [scope_of(r.name, m) for r in self.routes.values() for m in (r.models or LIVE_MODELS)]
 
     def route(self, name: str) -> UpstreamRoute:
         return self.routes.get(name) or self.routes[self.default_route]

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     oidc_jwks: str = Field("", description="JWKS / PEM certs for ID tokens: an https URL or a file path")
     oidc_issuers: tuple[str, ...] = Field(("https://accounts.google.com", "accounts.google.com"))
     oidc_tenant_claim: str = Field("email", description="ID-token claim that names the tenant")
+    oidc_tenants: tuple[str, ...] = Field((), description="the tenants OIDC callers may be: exact names, globs "
+                                          "('*@acme.iam.gserviceaccount.com') or 're:<regex>'; any other identity is "
+                                          "PERMISSION_DENIED. Empty: every verified identity (each its own tenant)")
     front_tls_cert_file: str = Field("", description="serve gRPC over TLS with this certificate (PEM)")
     front_tls_key_file: str = Field("", repr=False)
     front_client_ca_file: str = Field("", description="require client certificates signed by this CA (mTLS)")

@@ -36,11 +36,10 @@ import grpc
 
 from livegate.errors import GatewayError
 from livegate.settings import Settings
+from livegate.tenants import TENANT_RE, TenantSet
 
 logger = logging.getLogger(__name__)
 
-# Tenants name Redis keys (inside a {hash tag}) and metric labels: no braces, no spaces, bounded.
-TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:/+-]{0,127}$")
 RELOAD_CHECK_S = 1.0
 
 
@@ -399,12 +398,35 @@ def build_authenticator(settings: Settings) -> Authenticator:
             if not settings.oidc_audience or not settings.oidc_jwks:
                 raise ValueError("auth mode oidc needs oidc_audience and oidc_jwks (an https URL or a file)")
             modes.append(OidcAuth(settings.oidc_audience, settings.oidc_jwks, settings.oidc_issuers,
-                                  settings.oidc_tenant_claim))
+                                  settings.oidc_tenant_claim, tenants=TenantSet.parse(settings.oidc_tenants)))
         else:
             raise ValueError(f"unknown auth mode {raw!r}: use open, api_key, mtls, mtls:san or oidc")
     if not modes:
         raise ValueError("auth_modes is empty: use open, api_key, mtls or oidc")
     return modes[0] if len(modes) == 1 and isinstance(modes[0], OpenAccess) else Chain(modes)
+
+
+def known_tenants(settings: Settings) -> tuple[Callable[[str], bool] | None, str]:
+    """Whether a tenant name can be some caller's tenant under ``settings.auth_modes`` (None: any can, e.g.
+    mTLS or OIDC without ``oidc_tenants``), and the valid tenants in words. For configuration checks at start."""
+    names: set[str] = set()
+    sets: list[TenantSet] = []
+    for raw in settings.auth_modes:
+        mode = raw.strip().lower()
+        if mode == "open":
+            names.add(settings.open_tenant)
+        elif mode == "api_key" and settings.caller_keys_file:
+            try:
+                keys = ApiKeyAuth(settings.caller_keys_file).load().file.value
+            except ValueError:
+                return None, ""  # build_authenticator refuses the file
+            names |= {k.tenant for k in keys.values()} if isinstance(keys, dict) else set()
+        elif mode == "oidc" and settings.oidc_tenants:
+            sets.append(TenantSet.parse(settings.oidc_tenants))
+        else:
+            return None, ""
+    hint = ", ".join([*sorted(names), *(e for ts in sets for e in ts.entries)]) or "none"
+    return (lambda t: t in names or any(t in ts.named() or ts.resolve(t) == t for ts in sets)), hint
 
 
 # -- CLI -----------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """What one caller may make the gateway hold: its bytes and its time.
 
 - **Per message**, by kind (``setup``, ``client_content``, ``realtime_input`` audio / video / media_chunks /
-  text, ``tool_response``): a bigger message is refused, RESOURCE_EXHAUSTED ``MESSAGE_TOO_LARGE``.
+  text, ``tool_response``): a bigger message is refused, RESOURCE_EXHAUSTED ``PAYLOAD_TOO_LARGE``.
 - **Per second**: every client message's bytes are taken from the session's bucket and from its tenant's bucket
   on this front, messages from a message bucket, and audio (``realtime_input.audio``, audio media chunks,
   audio inline data in ``client_content``) from a bucket of seconds of audio at the validated rate. A spent
@@ -79,7 +79,7 @@ def refusal(kind: str, reason: str, size: int, message: str, *, retry_after_s: f
 
 def _cap(kind: str, size: int, limit: int) -> None:
     if size > limit:
-        raise refusal(kind, "MESSAGE_TOO_LARGE", size,
+        raise refusal(kind, "PAYLOAD_TOO_LARGE", size,
                       f"a {kind} of {size} bytes is larger than the {limit} bytes this gateway takes in one message; "
                       "send it in smaller pieces")
 
@@ -211,7 +211,7 @@ class FrontBudgets:
             else:
                 self.pending[tenant] -= 1
         if first is not grpc.aio.EOF and len(first[0]) > st.max_setup_bytes:
-            raise refusal("setup", "MESSAGE_TOO_LARGE", len(first[0]),
+            raise refusal("setup", "PAYLOAD_TOO_LARGE", len(first[0]),
                           f"the first message is {len(first[0])} bytes, larger than the {st.max_setup_bytes} bytes "
                           "a setup may take; shorten the system instruction or the tool declarations")
         return first

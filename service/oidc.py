@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from google.auth import exceptions as gexc
 from google.auth import jwt
 
+from livegate.errors import GatewayError, echo
+from livegate.tenants import TenantSet
 from service.auth import WatchedFile, bearer, check_tenant, looks_like_jwt, metadata, unauthenticated
 
 logger = logging.getLogger(__name__)
@@ -130,8 +132,9 @@ class OidcAuth:
     name = "oidc"
 
     def __init__(self, audience: str | Sequence[str], jwks: str, issuers: Sequence[str], tenant_claim: str,
-                 *, clock_skew_s: int = CLOCK_SKEW_S) -> None:
+                 *, clock_skew_s: int = CLOCK_SKEW_S, tenants: TenantSet = TenantSet()) -> None:
         self.audience = [audience] if isinstance(audience, str) else list(audience)
+        self.tenants = tenants  # empty: every verified identity is a tenant
         self.issuers = tuple(issuers)
         self.tenant_claim = tenant_claim
         self.clock_skew_s = clock_skew_s
@@ -145,7 +148,8 @@ class OidcAuth:
             self._url, self._file = None, WatchedFile(jwks, parse_certs, "OIDC JWKS file")
 
     def __repr__(self) -> str:
-        return f"<OidcAuth aud={self.audience} jwks={self.source} claim={self.tenant_claim}>"
+        return (f"<OidcAuth aud={self.audience} jwks={self.source} claim={self.tenant_claim} "
+                f"tenants={self.tenants.describe() if self.tenants else 'any'}>")
 
     def _certs(self, kid: str | None) -> dict[str, str]:
         if self._url is not None:
@@ -186,7 +190,7 @@ class OidcAuth:
             raise _refusal(str(exc), self.audience) from None
         iss = claims.get("iss")
         if iss not in self.issuers:
-            raise unauthenticated("TOKEN_ISSUER", f"the ID token's issuer {str(iss)[:100]!r} is not trusted "
+            raise unauthenticated("TOKEN_ISSUER", f"the ID token's issuer {echo(iss)} is not trusted "
                                   f"(expected one of {', '.join(self.issuers)}); get a token from that issuer")
         tenant = claims.get(self.tenant_claim)
         if not isinstance(tenant, str) or not tenant:
@@ -194,7 +198,14 @@ class OidcAuth:
                                   "the tenant; request it (e.g. format=full / include_email) or use another identity")
         if self.tenant_claim == "email" and claims.get("email_verified") is False:
             raise unauthenticated("TOKEN_TENANT_CLAIM", "the ID token's email is not verified")
-        return check_tenant(tenant, f"the ID token's `{self.tenant_claim}` claim")
+        if not self.tenants:
+            return check_tenant(tenant, f"the ID token's `{self.tenant_claim}` claim")
+        resolved = self.tenants.resolve(tenant)
+        if resolved is None:
+            raise GatewayError(grpc.StatusCode.PERMISSION_DENIED, "TENANT_NOT_ALLOWED",
+                               f"the identity {echo(tenant)} (the ID token's `{self.tenant_claim}` claim) is not a "
+                               "tenant of this gateway; ask its operator to add it to oidc_tenants")
+        return check_tenant(resolved, f"the ID token's `{self.tenant_claim}` claim (as mapped by oidc_tenants)")
 
 
 def _refusal(error: str, audience: list[str]) -> Exception:

@@ -14,11 +14,11 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from livegate import __version__, logs, metrics
+from livegate import __version__, logs, metrics, tenants
 from livegate.redis import keys, records
 from livegate.redis.bus import Batcher, every, read_stream, supervise
 from livegate.cleanups import Cleanups, wait_bounded
-from livegate.errors import GatewayError, invalid_argument, not_found
+from livegate.errors import GatewayError, echo, invalid_argument, not_found
 from livegate.admission.control import Lease, admission_from_settings, scope_of
 from livegate.models import LIVE_MODELS
 from livegate.redis.connect import AnyRedis, connect
@@ -26,12 +26,12 @@ from livegate.routes import Routing
 from livegate.settings import Settings
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
-from service import reflection, tls
-from service.auth import Authenticator, build_authenticator
+from service import pages, reflection, tls
+from service.auth import Authenticator, build_authenticator, known_tenants
 from service.budget import FrontBudgets
 from service.servicer import SERVICE_NAME, LiveGatewayServicer
 from service.session import FrontSession
-from service.validate import validate_setup
+from service.validate import validate_session_id, validate_setup
 from service.ws import WebSocketFront
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,10 @@ class Front:
         self.sessions: dict[str, FrontSession] = {}
         self.routing = Routing.from_settings(self.settings)
         self.admission = admission_from_settings(self.redis, self.settings)
+        if self.admission.config is not None:  # a config that matches nothing fails here, not silently
+            self.admission.config.check(self.routing.scopes(), *known_tenants(self.settings),
+                                        source=self.settings.admission_file or "admission_json")
+        metrics.label_tenants(tenants.named(self.settings))
         self.budgets = FrontBudgets(self.settings)  # tenants' byte buckets, pending Connects (service/budget.py)
         self.health = health.aio.HealthServicer()
         self.websocket = WebSocketFront(self)  # the Live API WebSocket listener (settings.ws_listen; empty: off)
@@ -245,14 +249,16 @@ class Front:
         """A caller returns to a live session (after a network break or a front restart): check the token,
         make this front its front, and have the caller's stream replay everything after ``last_seq``."""
         sid = req.session_id
+        unknown = not_found(f"no live session {echo(sid)} for this caller (ended, expired, or a wrong reattach token)",
+                            "SESSION_NOT_FOUND")
+        if not validate_session_id(sid, "reattach.session_id"):
+            raise unknown
         logs.bind(session=sid)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keys.session_meta(sid))
         pipe.xinfo_stream(keys.session_c2s(sid))
         pipe.xrange(keys.session_s2c(sid), "-", "+", count=1)
         raw, c2s, first = await pipe.execute(raise_on_error=False)
-        unknown = not_found(f"no live session {sid!r} for this caller (ended, expired, or a wrong reattach token)",
-                            "SESSION_NOT_FOUND")
         if not isinstance(raw, dict) or not raw:
             raise unknown
         r = records.SessionRecord.from_redis(raw)
@@ -290,19 +296,35 @@ class Front:
         return raw[b"handle"].decode()
 
     async def session_view(self, tenant: str, sid: str) -> gw.Session:
+        missing = not_found(f"no live session {echo(sid)} for this caller: it ended, it expired, or the id is wrong",
+                            "SESSION_NOT_FOUND")
+        if not validate_session_id(sid):
+            raise missing
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keys.session_meta(sid))
         pipe.xinfo_stream(keys.session_c2s(sid))
         pipe.xinfo_stream(keys.session_s2c(sid))
         raw, c2s, s2c = await pipe.execute(raise_on_error=False)
-        missing = not_found(f"no live session {sid!r} for this caller: it ended, it expired, or the id is wrong",
-                            "SESSION_NOT_FOUND")
         if not isinstance(raw, dict) or not raw:
             raise missing
         r = records.SessionRecord.from_redis(raw)
         if r.tenant != tenant:  # the same answer as for an id that does not exist: ids reveal nothing
             raise missing
         return session_proto(r, _last_id(c2s), _last_seq(s2c))
+
+    async def list_sessions(self, tenant: str, size: int, token: str) -> gw.ListSessionsResponse:
+        """One page of the tenant's live sessions, oldest first (``service/pages.py``)."""
+        size, after = pages.page_size(size), pages.Cursor.parse(token)
+        sids, next_page = await pages.page(self.redis, keys.tenant_sessions(tenant), after, size)
+        resp = gw.ListSessionsResponse()
+        for sid in sids:
+            try:
+                resp.sessions.append(await self.session_view(tenant, sid))
+            except GatewayError:
+                continue  # ended between the two reads
+        if next_page is not None:
+            resp.next_page_token = next_page.token()
+        return resp
 
     async def close_session(self, tenant: str, sid: str) -> gw.Session:
         view = await self.session_view(tenant, sid)

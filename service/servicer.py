@@ -110,14 +110,15 @@ class LiveGatewayServicer:
                 session, token = await front.reattach_session(tenant, msg.reattach)
             elif kind == "setup":
                 session, token = await front.open_session(tenant, msg, caller.time_remaining())
-                metrics.SESSIONS_STARTED.labels(session.model, tenant, caller.protocol).inc()
+                metrics.SESSIONS_STARTED.labels(session.model, metrics.tenant_label(tenant), caller.protocol).inc()
             else:
                 raise invalid_argument(f"the first message must be `setup` (or `reattach`), got `{kind or 'nothing'}`",
                                        "SETUP_REQUIRED")
         except GatewayError as err:
             await caller.refuse(err)
             return
-        active = metrics.SESSIONS_ACTIVE.labels("front", "attached", session.model, tenant, caller.protocol)
+        active = metrics.SESSIONS_ACTIVE.labels("front", "attached", session.model, metrics.tenant_label(tenant),
+                                                caller.protocol)
         active.inc()
         outcome = "caller_lost"
         try:
@@ -126,7 +127,7 @@ class LiveGatewayServicer:
             outcome = "ok" if error is None else error.reason.lower()
         finally:
             active.dec()
-            metrics.SESSIONS_ENDED.labels(session.model, tenant, outcome, caller.protocol).inc()
+            metrics.SESSIONS_ENDED.labels(session.model, metrics.tenant_label(tenant), outcome, caller.protocol).inc()
             if front.sessions.get(session.sid) is session:
                 front.sessions.pop(session.sid, None)
         if error is not None:
@@ -193,25 +194,9 @@ class LiveGatewayServicer:
             raise  # unreachable: abort raises
 
     async def ListSessions(self, request: gw.ListSessionsRequest, context: grpc.aio.ServicerContext) -> gw.ListSessionsResponse:
-        from livegate.redis import keys
-
         try:
-            tenant = self.front.auth.tenant(context)
-            size = request.page_size if 0 < request.page_size <= 1000 else 100
-            try:
-                offset = int(request.page_token or 0)
-            except ValueError:
-                raise invalid_argument("page_token is not one this gateway issued", "BAD_PAGE_TOKEN") from None
-            sids = await self.front.redis.zrange(keys.tenant_sessions(tenant), offset, offset + size)
-            resp = gw.ListSessionsResponse()
-            for sid in sids[:size]:
-                try:
-                    resp.sessions.append(await self.front.session_view(tenant, sid.decode()))
-                except GatewayError:
-                    continue  # ended between the two reads
-            if len(sids) > size:
-                resp.next_page_token = str(offset + size)
-            return resp
+            return await self.front.list_sessions(self.front.auth.tenant(context), request.page_size,
+                                                  request.page_token)
         except GatewayError as err:
             await context.abort_with_status(to_status(err))
             raise

@@ -11,6 +11,7 @@ from grpc_status import rpc_status
 from livegate.errors import GatewayError
 
 DOMAIN = "livegate.dev"
+MAX_MESSAGE_CHARS = 1000
 
 
 def to_status(err: GatewayError) -> grpc.Status:
@@ -25,7 +26,10 @@ def to_status(err: GatewayError) -> grpc.Status:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(err.retry_after_s * 1e9))
         details.append(error_details_pb2.RetryInfo(retry_delay=delay))
-    status = status_pb2.Status(code=err.code.value[0], message=err.message)
+    # the message travels twice in the trailers (grpc-message and the details): bounded, so no error can
+    # outgrow a caller's metadata limit (8 KiB by default) and arrive as RESOURCE_EXHAUSTED instead
+    message = err.message if len(err.message) <= MAX_MESSAGE_CHARS else err.message[:MAX_MESSAGE_CHARS - 1] + "…"
+    status = status_pb2.Status(code=err.code.value[0], message=message)
     for d in details:
         status.details.add().Pack(d)
     return rpc_status.to_status(status)

@@ -66,7 +66,8 @@ def count_tokens(model: str, tenant: str, usage: live.UsageMetadata) -> None:
     """An upstream ``usage_metadata``, per direction and modality, into ``livegate_tokens_total``."""
     for direction, field in (("prompt", "prompt_tokens_details"), ("response", "response_tokens_details")):
         for d in getattr(usage, field):
-            metrics.TOKENS.labels(model, tenant, direction, live_modality_name(d.modality)).inc(d.token_count)
+            metrics.TOKENS.labels(model, metrics.tenant_label(tenant), direction,
+                                  live_modality_name(d.modality)).inc(d.token_count)
 
 
 def starts_turn(msg: gw.ClientMessage) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 from websockets.asyncio.client import ClientConnection
 
-from livegate import __version__, logs, metrics
+from livegate import __version__, logs, metrics, tenants
 from livegate.redis import keys, records
 from livegate.redis.bus import Batcher, read_stream, supervise
 from livegate.cleanups import Cleanups, wait_bounded
@@ -58,6 +58,7 @@ class Worker:
         self._capacity: asyncio.Event | None = None
         self.routing = Routing.from_settings(self.settings)
         self.admission = admission_from_settings(self.redis, self.settings)
+        metrics.label_tenants(tenants.named(self.settings))  # every other tenant is counted as `other`
         self.upstreams = upstream.Upstreams(self.settings)
         self._inbox_last_id = "0-0"
         self._claiming: dict[str, list[InboxItem]] = {}  # inbox entries of sessions being claimed

@@ -18,7 +18,7 @@ renews it every heartbeat and releases it when the session ends. A takeover keep
 renews it; a renewal puts back a lease that expired meanwhile). Leases expire ``lease_ttl_s`` after their last
 renewal, so a SIGKILLed process holds its slots for at most that long.
 
-A scope is a string naming one upstream limit (``gemini:models/gemini-live-2.5-flash``). The admission rule,
+A scope is a string naming one upstream limit, ``<route>/<model>`` (``default/gemini-live-2.5-flash``). The admission rule,
 for tenant ``t`` with ``u_t`` live leases, guaranteed share ``g_t`` and optional max ``m_t``, ``U`` live leases
 in the scope and ``C`` its effective cap::
 
@@ -200,7 +200,7 @@ class Admission:
             if not settled:  # cancelled, or Redis failed: leave no waiter and no lease behind
                 await self._cleanups.shielded(self._abandon(scope, sc, tenant, lease.id, member), f"give up {lease.id}")
         waited = loop.time() - start
-        metrics.ADMISSION_WAIT_SECONDS.labels(tenant).observe(waited)
+        metrics.ADMISSION_WAIT_SECONDS.labels(metrics.tenant_label(tenant)).observe(waited)
         logger.debug("admission: tenant %s admitted to scope %s after %.3fs (lease %s)", tenant, scope, waited,
                      lease.id)
         return lease
@@ -223,7 +223,7 @@ class Admission:
         else:
             why = f"scope {scope!r} is at its limit ({live} of {cap} upstream sessions in use"
             why += f", reduced from {sc.cap} after upstream quota errors)" if cap < sc.cap else ")"
-        metrics.ADMISSION_REJECTIONS.labels(tenant, "ADMISSION_FULL").inc()
+        metrics.ADMISSION_REJECTIONS.labels(metrics.tenant_label(tenant), "ADMISSION_FULL").inc()
         logger.debug("admission: tenant %s refused in scope %s after %.1fs: %s", tenant, scope, deadline_s, why)
         return GatewayError(
             grpc.StatusCode.RESOURCE_EXHAUSTED, "ADMISSION_FULL",
@@ -241,7 +241,7 @@ class Admission:
         if ok == 1:
             return
         retry = max(0.001, int(wait_ms) / 1000)
-        metrics.ADMISSION_REJECTIONS.labels(tenant, "RATE_LIMITED").inc()
+        metrics.ADMISSION_REJECTIONS.labels(metrics.tenant_label(tenant), "RATE_LIMITED").inc()
         raise GatewayError(
             grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED",
             f"tenant {tenant!r} creates sessions faster than its limit ({limit.per_s:g}/s, burst {limit.burst}); "

@@ -51,7 +51,7 @@ async def test_a_3_8_mb_media_chunk_is_refused(stub: Any) -> None:
     # the report: 977 MB in 8 s as 3.8 MB media_chunks, all accepted
     f = await flood(stub, 3_800_000, max_messages=3)
     assert f.refusal is not None and f.refusal.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert f.refusal.reason == "MESSAGE_TOO_LARGE"
+    assert f.refusal.reason == "PAYLOAD_TOO_LARGE"
 
 
 @pytest.mark.parametrize("settings_overrides", [{"audio_rate_factor": 4.0, "audio_burst_s": 1.0}])
@@ -130,4 +130,4 @@ async def test_a_too_large_setup_is_refused(stub: Any) -> None:
     call = stub.Connect()
     await call.write(m)
     r = await ended(call)
-    assert r is not None and r.code == grpc.StatusCode.RESOURCE_EXHAUSTED and r.reason == "MESSAGE_TOO_LARGE"
+    assert r is not None and r.code == grpc.StatusCode.RESOURCE_EXHAUSTED and r.reason == "PAYLOAD_TOO_LARGE"

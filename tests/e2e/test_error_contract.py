@@ -26,7 +26,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 def contract() -> dict[str, tuple[str, str]]:
     rows = {}
     for line in DOC.read_text().splitlines():
-        m = re.match(r"^\| ([A-Za-z_]+) \| ([A-Z_]+|\(none\)) \| (yes|no|-) \|", line)
+        m = re.match(r"^\| ([A-Za-z0-9_]+) \| ([A-Z_]+|\(none\)) \| (yes|no|-) \|", line)
         if m and m.group(1) != "reason":
             rows[m.group(1)] = (m.group(2), m.group(3))
     return rows
@@ -193,6 +193,21 @@ async def _rate_limited(c: dict[str, Any]) -> grpc.aio.AioRpcError:
     return await stream(c["stub"], setup())
 
 
+def _media(size: int) -> gw.ClientMessage:
+    return gw.ClientMessage(realtime_input={"media_chunks": [{"mime_type": "image/jpeg", "data": b"\xff" * size}]})
+
+
+async def _pending_connects(c: dict[str, Any]) -> grpc.aio.AioRpcError:
+    held = c["stub"].Connect()  # authenticated, no first message yet: the tenant's one pending Connect
+    try:
+        async with asyncio.timeout(10):
+            while c["front"].budgets.pending_total < 1:
+                await asyncio.sleep(0.01)
+        return await ended(c["stub"].Connect())
+    finally:
+        held.cancel()
+
+
 _CAP1 = json.dumps({"scopes": {"default/gemini-live-2.5-flash": {"cap": 1}}})
 _RATE1 = json.dumps({"rate": {"default": {"per_s": 0.1, "burst": 1}}})
 
@@ -219,6 +234,11 @@ TRIGGERS: dict[str, tuple[dict[str, Any], Trigger]] = {
     "REPLAY_TRIMMED": ({"s2c_history_len": 3}, _replay_trimmed),
     "CLOSED_BY_ADMIN": ({}, _closed_by_admin),
     "SLOW_READER": ({"session_queue_len": 4}, _slow_reader),
+    "PAYLOAD_TOO_LARGE": ({}, lambda c: stream(c["stub"], setup(), _media(2 * 1024 * 1024))),
+    "C2S_LOG_FULL": ({"c2s_log_max_bytes": 1024 * 1024, "budget_wait_s": 0.5},
+                     lambda c: stream(c["stub"], setup(), _media(600 * 1024), _media(600 * 1024))),
+    "TOO_MANY_PENDING_CONNECTS": ({"max_pending_connects_per_tenant": 1}, _pending_connects),
+    "SETUP_TIMEOUT": ({"setup_timeout_s": 1.0}, lambda c: ended(c["stub"].Connect())),
     "ADMISSION_FULL": ({"admission_json": _CAP1}, _admission_full),
     "RATE_LIMITED": ({"admission_json": _RATE1}, _rate_limited),
     "NO_WORKER": ({"worker_capacity": 0, "setup_timeout_s": 1.0}, lambda c: stream(c["stub"], setup())),
@@ -249,7 +269,7 @@ async def test_contract_row(reason: str, settings_overrides: dict[str, Any], sta
             grpc.aio.insecure_channel(stack["front"].address, options=SLOW_READER_CHANNEL) as slow_channel:
         ctx = {"stub": gateway_pb2_grpc.LiveGatewayStub(channel), "client": client, "redis": stack["redis"],
                "slow_stub": gateway_pb2_grpc.LiveGatewayStub(slow_channel),
-               "emulator": stack["emulator"],
+               "emulator": stack["emulator"], "front": stack["front"],
                "raw": _RawStub(channel)}
         err = await TRIGGERS[reason][1](ctx)
     if reason == "resumed":

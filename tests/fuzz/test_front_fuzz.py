@@ -5,6 +5,7 @@ it, never leak a session, and every failure is a classified status. ``LIVEGATE_F
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from typing import Any
@@ -24,11 +25,20 @@ MODELS = st.sampled_from(["gemini-live-2.5-flash", "models/gemini-live-2.5-flash
                           "publishers/google/models/gemini-live-2.5-flash", "\u0000\ud7ff\U0001f600"])
 TEXT = st.text(max_size=200)
 SMALL_BYTES = st.binary(max_size=2000)
-MIMES = st.sampled_from(["audio/pcm;rate=16000", "audio/pcm", "audio/pcm;rate=8000", "audio/pcm;rate=abc",
-                         "audio/mp3", "image/jpeg", "", "text/plain", "audio/pcm;rate=999999999"])
-JSONISH = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | TEXT,
+# sizes of caller strings (ids, tokens, names, mime types): empty, around the 64-character echo bound, huge
+BIG_TEXT = st.sampled_from([0, 1, 63, 64, 65, 129, 5_000, 100_000]).map(lambda n: "x" * n)
+MIMES = st.one_of(
+    st.sampled_from(["audio/pcm;rate=16000", "audio/pcm", "audio/pcm;rate=8000", "audio/pcm;rate=abc",
+                     "audio/mp3", "image/jpeg", "", "text/plain", "audio/pcm;rate=999999999", "audio/pcmXYZ",
+                     "audio/pcm;rate=0", "audio/pcm; rate=24000", "image/png", "image/jpegX", "video/mp4"]),
+    st.integers(-10, 10**7).map(lambda r: f"audio/pcm;rate={r}"),
+    st.text(max_size=40), BIG_TEXT)
+# numbers JSON cannot carry (NaN, ±Infinity) anywhere, and values nested deep (past the 32-level bound)
+NUMBERS = st.floats(allow_nan=True, allow_infinity=True)
+JSONISH = st.recursive(st.none() | st.booleans() | NUMBERS | TEXT,
                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
                        max_leaves=12)
+DEEP = st.integers(1, 45).map(lambda n: functools.reduce(lambda v, _: [v], range(n), float("nan")))
 
 
 @st.composite
@@ -40,7 +50,7 @@ def setup_msg(draw: Any) -> gw.ClientMessage:
     if draw(st.booleans()):
         gc.speech_config.voice_config.prebuilt_voice_config.voice_name = draw(st.sampled_from(["Kore", "Bogus", "", "Puck"]))
     if draw(st.booleans()):
-        gc.temperature = draw(st.floats(-1e9, 1e9, allow_nan=False))
+        gc.temperature = draw(st.floats(-1e9, 1e9, allow_nan=False) | NUMBERS)
     if draw(st.booleans()):
         m.setup.system_instruction.parts.add(text=draw(TEXT))
     if draw(st.booleans()):
@@ -60,7 +70,7 @@ def setup_msg(draw: Any) -> gw.ClientMessage:
 def live_msg(draw: Any) -> gw.ClientMessage:
     m = gw.ClientMessage()
     kind = draw(st.sampled_from(["content", "audio", "video", "text", "activity", "tool", "context", "reattach",
-                                 "setup", "empty", "chunks"]))
+                                 "setup", "empty", "chunks", "deep", "offset"]))
     if kind == "content":
         turn = m.client_content.turns.add(role=draw(st.sampled_from(["user", "model", "system", "", "tool"])))
         turn.parts.add(text=draw(TEXT))
@@ -80,8 +90,14 @@ def live_msg(draw: Any) -> gw.ClientMessage:
         fr.response.CopyFrom(s)
     elif kind == "context":
         m.context_update.system_instruction.parts.add(text=draw(TEXT))
+    elif kind == "deep":
+        m.tool_response.function_responses.add(id="c", name="f").response.update({"v": draw(DEEP)})
+    elif kind == "offset":
+        part = m.client_content.turns.add(role="user").parts.add(text="x")
+        part.video_metadata.start_offset.seconds = draw(st.integers(-2**63, 2**63 - 1))
+        part.video_metadata.start_offset.nanos = draw(st.integers(-2**31, 2**31 - 1))
     elif kind == "reattach":
-        m.reattach.session_id = draw(TEXT)
+        m.reattach.session_id = draw(TEXT | BIG_TEXT)
         m.reattach.last_seq = draw(st.integers(0, 2**64 - 1))
     elif kind == "setup":
         m.setup.model = draw(MODELS)
