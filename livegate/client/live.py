@@ -6,100 +6,36 @@
         async for message in session.receive():
             print(message.text)
 
-A seed example ports by changing the line that builds the client: configs and arguments may be
-google-genai ``types`` objects or plain dicts; ``receive()`` yields google-genai ``LiveServerMessage``
-objects when google-genai is installed (``.text``, ``.data``, ``.server_content``, ``.tool_call``), and the
-raw ``livegate.v1.ServerMessage`` protos otherwise (or always, with ``receive_raw()``).
+A google-genai example ports by changing the line that builds the client (docs/client.md lists what still
+differs): configs and arguments may be google-genai ``types`` objects or plain dicts; ``connect()`` returns once
+the setup is complete (``session.setup_complete``); ``receive()`` yields google-genai ``LiveServerMessage``
+objects (views with the same accessors without google-genai; the raw ``livegate.v1.ServerMessage`` protos with
+``receive_raw()``); failures raise ``google.genai.errors.APIError`` subclasses (:mod:`.errors`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import warnings
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
-import orjson
-from google.protobuf import json_format
 
+from livegate.client import client_messages as cm
+from livegate.client.errors import api_errors, from_rpc_error
+from livegate.client.server_messages import is_turn_end, setup_complete_of, to_genai
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import gateway_pb2_grpc
-from livegate.v1 import live_pb2 as live
 
 logger = logging.getLogger(__name__)
 
-try:  # optional: return google-genai types, like the SDK does
-    from google.genai import types as genai_types
-except ImportError:  # pragma: no cover - exercised only without the extra
-    genai_types = None
-
-# LiveConnectConfig fields that live in setup.generation_config on the wire
-_GENERATION_KEYS = {
-    "response_modalities", "speech_config", "temperature", "top_p", "top_k", "max_output_tokens",
-    "candidate_count", "presence_penalty", "frequency_penalty", "seed", "media_resolution",
-    "enable_affective_dialog", "thinking_config", "translation_config",
-}
-_SKIP_KEYS = {"http_options"}
-_GATEWAY_KEYS = ("seq", "session", "upstreamRenewed", "drain")
-
-
-def _plain(obj: Any) -> Any:
-    """google-genai pydantic objects -> JSON-able dicts (bytes as base64); dicts/lists recursively."""
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(exclude_none=True, mode="json")
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items() if v is not None}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, bytes):
-        return base64.b64encode(obj).decode()
-    return obj
-
-
-def _content(value: Any, role: str = "user") -> dict[str, Any]:
-    value = _plain(value)
-    if isinstance(value, str):
-        return {"role": role, "parts": [{"text": value}]}
-    return value
-
-
-def build_setup(model: str, config: Any = None) -> live.BidiGenerateContentSetup:
-    """A LiveConnectConfig (object or dict) -> the setup message, as google-genai would send it."""
-    cfg = _plain(config) if config is not None else {}
-    setup: dict[str, Any] = {"model": model}
-    generation: dict[str, Any] = {}
-    for key, value in cfg.items():
-        if key in _SKIP_KEYS:
-            continue
-        if key == "generation_config":
-            generation.update(value)
-        elif key in _GENERATION_KEYS:
-            generation[key] = value
-        else:
-            setup[key] = value
-    speech = generation.get("speech_config")
-    if isinstance(speech, str):
-        generation["speech_config"] = {"voice_config": {"prebuilt_voice_config": {"voice_name": speech}}}
-    if generation:
-        setup["generation_config"] = generation
-    if "system_instruction" in setup:
-        setup["system_instruction"] = _content(setup["system_instruction"])
-    # the Live API also accepts a single object where a list is expected (as the Vertex docs send tools)
-    if isinstance(setup.get("tools"), dict):
-        setup["tools"] = [setup["tools"]]
-    for tool in setup.get("tools", []):
-        if isinstance(tool, dict) and isinstance(tool.get("function_declarations"), dict):
-            tool["function_declarations"] = [tool["function_declarations"]]
-    msg = live.BidiGenerateContentSetup()
-    json_format.ParseDict(setup, msg)
-    return msg
-
-
+INBOX_LEN = 64  # server messages read ahead of the caller; beyond that the gRPC flow control holds the gateway
 _REATTACH_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
                    grpc.StatusCode.UNKNOWN)
+_END = object()  # the stream ended normally
 
 
 def _broken_stream(err: grpc.aio.AioRpcError) -> bool:
@@ -113,12 +49,14 @@ def _broken_stream(err: grpc.aio.AioRpcError) -> bool:
 class LiveSession:
     """One livegate session: the gRPC stream, shaped like google-genai's ``AsyncSession``.
 
-    With ``auto_reattach`` (the default) a broken stream (network, a front restarting or draining) is
-    replaced transparently: the session reattaches with its id, token and last seen ``seq`` and receives
-    every server message it missed, in order."""
+    A reader task owned by the session reads the stream into a small inbox, so cancelling a ``receive()``
+    (as ``asyncio.wait_for`` or a task group does) loses nothing and leaves the session usable, as a WebSocket
+    ``recv()`` would. With ``auto_reattach`` (the default) a broken stream (network, a front restarting or
+    draining) is replaced transparently: the session reattaches with its id, token and last seen ``seq`` and
+    receives every server message it missed, in order."""
 
-    def __init__(self, call: grpc.aio.StreamStreamCall, connect: Any = None, *, auto_reattach: bool = True,
-                 reattach_timeout_s: float = 30.0) -> None:
+    def __init__(self, call: grpc.aio.StreamStreamCall, connect: Callable[[], Any] | None = None, *,
+                 auto_reattach: bool = True, reattach_timeout_s: float = 30.0) -> None:
         self._call = call
         self._connect = connect  # () -> a new Connect call, for reattaching
         self.auto_reattach = auto_reattach and connect is not None
@@ -128,32 +66,108 @@ class LiveSession:
         self.reattach_token = ""
         self.last_seq = 0
         self.setup_complete: Any = None
+        self._inbox: asyncio.Queue[Any] = asyncio.Queue(INBOX_LEN)
+        self._final: Any = None  # _END or the exception that ended the stream, once the caller has seen it
+        self._reader: asyncio.Task[None] | None = None
+        self._reattach_lock = asyncio.Lock()
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"<LiveSession {self.session_id} seq={self.last_seq}>"
 
-    async def _start(self, setup: live.BidiGenerateContentSetup, options: gw.SessionOptions | None) -> None:
+    async def _start(self, setup: Any, options: gw.SessionOptions | None) -> None:
+        """Send the setup, read the session's id, then wait for ``setup_complete`` (as google-genai's connect)."""
         first = gw.ClientMessage(setup=setup)
         if options is not None:
             first.options.CopyFrom(options)
         await self._call.write(first)
-        info = await self._read()
-        if info is None or info.WhichOneof("message") != "session":
+        info = await self._call.read()
+        if info is grpc.aio.EOF or info.WhichOneof("message") != "session":
             raise RuntimeError("livegate did not open a session")
         self.session_id = info.session.session_id
         self.reattach_token = info.session.reattach_token
+        self._reader = asyncio.create_task(self._read_loop(), name=f"livegate-reader-{self.session_id}")
+        msg = await self._next()
+        if msg is _END:
+            raise RuntimeError(f"livegate session {self.session_id} ended before its setup completed")
+        if msg.WhichOneof("message") != "setup_complete":
+            raise RuntimeError(f"livegate sent {msg.WhichOneof('message')} before setup_complete")
+        self.setup_complete = setup_complete_of(msg)
 
-    async def _read(self) -> gw.ServerMessage | None:
-        msg = await self._call.read()
-        if msg is grpc.aio.EOF:
-            return None
-        if msg.seq:
-            self.last_seq = msg.seq
-        return msg
+    # -- the stream ---------------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        """Read every server message into the inbox, reattaching on a broken stream or a front's ``drain``;
+        the stream's end (or the status that ended it) goes in last."""
+        try:
+            while True:
+                call = self._call
+                try:
+                    msg = await call.read()
+                except grpc.aio.AioRpcError as err:
+                    if await self._superseded(call):
+                        continue
+                    if self._closing or not self.auto_reattach or not _broken_stream(err):
+                        raise
+                    logger.info("livegate stream broke (%s); reattaching", err.code().name)
+                    await self._replace(call)
+                    continue
+                except asyncio.CancelledError:
+                    if call is not self._call:  # a writer's reattach replaced (and cancelled) this call
+                        continue
+                    if self._closing or not self.auto_reattach or asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                        raise
+                    await self._replace(call)  # a caller's cancelled write cancelled the call
+                    continue
+                if msg is grpc.aio.EOF:
+                    if await self._superseded(call):
+                        continue
+                    await self._inbox.put(_END)
+                    return
+                if msg.seq:
+                    if msg.seq <= self.last_seq:
+                        continue  # read on a stream being replaced, and replayed on the new one
+                    self.last_seq = msg.seq
+                kind = msg.WhichOneof("message")
+                if kind == "drain" and self.auto_reattach and not self._closing:
+                    await self._replace(call)
+                    continue
+                if kind == "session":
+                    continue  # the answer to a reattach
+                await self._inbox.put(msg)
+        except Exception as err:  # noqa: BLE001 - whatever ended the stream goes to the caller
+            await self._inbox.put(err)
+
+    async def _next(self) -> Any:
+        """The next server message, or _END; raises what ended the stream (again on every later call)."""
+        item = self._final if self._final is not None else await self._inbox.get()
+        if item is _END or isinstance(item, BaseException):
+            self._final = item
+        if isinstance(item, grpc.aio.AioRpcError):
+            raise from_rpc_error(item) from item
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def _superseded(self, call: grpc.aio.StreamStreamCall) -> bool:
+        """Whether a reattach replaced ``call`` (waiting for one in progress, which ends the old stream with
+        ABORTED REATTACHED_ELSEWHERE or cancels it)."""
+        async with self._reattach_lock:
+            return call is not self._call
+
+    async def _replace(self, broken: grpc.aio.StreamStreamCall) -> None:
+        async with self._reattach_lock:
+            if self._call is broken:  # else someone else already reattached
+                await self._reattach()
 
     async def reattach(self) -> None:
         """Replace the stream: reattach to this session on a (possibly different) front, retrying with
         backoff for up to ``reattach_timeout_s`` while fronts restart."""
+        async with self._reattach_lock:
+            await self._reattach()
+
+    async def _reattach(self) -> None:
+        assert self._connect is not None, "reattach needs a connect function"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.reattach_timeout_s
         delay = 0.05
@@ -179,131 +193,122 @@ class LiveSession:
         logger.info("livegate session %s reattached at seq %d", self.session_id, self.last_seq)
 
     async def _write(self, msg: gw.ClientMessage) -> None:
-        try:
-            await self._call.write(msg)
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
-            if not self.auto_reattach:
-                raise
-            await self.reattach()
-            await self._call.write(msg)
+        with api_errors():
+            while True:
+                call = self._call
+                try:
+                    await call.write(msg)
+                    return
+                except grpc.aio.AioRpcError as err:
+                    if await self._superseded(call):
+                        continue
+                    if not self.auto_reattach or not _broken_stream(err):
+                        raise
+                except (asyncio.InvalidStateError, grpc.aio.UsageError):
+                    if not self.auto_reattach or self._closing:
+                        raise
+                except asyncio.CancelledError:
+                    if call is self._call or asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                        raise
+                    continue  # the reader's reattach replaced (and cancelled) this call: write to the new one
+                await self._replace(call)
 
-    # -- sending ------------------------------------------------------------------------------------
+    # -- sending (google-genai's AsyncSession methods) ------------------------------------------------
 
     async def send_client_content(self, *, turns: Any = None, turn_complete: bool = True) -> None:
-        body: dict[str, Any] = {"turn_complete": turn_complete}
-        if turns is not None:
-            items = turns if isinstance(turns, list) else [turns]
-            body["turns"] = [_content(t) for t in items]
-        msg = gw.ClientMessage()
-        json_format.ParseDict(body, msg.client_content)
-        await self._write(msg)
+        await self._write(cm.client_content(turns, turn_complete))
 
-    async def send_realtime_input(self, *, audio: Any = None, video: Any = None, text: str | None = None,
-                                  media: Any = None, activity_start: Any = None, activity_end: Any = None,
-                                  audio_stream_end: bool | None = None) -> None:
-        msg = gw.ClientMessage()
-        ri = msg.realtime_input
-        if audio is not None:
-            _blob(ri.audio, audio)
-        elif video is not None:
-            _blob(ri.video, video)
-        elif media is not None:
-            _blob(ri.media_chunks.add(), media)
-        elif text is not None:
-            ri.text = text
-        elif activity_start is not None:
-            ri.activity_start.SetInParent()
-        elif activity_end is not None:
-            ri.activity_end.SetInParent()
-        elif audio_stream_end is not None:
-            ri.audio_stream_end = bool(audio_stream_end)
-        else:
-            raise ValueError("send_realtime_input needs exactly one of audio, video, text, media, "
-                             "activity_start, activity_end, audio_stream_end")
-        await self._write(msg)
+    async def send_realtime_input(self, *, media: Any = None, audio: Any = None, audio_stream_end: bool | None = None,
+                                  video: Any = None, text: str | None = None, activity_start: Any = None,
+                                  activity_end: Any = None) -> None:
+        """Exactly one kind per call (ValueError otherwise, with google-genai's message)."""
+        await self._write(cm.realtime_input(media=media, audio=audio, audio_stream_end=audio_stream_end, video=video,
+                                            text=text, activity_start=activity_start, activity_end=activity_end))
 
     async def send_tool_response(self, *, function_responses: Any) -> None:
-        items = function_responses if isinstance(function_responses, (list, tuple)) else [function_responses]
-        msg = gw.ClientMessage()
-        json_format.ParseDict({"function_responses": [_plain(f) for f in items]}, msg.tool_response)
-        await self._write(msg)
+        await self._write(cm.tool_response(function_responses))
 
     async def send_context_update(self, *, system_instruction: Any = None, tools: Sequence[Any] | None = None) -> None:
-        body: dict[str, Any] = {}
-        if system_instruction is not None:
-            body["system_instruction"] = _content(system_instruction)
-        if tools is not None:
-            body["tools"] = {"tools": [_plain(t) for t in tools]}
-        msg = gw.ClientMessage()
-        json_format.ParseDict(body, msg.context_update)
-        await self._write(msg)
+        await self._write(cm.context_update(system_instruction, tools))
+
+    async def send(self, *, input: Any = None, end_of_turn: bool | None = False) -> None:  # noqa: A002 - SDK name
+        """[Deprecated, as in google-genai] use send_client_content, send_realtime_input or send_tool_response."""
+        warnings.warn("The `session.send` method is deprecated and will be removed in a future version (not before "
+                      "Q3 2025).\nPlease use one of the more specific methods: `send_client_content`, "
+                      "`send_realtime_input`, or `send_tool_response` instead.", DeprecationWarning, stacklevel=2)
+        await self._write(cm.legacy_input(input, end_of_turn))
 
     # -- receiving ----------------------------------------------------------------------------------
 
     async def receive_raw(self) -> AsyncIterator[gw.ServerMessage]:
-        """Every server message (including gateway events) until the session ends; reattaches transparently
-        on a broken stream or a front's ``drain``."""
-        while True:
-            try:
-                msg = await self._read()
-            except grpc.aio.AioRpcError as err:
-                if not self.auto_reattach or not _broken_stream(err) or not self.session_id:
-                    raise
-                logger.info("livegate stream broke (%s); reattaching", err.code().name)
-                await self.reattach()
-                continue
-            if msg is None:
-                return
-            if msg.WhichOneof("message") == "drain" and self.auto_reattach:
-                await self.reattach()
-                continue
-            if msg.WhichOneof("message") == "session":
-                continue  # the answer to a reattach
+        """Every server message (including gateway events such as ``upstream_renewed``) until the session
+        ends; reattaches transparently on a broken stream or a front's ``drain``."""
+        while (msg := await self._next()) is not _END:
             yield msg
 
     async def receive(self) -> AsyncIterator[Any]:
-        """Messages of the current turn, ending after ``turn_complete`` (as google-genai does)."""
+        """Messages of the current turn, ending after it completes (as google-genai does)."""
         async for msg in self.receive_raw():
-            kind = msg.WhichOneof("message")
-            if kind in ("session", "upstream_renewed", "drain"):
-                logger.info("livegate event: %s", kind)
+            if msg.WhichOneof("message") in ("upstream_renewed", "setup_complete"):
                 continue
             yield to_genai(msg)
-            if kind == "server_content" and msg.server_content.turn_complete:
+            if is_turn_end(msg):
                 return
 
+    async def start_stream(self, *, stream: AsyncIterator[bytes], mime_type: str) -> AsyncIterator[Any]:
+        """[Deprecated, as in google-genai] send ``stream`` as realtime media chunks while yielding what the
+        server sends, until the stream is exhausted."""
+        warnings.warn("Setting `AsyncSession.start_stream` is deprecated, and will be removed in a future release "
+                      "(not before Q3 2025). Please use the `receive`, and `send_realtime_input`, methods instead.",
+                      DeprecationWarning, stacklevel=2)
+
+        async def send_all() -> None:
+            async for data in stream:
+                await self.send_realtime_input(media={"data": data, "mime_type": mime_type})
+
+        sender = asyncio.create_task(send_all())
+        try:
+            while not sender.done():
+                getter = asyncio.ensure_future(self._next())
+                await asyncio.wait([getter, sender], return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()  # a queue get: cancelling it loses nothing
+                    break
+                if (msg := getter.result()) is _END:
+                    break
+                yield to_genai(msg)
+            await sender  # raises what the sender raised
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    # -- closing ------------------------------------------------------------------------------------
+
     async def close(self) -> None:
-        """Half-close: the gateway ends the upstream session, then the stream."""
-        await self._call.done_writing()
+        """End the session: the gateway ends the upstream session, then the stream (bounded, idempotent)."""
+        await self.aclose()
 
     async def aclose(self, timeout_s: float = 5.0) -> None:
-        """Close and wait (bounded) for the gateway to confirm, so the session ends cleanly."""
+        """Half-close and wait (bounded) for the gateway to end the stream, so the session ends cleanly rather
+        than waiting detached for a reattach. Idempotent; never raises because the stream already failed."""
+        if self._closing:
+            return
+        self._closing = True
         try:
-            await self._call.done_writing()
-            async with asyncio.timeout(timeout_s):
-                while await self._call.read() is not grpc.aio.EOF:
-                    pass
-        except (grpc.aio.AioRpcError, asyncio.TimeoutError, asyncio.InvalidStateError):
-            pass
-
-
-def to_genai(msg: gw.ServerMessage) -> Any:
-    """A ServerMessage as google-genai's ``LiveServerMessage`` (the proto itself without google-genai)."""
-    if genai_types is None:
-        return msg
-    d = json_format.MessageToDict(msg)
-    for k in _GATEWAY_KEYS:
-        d.pop(k, None)
-    return genai_types.LiveServerMessage.model_validate_json(orjson.dumps(d))
-
-
-def _blob(target: live.Blob, value: Any) -> None:
-    if isinstance(value, dict):
-        data, mime = value.get("data", b""), value.get("mime_type") or value.get("mimeType", "")
-    else:
-        data, mime = value.data, value.mime_type
-    target.mime_type = mime or ""
-    target.data = base64.b64decode(data) if isinstance(data, str) else (data or b"")
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
+                await self._call.done_writing()
+            if self._reader is not None:  # the stream was open: wait for its end
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(timeout_s):
+                        while await self._next() is not _END:
+                            pass
+        finally:
+            self._call.cancel()
+            if self._reader is not None:
+                self._reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._reader
 
 
 class _Live:
@@ -313,16 +318,18 @@ class _Live:
     @contextlib.asynccontextmanager
     async def connect(self, *, model: str, config: Any = None,
                       options: gw.SessionOptions | None = None) -> AsyncIterator[LiveSession]:
+        """Open a session and return once its setup is complete (``session.setup_complete``), as google-genai
+        does; a refusal raises an ``APIError`` here. Leaving the block ends the session (:meth:`LiveSession.aclose`)."""
         stub = self._client.stub()
-        call = stub.Connect(metadata=self._client.metadata)
-        session = LiveSession(call, lambda: stub.Connect(metadata=self._client.metadata),
+        session = LiveSession(stub.Connect(metadata=self._client.metadata),
+                              lambda: stub.Connect(metadata=self._client.metadata),
                               auto_reattach=self._client.auto_reattach)
         try:
-            await session._start(build_setup(model, config), options)
+            with api_errors():
+                await session._start(cm.build_setup(model, config), options)
             yield session
-            await session.aclose()
         finally:
-            call.cancel()
+            await session.aclose()
 
 
 class _Aio:
@@ -362,6 +369,3 @@ class Client:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-__all__ = ["Client", "LiveSession", "build_setup", "to_genai", "asyncio"]

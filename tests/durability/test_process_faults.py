@@ -135,7 +135,7 @@ async def test_sigkill_front_client_reattaches_elsewhere(procs: ProcStack, emula
         assert killed is not None and await killed.wait(5) == -signal.SIGKILL
         assert s.reattaches == 1
         # exactly the messages missed while the stream was broken, in order: no gap, no duplicate
-        assert seqs == list(range(seqs[0], seqs[-1] + 1)) and seqs[0] == 1
+        assert seqs == list(range(seqs[0], seqs[-1] + 1)) and seqs[0] == 2  # connect() consumed setup_complete
         info = await stub.GetSession(gw.GetSessionRequest(session_id=s.session_id))
         assert info.front_id != killed.id and info.counters.reattaches == 1
         # and the conversation goes on through the surviving front

@@ -12,6 +12,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from livegate.client import APIError
 from livegate.v1 import gateway_pb2 as gw
 from tests.e2e.helpers import text_of
 
@@ -125,10 +126,11 @@ async def test_every_upstream_close(client: Any, stack: dict[str, Any], close: s
             assert only_conversation(emulator)["connections"] == 2
         else:
             code, reason = expected
-            with pytest.raises(grpc.aio.AioRpcError) as ended:
+            with pytest.raises(APIError) as raised:  # the client raises google-genai's errors
                 await turn(s, "Are you still there?")
-            assert ended.value.code() == code
-            status = rpc_status.from_call(ended.value)
+            ended = raised.value.rpc_error
+            assert ended.code() == code
+            status = rpc_status.from_call(ended)
             info = error_details_pb2.ErrorInfo()
             assert status is not None and status.details[0].Unpack(info)
             assert info.reason == reason and info.metadata["upstream_close_code"] in ("1007", "1008", "1011")

@@ -13,6 +13,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from livegate.admission.control import scope_of
+from livegate.client import APIError
 from tests.e2e.helpers import collect_turn, text_of
 
 MODEL = "gemini-live-2.5-flash"
@@ -77,10 +78,10 @@ async def test_full_scope_refuses_at_the_callers_deadline(stack: dict[str, Any],
 async def test_session_creation_rate_limit(client: Any, settings_overrides: dict[str, Any]) -> None:
     async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as s:
         await hello(s, "first")
-    with pytest.raises(grpc.aio.AioRpcError) as err:
+    with pytest.raises(APIError) as err:  # the client raises google-genai's errors
         async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}):
             pass
-    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and reason_of(err.value) == "RATE_LIMITED"
+    assert err.value.grpc_status == grpc.StatusCode.RESOURCE_EXHAUSTED and err.value.reason == "RATE_LIMITED"
 
 
 @pytest.mark.parametrize("settings_overrides", [{"admission_json": json.dumps({"scopes": {SCOPE: {"cap": 5}}})}])
@@ -95,9 +96,9 @@ async def test_upstream_quota_close_shrinks_the_cap(client: Any, stack: dict[str
         emulator = stack["emulator"]
         emulator.faults.add({"target": emulator.conversations[-1]["id"], "when": "immediately", "action": "close",
                              "close": "quota"})
-        with pytest.raises(grpc.aio.AioRpcError) as err:
+        with pytest.raises(APIError) as err:
             await hello(doomed, "again")
-        assert reason_of(err.value) == "UPSTREAM_QUOTA_EXCEEDED"
+        assert reason_of(err.value.rpc_error) == "UPSTREAM_QUOTA_EXCEEDED"
         # the real cap is lower than configured: no new session beyond what is live now
         async with asyncio.timeout(5):
             while (await admission.status(SCOPE) or {}).get("cap") != 1:

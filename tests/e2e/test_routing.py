@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
-from livegate.client import Client
+from livegate.client import APIError, Client
 from livegate.cli.devstack import dev_stack
 from livegate.settings import Settings
 from livegate.v1 import gateway_pb2 as gw
@@ -74,14 +74,15 @@ async def test_tenants_use_their_routes(routed: dict[str, Any]) -> None:
 ])
 async def test_routes_and_models_are_enforced(routed: dict[str, Any], key: str, route: str, model: str,
                                               code: grpc.StatusCode, reason: str) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
+    with pytest.raises(APIError) as raised:  # the client raises google-genai's errors
         await talk(routed["front"].address, key, route=route, model=model)
-    assert err.value.code() == code
+    err = raised.value.rpc_error
+    assert err.code() == code
     from grpc_status import rpc_status
     from google.rpc import error_details_pb2
 
     info = error_details_pb2.ErrorInfo()
-    status = rpc_status.from_call(err.value)
+    status = rpc_status.from_call(err)
     assert status is not None and status.details[0].Unpack(info) and info.reason == reason
 
 
