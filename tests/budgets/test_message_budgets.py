@@ -83,6 +83,16 @@ async def test_inline_audio_with_a_huge_declared_rate_is_metered(stub: Any, sett
     call.cancel()
 
 
+async def test_realtime_audio_with_a_huge_declared_rate_is_refused(stub: Any) -> None:
+    call, _ = await open_session(stub)
+    m = gw.ClientMessage()
+    m.realtime_input.audio.mime_type = "audio/pcm;rate=999999999"
+    m.realtime_input.audio.data = SECOND_16K[:640]
+    await call.write(m)
+    r = await ended(call)
+    assert r is not None and r.code == grpc.StatusCode.INVALID_ARGUMENT and r.reason == "BAD_MIME_TYPE"
+
+
 @pytest.mark.parametrize("settings_overrides", [{"session_bytes_per_s": 256 * 1024, "session_burst_bytes": 64 * 1024}])
 async def test_bytes_are_metered_per_session(stub: Any, stack: dict[str, Any], settings_overrides: dict[str, Any]) -> None:
     call, sid = await open_session(stub)
