@@ -1,7 +1,8 @@
 """Through the Live API WebSocket, the upstream's ``goAway`` and transient closes are as invisible as through gRPC
 (the same worker renews the upstream with its resumption handle): a google-genai session spans several upstream
-connections without seeing a ``goAway`` or an error, and remembers the conversation. An upstream close that is
-not transient reaches the caller as that close's Live API code."""
+connections without seeing a ``goAway`` or an error, and remembers the conversation; a draining worker hands it
+to another one unseen. An upstream close that is not transient reaches the caller as that close's Live API
+code."""
 
 from __future__ import annotations
 
@@ -81,3 +82,16 @@ async def test_upstream_close(client: genai.Client, stack: dict[str, Any], close
             with pytest.raises(errors.APIError) as raised:
                 await ask(session, "Are you still there?")
             assert raised.value.code == expected[0] and f"{expected[1]}: " in str(raised.value)
+
+
+async def test_worker_drain_hands_the_session_over_unseen(client: genai.Client, stack: dict[str, Any]) -> None:
+    async with client.aio.live.connect(model=MODEL, config=TEXT) as session:
+        assert (await ask(session, "Is this the first question?"))[0] == 'You said: "Is this the first question?"'
+        (owner,) = [w for w in stack["workers"] if w.sessions]
+        await owner.drain(timeout_s=10)  # SIGTERM's path: the session moves to the other worker
+        assert not owner.sessions
+        reply, msgs = await ask(session, "What was the last question I asked?")
+        (successor,) = [w for w in stack["workers"] if w.sessions]
+    assert successor is not owner
+    assert reply == 'You asked: "Is this the first question?"'
+    assert not [m for m in msgs if m.go_away is not None]
