@@ -102,10 +102,8 @@ class WebSocketFront:
         if self._serving:
             await asyncio.wait(self._serving, timeout=grace_s)
         for task in self._serving:
-            task.cancel()  # their sessions are detached, for a resume through another front
+            task.cancel()  # detached, for a resume through another front; their handlers close with 1001
         await wait_bounded(self._serving, 5.0, f"front {self.front.id}: WebSocket sessions still running")
-        for conn in list(server.connections):
-            await conn.close(1001, "the gateway is shutting down; resume the session with its handle")
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S + 1):
                 await server.wait_closed()
@@ -137,6 +135,8 @@ class WebSocketFront:
             closed.cancel()
             self._serving.discard(task)
             self.front.calls.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled():  # the caller is gone, or this front stops (aclose): the session is detached
+            await ws.close(1001, "GOING_AWAY: this front is shutting down; resume the session with its handle")
+        elif task.exception() is not None:
             logger.error("WebSocket session of %r failed", caller, exc_info=task.exception())
             await ws.close(1011, "INTERNAL: the gateway failed; retry")

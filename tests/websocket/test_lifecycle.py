@@ -102,3 +102,15 @@ async def test_draining_front_sends_go_away(ws_url: str, ssl_ctx: Any, stack: di
     await stack["front"].drain()
     assert json.loads(await ws.recv()) == {"goAway": {"timeLeft": f"{stack['settings'].front_grace_s:.0f}s"}}
     await ws.close()
+
+
+async def test_front_shutdown_closes_1001_and_keeps_the_session(ws_url: str, ssl_ctx: Any,
+                                                                stack: dict[str, Any]) -> None:
+    ws = await open_ws(ws_url, ssl_ctx, {"sessionResumption": {}})
+    (sid,) = stack["front"].sessions
+    await turn(ws, "Hello")
+    await stack["front"].aclose(0.2)  # the caller does not leave within the grace
+    await ws.wait_closed()
+    assert ws.close_code == 1001 and (ws.close_reason or "").startswith("GOING_AWAY: ")
+    # detached, for a resume through another front
+    assert await stack["redis"].hget(keys.session_meta(sid), "state") == records.DETACHED.encode()
