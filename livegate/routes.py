@@ -26,7 +26,7 @@ import os
 
 import grpc
 
-from livegate.errors import GatewayError, not_found
+from livegate.errors import GatewayError, echo, not_found
 from livegate.models import LIVE_MODELS
 from livegate.settings import Settings
 
@@ -149,11 +149,11 @@ class Routing:
         policy = self.tenants.get(tenant) or self.tenants.get("*") or TenantPolicy()
         name = requested or policy.default_route or self.default_route
         if name not in self.routes:
-            raise not_found(f"upstream route {name!r} does not exist; routes: {', '.join(sorted(self.routes))}",
+            raise not_found(f"upstream route {echo(name)} does not exist; routes: {', '.join(sorted(self.routes))}",
                             "ROUTE_NOT_FOUND")
         if policy.routes and name not in policy.routes:
             raise GatewayError(grpc.StatusCode.PERMISSION_DENIED, "ROUTE_NOT_ALLOWED",
-                               f"this tenant may not use upstream route {name!r}; allowed: {', '.join(policy.routes)}")
+                               f"this tenant may not use upstream route {echo(name)}; allowed: {', '.join(policy.routes)}")
         route = self.routes[name]
         if policy.models and model not in policy.models:
             raise GatewayError(grpc.StatusCode.PERMISSION_DENIED, "MODEL_NOT_ALLOWED",

@@ -231,7 +231,7 @@ class Front:
             sid=sid, tenant=tenant, model=model, flavour=route.flavour, front=self.id, route=route.name,
             setup=setup.SerializeToString(), options=first.options.SerializeToString() if first.HasField("options") else b"",
             reattach_hash=records.hash_token(token), wants_resumption=first.setup.HasField("session_resumption"),
-            handle=upstream_handle, lease=str(lease))
+            handle=upstream_handle, lease=str(lease), tenant_label=metrics.tenant_label(tenant))
         logs.bind(session=sid)  # the rest of the caller's Connect call logs with it
         session = FrontSession(self, sid, tenant, model=model)
         session.grace_s = records.reattach_grace_s(record.options, self.settings)

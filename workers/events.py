@@ -62,11 +62,11 @@ def live_modality_name(value: int) -> str:
         return "MODALITY_UNSPECIFIED"
 
 
-def count_tokens(model: str, tenant: str, usage: live.UsageMetadata) -> None:
+def count_tokens(model: str, tenant_label: str, usage: live.UsageMetadata) -> None:
     """An upstream ``usage_metadata``, per direction and modality, into ``livegate_tokens_total``."""
     for direction, field in (("prompt", "prompt_tokens_details"), ("response", "response_tokens_details")):
         for d in getattr(usage, field):
-            metrics.TOKENS.labels(model, metrics.tenant_label(tenant), direction,
+            metrics.TOKENS.labels(model, tenant_label, direction,
                                   live_modality_name(d.modality)).inc(d.token_count)
 
 

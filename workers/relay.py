@@ -345,7 +345,8 @@ class SessionRelay(RenewalPolicy, CallerPresence):
                 self._m["first_response"].observe(time.monotonic() - self._turn_started)  # type: ignore[attr-defined]
                 self._turn_started = 0.0
             if msg.HasField("usage_metadata"):
-                count_tokens(self.record.model, self.record.tenant, msg.usage_metadata)
+                count_tokens(self.record.model, self.record.tenant_label or metrics.tenant_label(self.record.tenant),
+                             msg.usage_metadata)
             if kind == "server_content":
                 self._turn_open = not msg.server_content.turn_complete
             elif kind == "tool_call":

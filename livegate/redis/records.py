@@ -81,6 +81,7 @@ class SessionRecord:
     go_aways: int = 0
     resumes: int = 0
     reattaches: int = 0
+    tenant_label: str = ""  # the tenant's metric label, decided by the front (livegate.metrics.tenant_label)
 
     _INTS = ("epoch", "created_ms", "grace_until_ms", "handle_index", "connects", "go_aways", "resumes", "reattaches")
     _BOOLS = ("wants_resumption", "resumable")

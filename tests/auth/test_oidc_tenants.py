@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from livegate import metrics
+from livegate.redis import keys, records
 from livegate.settings import Settings
 from livegate.tenants import TenantSet
 from livegate.v1 import gateway_pb2 as gw
@@ -76,8 +77,11 @@ async def test_without_a_list_every_identity_is_a_tenant_but_labels_stay_bounded
     async with gateway(**oidc_settings(str(jwks))) as g, channel(g["address"]) as ch:
         calls = []
         for token in tokens:
-            call, _ = await open_session(ch, bearer(token))
+            call, info = await open_session(ch, bearer(token))
             calls.append(call)
+        # the worker labels the session's token counts with the label the front decided (in the record)
+        record = records.SessionRecord.from_redis(await g["redis"].hgetall(keys.session_meta(info.session_id)))
+        assert record.tenant == identities[-1] and record.tenant_label == "other"
         await finish(*calls)
     for metric in (metrics.SESSIONS_STARTED, metrics.SESSIONS_ENDED):
         labels = label_values(metric, "tenant")

@@ -170,6 +170,25 @@ def _tool_response_without_id() -> gw.ClientMessage:
     return m
 
 
+def _tool_response_with(value: Any) -> gw.ClientMessage:
+    m = gw.ClientMessage()
+    m.tool_response.function_responses.add(id="call-1", name="f").response.update({"x": value})
+    return m
+
+
+def _nested_list(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _video_offset(seconds: int) -> gw.ClientMessage:
+    m = gw.ClientMessage()
+    m.client_content.turns.add(role="user").parts.add(text="look").video_metadata.start_offset.seconds = seconds
+    return m
+
+
 def _realtime_text(n: int) -> gw.ClientMessage:
     m = gw.ClientMessage()
     m.realtime_input.text = "x" * n
@@ -227,6 +246,11 @@ TRIGGERS: dict[str, tuple[dict[str, Any], Trigger]] = {
     "TOOL_RESPONSE_ID": ({}, lambda c: stream(c["stub"], setup(), _tool_response_without_id())),
     "TEXT_TOO_LONG": ({}, lambda c: stream(c["stub"], setup(), _realtime_text(1_000_001))),
     "BAD_PAGE_TOKEN": ({}, lambda c: _unary(c["stub"].ListSessions(gw.ListSessionsRequest(page_token="abc")))),
+    "BAD_PAGE_SIZE": ({}, lambda c: _unary(c["stub"].ListSessions(gw.ListSessionsRequest(page_size=-1)))),
+    "SESSION_ID_REQUIRED": ({}, lambda c: _unary(c["stub"].GetSession(gw.GetSessionRequest()))),
+    "NON_FINITE_NUMBER": ({}, lambda c: stream(c["stub"], setup(), _tool_response_with(float("nan")))),
+    "VALUE_OUT_OF_RANGE": ({}, lambda c: stream(c["stub"], setup(), _video_offset(10**12))),
+    "NESTING_TOO_DEEP": ({}, lambda c: stream(c["stub"], setup(), _tool_response_with(_nested_list(40)))),
     "HANDLE_MODEL_MISMATCH": ({}, _handle_model_mismatch),
     "MODEL_NOT_FOUND": ({}, lambda c: stream(c["stub"], setup(model="gemini-imaginary"))),
     "SESSION_NOT_FOUND": ({}, lambda c: _unary(c["stub"].GetSession(gw.GetSessionRequest(session_id="s-nope")))),

@@ -252,3 +252,9 @@ async def test_a_worker_ends_an_unencodable_message_with_a_typed_status(stub: An
                 pass
     assert_refused(err.value, grpc.StatusCode.INVALID_ARGUMENT, "UNENCODABLE_MESSAGE", "toolResponse", "NaN")
     no_worker_errors(caplog)
+
+
+async def test_a_huge_route_name_is_echoed_bounded(stub: Any) -> None:
+    m = setup()
+    m.options.upstream = "r" * 100_000
+    assert_refused(await stream_status(stub, m), grpc.StatusCode.NOT_FOUND, "ROUTE_NOT_FOUND", "(100000 characters)")
