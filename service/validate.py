@@ -160,7 +160,8 @@ def _walk(msg: Message, path: str) -> None:
             raise invalid_argument(f"{_bounded(path)}: {exc}", "VALUE_OUT_OF_RANGE") from None
         return
     if name in (_STRUCT, _VALUE, _LIST):
-        _walk_json(msg, path, 0)
+        if not _json_ok(msg, 0):
+            _walk_json(msg, path, 0)  # again, naming the path (it raises)
         return
     for fd, value in msg.ListFields():
         sub = f"{path}.{fd.name}"
@@ -178,6 +179,27 @@ def _walk(msg: Message, path: str) -> None:
                     _walk(item, f"{sub}[{i}]")
             else:
                 _walk(value, sub)
+
+
+def _json_ok(v: Message, depth: int) -> bool:
+    """Whether a Struct / Value / ListValue is JSON within the nesting bound (no strings built: the common case)."""
+    if depth > MAX_NESTING:
+        return False
+    name = v.DESCRIPTOR.full_name
+    if name == _STRUCT:
+        return all(_value_ok(item, depth + 1) for item in v.fields.values())  # type: ignore[attr-defined]
+    if name == _LIST:
+        return all(_value_ok(item, depth + 1) for item in v.values)  # type: ignore[attr-defined]
+    return _value_ok(v, depth)
+
+
+def _value_ok(v: Message, depth: int) -> bool:
+    kind = v.WhichOneof("kind")
+    if kind == "number_value":
+        return math.isfinite(v.number_value)  # type: ignore[attr-defined]
+    if kind == "struct_value" or kind == "list_value":
+        return _json_ok(getattr(v, kind), depth)
+    return True
 
 
 def _walk_json(v: Message, path: str, depth: int) -> None:
