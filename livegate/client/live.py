@@ -193,6 +193,8 @@ class LiveSession:
         logger.info("livegate session %s reattached at seq %d", self.session_id, self.last_seq)
 
     async def _write(self, msg: gw.ClientMessage) -> None:
+        if self._closing:
+            raise RuntimeError(f"livegate session {self.session_id} is closed")
         with api_errors():
             while True:
                 call = self._call
