@@ -1,4 +1,5 @@
-"""The front's transport security: plaintext h2c (default), TLS, or TLS with required client certificates.
+"""The front's transport security: plaintext h2c (default), TLS, or TLS with required client certificates, for
+gRPC and for the Live API WebSocket listener (``ssl_context``).
 
 - ``front_tls_cert_file`` + ``front_tls_key_file``: serve gRPC over TLS.
 - plus ``front_client_ca_file``: every connection must present a client certificate signed by that CA
@@ -10,6 +11,8 @@ The files are read once at startup: rotating the certificate needs a restart (a 
 """
 
 from __future__ import annotations
+
+import ssl
 
 import grpc
 
@@ -27,8 +30,9 @@ def _read(path: str, what: str) -> bytes:
     return data
 
 
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """TLS credentials of the front, or None for plaintext. ValueError on a half-done configuration."""
+def _files(settings: Settings) -> tuple[str, str, str] | None:
+    """(certificate, key, client CA) of the front's TLS, or None for plaintext. ValueError on a half-done
+    configuration."""
     cert, key, ca = settings.front_tls_cert_file, settings.front_tls_key_file, settings.front_client_ca_file
     if not cert and not key:
         if ca:
@@ -36,9 +40,33 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
         return None
     if not (cert and key):
         raise ValueError("front TLS needs both front_tls_cert_file and front_tls_key_file")
+    return cert, key, ca
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials of the front, or None for plaintext. ValueError on a half-done configuration."""
+    files = _files(settings)
+    if files is None:
+        return None
+    cert, key, ca = files
     root = _read(ca, "front_client_ca_file") if ca else None
     return grpc.ssl_server_credentials([(_read(key, "front_tls_key_file"), _read(cert, "front_tls_cert_file"))],
                                        root_certificates=root, require_client_auth=root is not None)
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The same TLS (and mTLS: a certificate is required) for the Live API WebSocket listener (service/ws/), or
+    None for plaintext ``ws://``."""
+    files = _files(settings)
+    if files is None:
+        return None
+    cert, key, ca = files
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    if ca:
+        ctx.load_verify_locations(ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
 
 
 def bind(server: grpc.aio.Server, settings: Settings) -> int:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from livegate.cleanups import wait_bounded
+from service import tls
 from service.servicer import LiveGatewayServicer
 from service.ws.caller import WsCaller
 from service.ws.wire import route_of
@@ -30,23 +30,6 @@ logger = logging.getLogger(__name__)
 
 PING_INTERVAL_S = 30.0  # a caller whose connection died unseen is detected (and detached) within ~60 s
 CLOSE_TIMEOUT_S = 2.0
-
-
-def ssl_context(cert: str, key: str, client_ca: str) -> ssl.SSLContext | None:
-    """TLS for the listener from the front's certificate settings (None: plaintext ``ws://``); with a client CA
-    every connection must present a certificate it signed, as on the gRPC port."""
-    if not cert and not key:
-        if client_ca:
-            raise ValueError("front_client_ca_file (mTLS) needs front_tls_cert_file and front_tls_key_file")
-        return None
-    if not (cert and key):
-        raise ValueError("front TLS needs both front_tls_cert_file and front_tls_key_file")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    if client_ca:
-        ctx.load_verify_locations(client_ca)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
 
 
 class WebSocketFront:
@@ -77,7 +60,7 @@ class WebSocketFront:
         if self._server is not None or not s.ws_listen:
             return
         host, _, port = s.ws_listen.rpartition(":")
-        ctx = ssl_context(s.front_tls_cert_file, s.front_tls_key_file, s.front_client_ca_file)
+        ctx = tls.ssl_context(s)
         try:
             self._server = await serve(
                 self._handle, host.strip("[]") or "127.0.0.1", int(port), ssl=ctx, process_request=self._route,
