@@ -181,9 +181,9 @@ class LiveSession:
                 if first is grpc.aio.EOF or first.WhichOneof("message") != "session":
                     raise RuntimeError("livegate did not accept the reattach")
                 break
-            except grpc.aio.AioRpcError as err:
+            except BaseException as err:
                 call.cancel()
-                if not _broken_stream(err) or loop.time() + delay > deadline:
+                if not isinstance(err, grpc.aio.AioRpcError) or not _broken_stream(err) or loop.time() + delay > deadline:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
