@@ -122,3 +122,26 @@ async def test_a_cancelled_receive_leaves_the_session_usable_and_its_exit_clean(
     # detached, waiting for a reattach, for reattach_grace_s = 30 s)
     assert await no_session_keys(stack["redis"])
     assert stack["emulator"].conversations[-1]["connections"] == 1
+
+
+
+class TestWithCallerKeys:
+    @pytest.fixture
+    def settings_overrides(self, tmp_path: Any) -> dict[str, Any]:
+        from service.auth import hash_key
+
+        keys = tmp_path / "keys.json"
+        keys.write_text(json.dumps({"keys": [{"tenant": "acme", "sha256": hash_key("acme-key"), "name": "a"}]}))
+        return {"auth_modes": ("api_key",), "caller_keys_file": str(keys)}
+
+    async def test_a_bad_credential_is_an_api_error_1007(self, stack: dict[str, Any]) -> None:
+        async with Client(stack["front"].address, metadata=[("x-api-key", "not-a-key")]) as client:
+            with pytest.raises(errors.APIError) as info:
+                async with client.aio.live.connect(model=MODEL, config=TEXT):
+                    pass
+        # the Live API closes a bad API key with 1007 "API key not valid. Please pass a valid API key."
+        assert info.value.code == 1007 and info.value.status == "UNAUTHENTICATED"
+        assert info.value.reason == "API_KEY_INVALID" and isinstance(info.value, errors.ClientError)
+        async with Client(stack["front"].address, metadata=[("x-api-key", "acme-key")]) as client:
+            async with client.aio.live.connect(model=MODEL, config=TEXT) as session:
+                assert await hello(session, "me again") == 'You said: "me again"'
