@@ -22,7 +22,7 @@ from typing import Any
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
-SCENARIOS = ("memory", "overhead", "capacity", "scaleout", "resilience", "profile")
+SCENARIOS = ("memory", "overhead", "capacity", "scaleout", "resilience", "profile", "websocket")
 
 
 def plan(quick: bool) -> dict[str, Any]:
@@ -30,13 +30,18 @@ def plan(quick: bool) -> dict[str, Any]:
         return {"overhead": {"sizes": [2], "duration_s": 1.2, "warmup_s": 0.3, "stagger_s": 0.3},
                 "capacity": {"start": 3, "duration_s": 1.5, "warmup_s": 0.3, "max_steps": 1, "stagger_s": 0.3},
                 "memory": {"sizes": [1, 10]},
-                "profile": {"sessions": 5, "seconds": 2}}
+                "profile": {"sessions": 5, "seconds": 2},
+                "websocket": {"sizes": [2], "duration_s": 1.2, "warmup_s": 0.3, "stagger_s": 0.3, "start": 3,
+                              "max_steps": 1}}
     # sessions start spread over one scripted turn (bench/load.py, STAGGER_S)
     return {"overhead": {"sizes": [1, 50, 200], "duration_s": 8.0, "warmup_s": 2.0, "stagger_s": 3.5},
             "capacity": {"start": 100, "duration_s": 6.0, "warmup_s": 2.0, "max_steps": 6, "repeats": 3,
                          "stagger_s": 3.5},
             "memory": {"sizes": [1, 100, 500]},
-            "profile": {"sessions": 100, "seconds": 12}}
+            "profile": {"sessions": 100, "seconds": 12},
+            # the Live API WebSocket path next to gRPC and the floor: overhead at these sizes, then capacity
+            "websocket": {"sizes": [1, 50], "duration_s": 8.0, "warmup_s": 2.0, "stagger_s": 3.5, "start": 40,
+                          "max_steps": 4, "repeats": 3}}
 
 
 def environment() -> dict[str, Any]:
@@ -121,7 +126,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await m.aclose()
         await guarded("memory", mem())
 
-    if only & {"overhead", "capacity", "scaleout"}:
+    if only & {"overhead", "capacity", "scaleout", "websocket"}:
         m = await main_stack()
         try:
             if "overhead" in only:
@@ -131,6 +136,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 cap = await guarded("capacity", capacity.run(m, **p["capacity"]))
             if "scaleout" in only:
                 await guarded("scaleout", scaleout.run(m, (cap or {}).get("gateway"), **p["capacity"]))
+            if "websocket" in only:
+                await guarded("websocket", websocket_compare(m, **p["websocket"]))
         finally:
             await m.aclose()
 
@@ -144,6 +151,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     out["timings_s"] = timings
     return out
+
+
+async def websocket_compare(m: Any, *, sizes: list[int], duration_s: float, warmup_s: float, stagger_s: float,
+                            start: int, max_steps: int, repeats: int = 1) -> dict[str, Any]:
+    """The Live API WebSocket path (overhead, then capacity) next to the gRPC path and the floor, one run."""
+    from bench import capacity, overhead
+
+    return {"overhead": await overhead.run(m, sizes, duration_s, warmup_s, stagger_s),
+            "capacity": await capacity.run_websocket(m, start=start, duration_s=duration_s - 2.0,
+                                                     warmup_s=warmup_s, max_steps=max_steps, repeats=repeats,
+                                                     stagger_s=stagger_s)}
 
 
 def main() -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.load import STAGGER_S, floor_measure, measure, redis_per_frame, steady_probe
+from bench.load import transport_factory as orig_factory
 from bench.stacks import Main
 
 P99_LIMIT_MS = 50.0
@@ -63,16 +64,16 @@ async def one_run(main: Main, kind: str, n: int, duration_s: float, warmup_s: fl
                                 stagger_s=stagger_s)
         msgs = (r["steady"] or {}).get("relayed_messages") or {}
         frames = msgs.get("c2s", 0) + msgs.get("s2c", 0)
-    else:
-        stubs = main.stubs()
-        r = await measure_multi(main, stubs, n, duration_s, warmup_s,
+    else:  # gateway (gRPC) or gateway_ws (the Live API WebSocket endpoint), over every front
+        targets = main.stubs() if kind == "gateway" else [f.ws for f in main.fronts]
+        r = await measure_multi(main, kind, targets, n, duration_s, warmup_s,
                                 on_steady=steady_probe(main.livegate_pids(), redis_url, main.workers + main.fronts),
                                 stagger_s=stagger_s)
         msgs = (r["steady"] or {}).get("relayed_messages") or {}
         frames = msgs.get("c2s", 0) + msgs.get("s2c", 0)
     r.pop("_raw", None)
     r["cpu_us_per_frame"] = cpu_per_frame(r["steady"], frames)
-    if kind in ("gateway", "gateway_echo"):
+    if kind in ("gateway", "gateway_ws", "gateway_echo"):
         from bench.memory import _sessions_ended
 
         await _sessions_ended(main)  # the next step starts from an empty gateway
@@ -91,19 +92,19 @@ def cpu_per_frame(steady: dict[str, Any] | None, frames: float) -> dict[str, flo
     return {role: round(cores / per_s * 1e6, 1) for role, cores in steady["cpu_by_role"].items()}
 
 
-async def measure_multi(main: Main, stubs: list[Any], n: int, duration_s: float, warmup_s: float,
+async def measure_multi(main: Main, mode: str, targets: list[Any], n: int, duration_s: float, warmup_s: float,
                         on_steady: Any, stagger_s: float | None = STAGGER_S) -> dict[str, Any]:
-    """Like ``measure`` but spreads the sessions over every front (round robin)."""
+    """Like ``measure`` but spreads the sessions over every front (round robin): ``targets`` are the fronts'
+    stubs (``gateway``) or WebSocket URLs (``gateway_ws``)."""
     import itertools
 
     from bench import load
-    from bench.script import Gateway
 
-    cycle = itertools.cycle(stubs)
+    cycle = itertools.cycle([orig_factory(mode, main.emulator, t) for t in targets])
     orig = load.transport_factory
-    load.transport_factory = lambda mode, emulator, stub=None: (lambda: Gateway(next(cycle)))  # type: ignore[assignment]
+    load.transport_factory = lambda mode, emulator, stub=None: (lambda: next(cycle)())  # type: ignore[assignment]
     try:
-        return await measure("gateway", main.emulator, n, duration_s, warmup_s, on_steady=on_steady,
+        return await measure(mode, main.emulator, n, duration_s, warmup_s, on_steady=on_steady,
                              stagger_s=stagger_s)
     finally:
         load.transport_factory = orig  # type: ignore[assignment]
@@ -144,6 +145,24 @@ def per_core(result: dict[str, Any], roles: tuple[str, ...]) -> float | None:
         return None
     cores = sum(best["steady"]["cpu_by_role"].get(r, 0.0) for r in roles)
     return round(result["max_sessions"] / cores, 1) if cores else None
+
+
+async def run_websocket(main: Main, *, start: int, duration_s: float, warmup_s: float, max_steps: int,
+                        repeats: int = 1, stagger_s: float | None = STAGGER_S) -> dict[str, Any]:
+    """The capacity of the Live API WebSocket path next to the gRPC path and the floor, in one run: the same
+    conversations (bench/script.py), the same search and limits; only the caller's protocol differs."""
+    kw = {"start": start, "duration_s": duration_s, "warmup_s": warmup_s, "max_steps": max_steps, "repeats": repeats,
+          "stagger_s": stagger_s}
+    out: dict[str, Any] = {"p99_limit_ms": P99_LIMIT_MS, "repeats": repeats, "stagger_s": stagger_s}
+    for kind in ("floor", "gateway", "gateway_ws"):
+        out[kind] = await search(main, kind, **kw)
+    out["gateway_sessions_per_core"] = per_core(out["gateway"], ("front", "worker"))
+    out["gateway_ws_sessions_per_core"] = per_core(out["gateway_ws"], ("front", "worker"))
+    if out["gateway"]["max_sessions"]:
+        out["ws_ratio_to_grpc"] = round(out["gateway_ws"]["max_sessions"] / out["gateway"]["max_sessions"], 2)
+    if out["floor"]["max_sessions"]:
+        out["ws_ratio_to_floor"] = round(out["gateway_ws"]["max_sessions"] / out["floor"]["max_sessions"], 2)
+    return out
 
 
 async def run(main: Main, *, start: int, duration_s: float, warmup_s: float, max_steps: int,

@@ -232,6 +232,7 @@ class Proc:
     ident: str = ""
     address: str = ""
     metrics: str = ""
+    ws: str = ""  # a front's Live API WebSocket endpoint (ws://host:port)
 
     @property
     def pid(self) -> int:
@@ -348,12 +349,15 @@ class Stack:
         return p
 
     async def front(self, **extra: Any) -> Proc:
+        """A front serving gRPC and, on a port of its own, the Live API WebSocket protocol (``p.ws``)."""
         metrics = f"127.0.0.1:{free_port()}"
+        extra.setdefault("ws_listen", f"127.0.0.1:{free_port()}")
         p = await self._spawn(self._name("front"), [sys.executable, "-m", "livegate.cli", "front", "--listen",
                                              f"127.0.0.1:{free_port()}"],
                               r"livegate front (\S+) listening on (?P<addr>\S+)",
                               self.livegate_env(metrics_listen=metrics, **extra))
         p.metrics = metrics
+        p.ws = f"ws://{extra['ws_listen']}"
         return p
 
     async def floor_proc(self, role: str, *args: str) -> Proc:

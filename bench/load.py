@@ -51,10 +51,18 @@ async def run_sessions(make: Any, n: int, duration_s: float, *, ramp_s: float | 
     return list(results), t0 + ramp
 
 
+GEMINI_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+
+
 def transport_factory(mode: str, emulator: Emulator, stub: Any = None) -> Any:
+    """``direct`` (the emulator's WebSocket), ``gateway`` (livegate's gRPC ``Connect`` on ``stub``) or
+    ``gateway_ws`` (livegate's Live API WebSocket endpoint at ``stub``, a front's ``ws://host:port``: the
+    direct client's own code, pointed at the gateway)."""
     if mode == "direct":
         ctx = emulator.ssl_context()
         return lambda: Direct(emulator.gemini_ws, ctx)
+    if mode == "gateway_ws":
+        return lambda: Direct(stub + GEMINI_PATH, None)
     return lambda: Gateway(stub)
 
 
