@@ -170,13 +170,20 @@ class Synthesizer:
             raise
         if proc.returncode != 0:
             raise SynthesisError(f"espeak-ng exited {proc.returncode}: {err.decode(errors='replace').strip()}")
-        try:
-            pcm, rate = audio.parse_wav(out)
-        except ValueError as e:
-            raise SynthesisError(f"espeak-ng produced no usable WAV: {e}") from e
-        if not pcm:
-            raise SynthesisError(f"espeak-ng produced no audio for {text[:40]!r}")
-        return await asyncio.to_thread(audio.resample, pcm, rate, audio.OUT_RATE)
+        # decoding is numpy work proportional to the audio (~1 s of CPU for a 15-minute answer): off the event
+        # loop, which the emulator shares with a whole gateway in `livegate dev`
+        return await asyncio.to_thread(_decode_espeak, out, text)
+
+
+def _decode_espeak(out: bytes, text: str) -> bytes:
+    """espeak-ng's WAV as 24 kHz s16le mono PCM (run in a thread)."""
+    try:
+        pcm, rate = audio.parse_wav(out)
+    except ValueError as e:
+        raise SynthesisError(f"espeak-ng produced no usable WAV: {e}") from e
+    if not pcm:
+        raise SynthesisError(f"espeak-ng produced no audio for {text[:40]!r}")
+    return audio.resample(pcm, rate, audio.OUT_RATE)
 
 
 async def _kill(proc: asyncio.subprocess.Process) -> None:
