@@ -105,3 +105,16 @@ BUDGET_THROTTLED_SECONDS = Counter("livegate_budget_throttled_seconds_total",
                                    "Time callers' streams were not read because a budget was spent (backpressure)",
                                    ["budget"])
 PENDING_CONNECTS = Gauge("livegate_pending_connects", "Connects on this front that have not sent their first message")
+
+# -- process health -------------------------------------------------------------------------------------
+# a paused or blocked event loop (GC, blocking work, CPU throttling, a VM stall, SIGSTOP): what the heartbeat
+# TTL must outlast (livegate/looplag.py; docs/durability.md "Pauses")
+EVENT_LOOP_LAG_SECONDS = Histogram(
+    "livegate_event_loop_lag_seconds", "How late the event loop ran a timer: the length of each loop stall",
+    ["role"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0))
+HEARTBEAT_AGE_SECONDS = Gauge("livegate_heartbeat_age_seconds",
+                              "Age of the oldest heartbeat of a live peer (a registry member) this process sees",
+                              ["role", "peer_role"])
+MEMBERSHIP_LOST = Counter("livegate_membership_lost_total",
+                          "Times this process found itself declared dead by the fleet (paused past the heartbeat "
+                          "TTL) and rejoined under a new identity", ["role"])

@@ -72,8 +72,9 @@ class Settings(BaseSettings):
     worker_id: str = ""
     worker_capacity: int = Field(100, description="upstream sessions one worker holds at most")
     heartbeat_interval_s: float = Field(0.5, gt=0, description="how often workers and fronts beat (and renew leases)")
-    heartbeat_ttl_s: float = Field(2.0, gt=0, description="a worker or front silent this long is dead: its sessions "
-                                   "are taken over (worker) or detached (front). Bounds the pause after a crash")
+    heartbeat_ttl_s: float = Field(4.0, gt=0, description="a worker or front silent this long is dead: its sessions "
+                                   "are taken over (worker) or detached (front). Bounds the pause after a crash; "
+                                   "must outlast event-loop stalls (docs/durability.md, Pauses)")
     drain_timeout_s: float = 30.0
 
     # --- sessions and Redis retention ------------------------------------------------------------

@@ -18,6 +18,7 @@ from livegate import __version__, logs, metrics, tenants
 from livegate.redis import keys, records
 from livegate.redis.bus import Batcher, every, read_stream, supervise
 from livegate.cleanups import Cleanups, wait_bounded
+from livegate.looplag import LoopLagMonitor
 from livegate.errors import GatewayError, echo, invalid_argument, not_found
 from livegate.admission.control import Lease, admission_from_settings, scope_of
 from livegate.models import LIVE_MODELS
@@ -29,6 +30,7 @@ from livegate.v1 import live_pb2 as live
 from service import pages, reflection, tls
 from service.auth import Authenticator, build_authenticator, known_tenants
 from service.budget import FrontBudgets
+from service.membership import FrontMembership
 from service.servicer import SERVICE_NAME, LiveGatewayServicer
 from service.session import FrontSession
 from service.validate import validate_session_id, validate_setup
@@ -36,7 +38,6 @@ from service.ws import WebSocketFront
 
 logger = logging.getLogger(__name__)
 
-OUTBOX_TTL_S = 60
 
 
 class Front:
@@ -67,6 +68,9 @@ class Front:
         self.port = 0
         self._closed = False
         self._outbox_last_id = "0-0"
+        self._outbox_task: asyncio.Task[None] | None = None
+        self.membership = FrontMembership(self)  # its heartbeat, and its rejoin if it was declared dead
+        self.lag = LoopLagMonitor("front", name=f"front {self.id}")
         self._draining = False
 
     def __repr__(self) -> str:
@@ -74,7 +78,8 @@ class Front:
 
     @property
     def serving(self) -> bool:
-        return self._server is not None and not self._draining and not self._closed
+        """Ready for callers: started, not draining, and a fresh member of the fleet (not while it rejoins)."""
+        return self._server is not None and not self._draining and not self._closed and self.membership.fresh()
 
     @property
     def address(self) -> str:
@@ -111,13 +116,10 @@ class Front:
         await self.batcher.start()
         # the outbox is created by its owner only (workers write with NOMKSTREAM): a dead front's outbox
         # expires and is never recreated
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(keys.front_outbox(self.id), {"k": "hello"})
-        pipe.expire(keys.front_outbox(self.id), OUTBOX_TTL_S)
-        pipe.zadd(keys.FRONTS, {self.id: records.now_ms()})
-        await pipe.execute()
-        self._tasks = [asyncio.create_task(supervise("outbox", self._outbox_loop), name="front-outbox"),
-                       asyncio.create_task(supervise("keepalive", self._keepalive_loop), name="front-keepalive")]
+        self.lag.start()
+        await self.membership.join()
+        self._tasks = [asyncio.create_task(supervise("keepalive", self._keepalive_loop), name="front-keepalive")]
+        self.follow_outbox(self._outbox_last_id)
         await server.start()
         self._server = server
         await self.websocket.start()
@@ -161,6 +163,7 @@ class Front:
         await self.batcher.aclose()
         if self._own_redis:
             await self.redis.aclose()
+        await self.lag.aclose()
         logger.info("front %s closed", self.id)
 
     def end_unclaimed_after(self, session: FrontSession, until_ms: int) -> None:
@@ -180,26 +183,35 @@ class Front:
 
     # -- outbox ------------------------------------------------------------------------------------
 
+    def follow_outbox(self, last_id: str) -> None:
+        """Read the outbox of the front's current identity from ``last_id`` (a rejoin starts a new one)."""
+        self._outbox_last_id = last_id
+        self._outbox_task = asyncio.create_task(supervise("outbox", self._outbox_loop), name="front-outbox")
+        self._tasks.append(self._outbox_task)
+
+    async def stop_outbox(self) -> None:
+        task, self._outbox_task = self._outbox_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self._tasks.remove(task)
+
     async def _outbox_loop(self) -> None:
         async for batch in read_stream(self.redis, keys.front_outbox(self.id), last_id=self._outbox_last_id, stop=self._stop):
-            for _eid, fields in batch:
-                sid = fields.get(b"s")
-                session = self.sessions.get(sid.decode()) if sid else None  # no sid: the outbox's creation marker
-                if session is not None:
-                    session.offer(fields)
-            self._outbox_last_id = batch[-1][0].decode()
+            self.dispatch(batch)
+
+    def dispatch(self, batch: list[Any]) -> None:
+        """Hand outbox entries to their sessions (also a rejoin's unread entries of the old outbox)."""
+        for _eid, fields in batch:
+            sid = fields.get(b"s")
+            session = self.sessions.get(sid.decode()) if sid else None  # no sid: the outbox's creation marker
+            if session is not None:
+                session.offer(fields)
+        self._outbox_last_id = batch[-1][0].decode()
 
     async def _keepalive_loop(self) -> None:
-        await every(self.settings.heartbeat_interval_s, self._keepalive, f"front {self.id}: heartbeat")
-
-    async def _keepalive(self) -> None:
-        """The front's heartbeat (workers detach the sessions of a front that stops beating) and its
-        outbox's TTL."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(keys.FRONTS, {self.id: records.now_ms()})
-        pipe.expire(keys.front_outbox(self.id), OUTBOX_TTL_S)
-        await pipe.execute()
-        await self.admission.export_headroom()
+        # service/membership.py: the heartbeat, and the rejoin of a front declared dead while it was paused
+        await every(self.settings.heartbeat_interval_s, self.membership.beat, f"front {self.id}: heartbeat")
 
     # -- sessions ----------------------------------------------------------------------------------
 

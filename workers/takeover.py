@@ -1,10 +1,19 @@
 """Worker crash takeover: finding dead workers and handing their sessions to live ones.
 
 Every worker runs a :class:`Reaper`. A worker whose heartbeat (its score in ``lg:{fleet}:workers``) is older
-than the heartbeat TTL is dead; the first reaper to remove it from the registry (``ZREM`` returns 1, so
-exactly one wins) requeues each of its sessions on the allocation stream with ``from=<dead worker>``. Any
-worker with spare capacity then claims the session with a compare-and-set on that expected owner, resumes the
-upstream from the stored handle and replays the client messages the handle does not cover.
+than the heartbeat TTL is dead; the first reaper to remove it from the registry requeues each of its sessions
+on the allocation stream with ``from=<dead worker>``. The removal is the ``REAP`` script of
+``livegate/redis/membership.py``: exactly one reaper wins, and only if the worker has still not beaten (a
+worker whose beat landed after the reaper read its score is not removed). Any worker with spare capacity then
+claims the session with a compare-and-set on that expected owner, resumes the upstream from the stored handle
+and replays the client messages the handle does not cover. A worker that was only paused learns it at its
+next beat and rejoins under a new identity (``workers/heartbeat.py``).
+
+Dead fronts are reaped the same way (removed from ``lg:{fleet}:fronts``); the heartbeats of the workers then
+detach the sessions whose caller was on it.
+
+A reaper judges others only while its own heartbeat is fresh: a process that was itself paused (in a dev
+stack, every worker shares the paused loop) would otherwise find every peer stale at once.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from livegate.redis import keys, records
+from livegate.redis import keys, membership, records
 from livegate.redis.bus import every
 
 if TYPE_CHECKING:
@@ -33,17 +42,29 @@ class Reaper:
         await every(self.worker.settings.heartbeat_interval_s, self.sweep, f"worker {self.worker.id}: reaper sweep")
 
     async def sweep(self) -> list[str]:
-        """Requeue the sessions of every worker whose heartbeat expired; return the workers reaped."""
+        """Requeue the sessions of every worker whose heartbeat expired, and remove the fronts whose heartbeat
+        expired; return the processes reaped."""
         w = self.worker
+        if not w.member or not w.heartbeat.fresh():
+            return []  # our own beats are late (we were paused too): our view of the others is not to be trusted
         cutoff = records.now_ms() - int(w.settings.heartbeat_ttl_s * 1000)
-        stale = await w.redis.zrangebyscore(keys.WORKERS, "-inf", f"({cutoff}", withscores=True)
+        pipe = w.redis.pipeline(transaction=False)
+        pipe.zrangebyscore(keys.WORKERS, "-inf", f"({cutoff}", withscores=True)
+        pipe.zrangebyscore(keys.FRONTS, "-inf", f"({cutoff}", withscores=True)
+        stale_workers, stale_fronts = await pipe.execute()
         reaped = []
-        for raw_id, score in stale:
+        for raw_id, score in stale_workers:
             dead = raw_id.decode()
-            if dead == w.id or not await w.redis.zrem(keys.WORKERS, dead):
-                continue  # ourselves, or another reaper won
+            if dead == w.id or not await membership.reap(w.redis, keys.WORKERS, dead, cutoff):
+                continue  # ourselves, another reaper won, or it beat since we read its score
             await self._requeue(dead, int(score))
             reaped.append(dead)
+        for raw_id, score in stale_fronts:
+            dead = raw_id.decode()
+            if await membership.reap(w.redis, keys.FRONTS, dead, cutoff):
+                logger.warning("worker %s: front %s is dead (last heartbeat %d ms ago); its callers' sessions are "
+                               "detached for a reattach", w.id, dead, records.now_ms() - int(score))
+                reaped.append(dead)
         return reaped
 
     async def _requeue(self, dead: str, last_heartbeat_ms: int) -> None:

@@ -18,7 +18,8 @@ from redis.exceptions import ResponseError
 from websockets.asyncio.client import ClientConnection
 
 from livegate import __version__, logs, metrics, tenants
-from livegate.redis import keys, records
+from livegate.looplag import LoopLagMonitor
+from livegate.redis import keys, membership, records
 from livegate.redis.bus import Batcher, read_stream, supervise
 from livegate.cleanups import Cleanups, wait_bounded
 from livegate.errors import GatewayError
@@ -46,7 +47,9 @@ class WorkerStats:
 class Worker:
     def __init__(self, settings: Settings, *, redis: AnyRedis | None = None) -> None:
         self.settings = settings.with_ids("worker")
-        self.id = self.settings.worker_id
+        self.base_id = self.settings.worker_id
+        self.generation = 1  # this process's membership: a new identity each time the fleet declared it dead
+        self.id = self.base_id
         self._own_redis = redis is None
         self.redis: AnyRedis = redis if redis is not None else connect(self.settings.redis_url, client_name=self.id)
         self.batcher = Batcher(self.redis, role="worker")
@@ -56,6 +59,8 @@ class Worker:
         self._loops: list[asyncio.Task[None]] = []
         self._stop: asyncio.Event | None = None  # created in start(): constructors touch no event loop
         self._capacity: asyncio.Event | None = None
+        self._member: asyncio.Event | None = None  # set while the fleet counts this identity alive (see rejoin)
+        self._inbox_task: asyncio.Task[None] | None = None
         self.routing = Routing.from_settings(self.settings)
         self.admission = admission_from_settings(self.redis, self.settings)
         metrics.label_tenants(tenants.named(self.settings))  # every other tenant is counted as `other`
@@ -68,6 +73,7 @@ class Worker:
         self._draining = False
         self.heartbeat = Heartbeat(self)
         self.reaper = Reaper(self)
+        self.lag = LoopLagMonitor("worker", name=f"worker {self.id}")
         self.stats = WorkerStats()
 
     def __repr__(self) -> str:
@@ -81,7 +87,9 @@ class Worker:
         self._started = True
         self._stop = asyncio.Event()
         self._capacity = asyncio.Event()
+        self._member = asyncio.Event()
         self._update_capacity()
+        self.lag.start()
         try:
             await self.redis.xgroup_create(keys.ALLOC_STREAM, keys.ALLOC_GROUP, id="0", mkstream=True)
         except ResponseError as exc:
@@ -91,12 +99,12 @@ class Worker:
             self.upstreams.prepare(route)
         await self.batcher.start()
         # the inbox is created by its owner only (fronts write with NOMKSTREAM): never recreated once dead
-        await self.redis.xadd(keys.worker_inbox(self.id), {"k": "hello"})
-        await self.heartbeat.beat()
+        await self.heartbeat.join()
+        self._member.set()
+        self._inbox_task = asyncio.create_task(supervise("inbox", self._inbox_loop), name="worker-inbox")
         self._loops = [
             asyncio.create_task(supervise("heartbeat", self.heartbeat.run), name="worker-heartbeat"),
             asyncio.create_task(supervise("allocation", self._allocation_loop), name="worker-allocation"),
-            asyncio.create_task(supervise("inbox", self._inbox_loop), name="worker-inbox"),
             asyncio.create_task(supervise("reaper", self.reaper.run), name="worker-reaper"),
         ]
         metrics.BUILD.info({"version": __version__, "role": "worker"})
@@ -129,7 +137,7 @@ class Worker:
         if self._stop is not None:
             self._stop.set()
         held = list(self.sessions)
-        tasks = list(self._tasks.values()) + self._loops
+        tasks = list(self._tasks.values()) + self._loops + ([self._inbox_task] if self._inbox_task else [])
         for t in tasks:
             t.cancel()
         await wait_bounded(tasks, 5.0, f"worker {self.id}: tasks ignored their cancellation")
@@ -148,14 +156,15 @@ class Worker:
         await self.batcher.aclose()
         if self._own_redis:
             await self.redis.aclose()
+        await self.lag.aclose()
         logger.info("worker %s closed: taken=%d ended=%d", self.id, self.stats.taken, self.stats.ended)
 
-    async def _requeue(self, sids: list[str]) -> None:
-        """Give sessions this worker holds but will not relay to the fleet now, rather than after its
-        heartbeat expires."""
+    async def _requeue(self, sids: list[str], owner: str = "") -> None:
+        """Give sessions this worker holds (as ``owner``: its current identity by default) but will not relay
+        to the fleet now, rather than after its heartbeat expires."""
         pipe = self.redis.pipeline(transaction=False)
         for sid in sids:
-            pipe.xadd(keys.ALLOC_STREAM, {"s": sid, "from": self.id, "k": "takeover", "hb": records.now_ms()})
+            pipe.xadd(keys.ALLOC_STREAM, {"s": sid, "from": owner or self.id, "k": "takeover", "hb": records.now_ms()})
         await pipe.execute()
         logger.warning("worker %s: requeued %d sessions it could not hand over", self.id, len(sids))
 
@@ -168,9 +177,52 @@ class Worker:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    @property
+    def member(self) -> bool:
+        """The fleet counts this worker's current identity alive (false from the moment a beat finds it was
+        declared dead until it has rejoined)."""
+        return self._member is not None and self._member.is_set()
+
+    async def rejoin(self, silent_s: float) -> None:
+        """The fleet declared this worker dead while it was paused (its beats stalled past the heartbeat TTL):
+        a reaper removed it from the registry, requeued its sessions and deleted its inbox. Never carry on
+        half-alive under that identity: stop claiming, stop every relay (they are someone else's now; their
+        upstream sockets are closed), give back any session the reaper did not know of, then join again as a
+        new identity with a new inbox. Not ready from the first moment to the last."""
+        assert self._member is not None
+        old = self.id
+        self._member.clear()
+        metrics.MEMBERSHIP_LOST.labels("worker").inc()
+        held = list(self.sessions)
+        logger.error("worker %s: declared dead by the fleet (no heartbeat reached Redis for %.1f s, over the %.1f s "
+                     "TTL: the process was paused or its event loop stalled); its sessions were given to other "
+                     "workers: stopping its %d relays and rejoining under a new identity", old, silent_s,
+                     self.settings.heartbeat_ttl_s, len(held))
+        await self.abandon_all()
+        if self._inbox_task is not None:
+            self._inbox_task.cancel()
+            await asyncio.gather(self._inbox_task, return_exceptions=True)
+        # a session we claimed after the reaper read our session set is nobody's: give it back. A claim expecting
+        # the old identity takes it; an entry duplicating the reaper's finds the session owned and is skipped.
+        if held:
+            await self._requeue(held, owner=old)
+        self.generation += 1
+        self.id = membership.incarnation(self.base_id, self.generation)
+        # what the reaper deletes, again (idempotent); entries the allocation loop read as the old consumer were
+        # given back and acknowledged
+        await self.redis.delete(keys.worker_inbox(old), keys.worker_heartbeat(old), keys.worker_sessions(old))
+        await self.redis.xgroup_delconsumer(keys.ALLOC_STREAM, keys.ALLOC_GROUP, old)
+        self._inbox_last_id = "0-0"
+        await self.heartbeat.join()
+        self._inbox_task = asyncio.create_task(supervise("inbox", self._inbox_loop), name="worker-inbox")
+        self._member.set()
+        logger.warning("worker %s: rejoined the fleet as %s (ready again)", old, self.id)
+
     def ready(self) -> bool:
-        """Taking sessions: started, not draining, and the last heartbeat reached Redis within its TTL."""
-        return self._started and not self._closed and not self._draining and self.heartbeat.fresh()
+        """Taking sessions: started, not draining, a member of the fleet, and the last heartbeat reached Redis
+        within its TTL."""
+        return (self._started and not self._closed and not self._draining and self.member
+                and self.heartbeat.fresh())
 
     # -- allocation ----------------------------------------------------------------------------------
 
@@ -182,11 +234,17 @@ class Worker:
             self._capacity.clear()
 
     async def _allocation_loop(self) -> None:
-        assert self._stop is not None and self._capacity is not None
+        assert self._stop is not None and self._capacity is not None and self._member is not None
         while not self._stop.is_set():
             await self._capacity.wait()
+            await self._member.wait()
             if self._stop.is_set():
                 return
+            if not self.heartbeat.fresh():
+                # our last beat is older than the TTL (we were paused): the fleet may be reaping us; claim
+                # nothing until a beat says whether we are still a member
+                await asyncio.sleep(self.settings.heartbeat_interval_s / 2)
+                continue
             # ">" delivers new entries; after a failed read, "0" first re-reads our own pending ones: an XREADGROUP
             # whose reply was lost with the connection still delivered its entry to us, and only we can take it
             start = "0" if self._recheck_pending else ">"
@@ -204,7 +262,8 @@ class Worker:
                 if not fields:  # a pending entry deleted meanwhile
                     await self.redis.xack(keys.ALLOC_STREAM, keys.ALLOC_GROUP, eid)
                     continue
-                if self._stop.is_set():  # read just as we began to drain: give it back to the fleet
+                if self._stop.is_set() or not self.member or not self.heartbeat.fresh():
+                    # read just as we began to drain, or as the fleet may be declaring us dead: give it back
                     await self.batcher.submit([("XADD", keys.ALLOC_STREAM, "*", *[x for kv in fields.items() for x in kv]),
                                                ("XACK", keys.ALLOC_STREAM, keys.ALLOC_GROUP, eid),
                                                ("XDEL", keys.ALLOC_STREAM, eid)])
@@ -221,8 +280,9 @@ class Worker:
         # relay exists (a close can arrive between the claim and the registration below).
         self._claiming[sid] = []
         claimed = started = False
+        claimed_as = self.id
         try:
-            epoch = await records.claim(self.redis, sid, self.id, expected=expected_owner,
+            epoch = await records.claim(self.redis, sid, claimed_as, expected=expected_owner,
                                         ttl_s=self.settings.session_key_ttl_s)
             if epoch <= 0:
                 logger.info("worker %s: session %s not claimable (%s)", self.id, sid, "gone" if epoch < 0 else "owned",
@@ -237,11 +297,12 @@ class Worker:
                                  cause=cause, since_ms=last_heartbeat_ms)
             if last:  # what earlier owners logged counts against the log's size bound until it is trimmed
                 relay.s2c_bytes.add(0, int(await self.redis.memory_usage(keys.session_s2c(sid), samples=0) or 0))
-            await self.redis.sadd(keys.worker_sessions(self.id), sid)
+            await self.redis.sadd(keys.worker_sessions(claimed_as), sid)
             for item in self._claiming[sid]:
                 relay.deliver(item)
-            # no await from this check to the task's creation: aclose either sees the task or we see the stop
-            if self._stop is not None and self._stop.is_set():
+            # no await from this check to the task's creation: aclose (or a rejoin) either sees the task or we
+            # see the stop (or the claim made under an identity that is no longer ours)
+            if self._stop is not None and self._stop.is_set() or not self.member or self.id != claimed_as:
                 return
             self.sessions[sid] = relay
             self.stats.taken += 1
@@ -251,7 +312,7 @@ class Worker:
         finally:
             self._claiming.pop(sid, None)
             if claimed and not started:  # claimed as this worker began to close: the fleet takes it over now
-                self.cleanups.start(self._requeue([sid]), f"requeue {sid}")
+                self.cleanups.start(self._requeue([sid], owner=claimed_as), f"requeue {sid}")
         logger.info("worker %s took session %s (%s, epoch %d, model %s)", self.id, sid, cause, epoch, record.model,
                     extra=logs.fields(session=sid, tenant=record.tenant))
 

@@ -32,8 +32,9 @@ async def emulator_server(tmp_path_factory: Any, **config: Any) -> AsyncIterator
 
 class Proc:
     def __init__(self, role: str, proc: subprocess.Popen[bytes], ident: str, address: str = "",
-                 metrics_port: int = 0) -> None:
+                 metrics_port: int = 0, log_path: str = "") -> None:
         self.role = role
+        self.log_path = log_path  # its stderr (the log), if the stack captures logs
         self.metrics_port = metrics_port
         self.proc = proc
         self.id = ident
@@ -41,6 +42,11 @@ class Proc:
 
     def __repr__(self) -> str:
         return f"<Proc {self.role} {self.id} pid={self.proc.pid}>"
+
+    def log(self) -> str:
+        """What the process logged so far (a stack made with ``logs_dir``)."""
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         self.proc.send_signal(sig)
@@ -58,26 +64,29 @@ class Proc:
 class ProcStack:
     """Workers and fronts as subprocesses sharing one Redis and one upstream (the in-process emulator)."""
 
-    def __init__(self, redis_url: str, emulator: Any, **env: Any) -> None:
+    def __init__(self, redis_url: str, emulator: Any, *, logs_dir: str = "", **env: Any) -> None:
         self.env = {**os.environ, "LIVEGATE_REDIS_URL": redis_url, "LIVEGATE_UPSTREAM_URL": emulator.url,
                     "LIVEGATE_UPSTREAM_CA_FILE": str(emulator.cert_path), "LIVEGATE_UPSTREAM_API_KEY": "test-key",
                     "LIVEGATE_LOG_JSON": "false", "LIVEGATE_HEARTBEAT_INTERVAL_S": "0.2",
                     "LIVEGATE_HEARTBEAT_TTL_S": "1.0", "LIVEGATE_SETUP_TIMEOUT_S": "10",
                     **{f"LIVEGATE_{k.upper()}": str(v) for k, v in env.items()}}
         self.procs: list[Proc] = []
+        self.logs_dir = logs_dir  # set: each process's stderr goes to a file there (Proc.log), not the terminal
 
     async def _start(self, role: str, args: list[str], pattern: str) -> Proc:
         metrics_port = free_port()
         env = {**self.env, "LIVEGATE_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"}
-        proc = subprocess.Popen([sys.executable, "-m", "livegate.cli", role, *args], env=env,
-                                stdout=subprocess.PIPE, stderr=None)
+        log_path = os.path.join(self.logs_dir, f"{role}-{len(self.procs)}.log") if self.logs_dir else ""
+        with open(log_path, "wb") if log_path else contextlib.nullcontext() as log:
+            proc = subprocess.Popen([sys.executable, "-m", "livegate.cli", role, *args], env=env,
+                                    stdout=subprocess.PIPE, stderr=log)
         assert proc.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=30)
         m = re.search(pattern, line.decode())
         if not m:
             proc.kill()
             raise RuntimeError(f"{role} did not start: {line!r}")
-        p = Proc(role, proc, m.group(1), m.groupdict().get("addr") or "", metrics_port)
+        p = Proc(role, proc, m.group(1), m.groupdict().get("addr") or "", metrics_port, log_path)
         self.procs.append(p)
         return p
 

@@ -136,6 +136,21 @@ async def _closed_by_admin(c: dict[str, Any]) -> grpc.aio.AioRpcError:
     return await ended(call)
 
 
+async def _session_lost(c: dict[str, Any]) -> grpc.aio.AioRpcError:
+    """The front was paused past its heartbeat TTL, and the session's grace ran out meanwhile (docs/durability.md,
+    "Pauses"): when the front rejoins the fleet, the session cannot be re-attached."""
+    from livegate.redis import keys
+
+    call = c["stub"].Connect()
+    await call.write(setup())
+    sid = (await call.read()).session.session_id
+    await call.read()  # setup_complete: a worker holds it
+    # what a worker does to the sessions of a front it found dead, with the grace already over
+    await c["redis"].hset(keys.session_meta(sid), mapping={"state": "detached", "grace_until_ms": 1})
+    await c["front"].membership.rejoin(5.0)  # what the front does when its beat finds itself declared dead
+    return await ended(call)
+
+
 async def _handle_model_mismatch(c: dict[str, Any]) -> grpc.aio.AioRpcError:
     m = setup("gemini-2.0-flash-live-001")
     m.setup.session_resumption.handle = await resume_handle(c["client"])
@@ -257,6 +272,7 @@ TRIGGERS: dict[str, tuple[dict[str, Any], Trigger]] = {
     "HANDLE_NOT_FOUND": ({}, _handle_not_found),
     "REPLAY_TRIMMED": ({"s2c_history_len": 3}, _replay_trimmed),
     "CLOSED_BY_ADMIN": ({}, _closed_by_admin),
+    "SESSION_LOST": ({}, _session_lost),
     "SLOW_READER": ({"session_queue_len": 4}, _slow_reader),
     "PAYLOAD_TOO_LARGE": ({}, lambda c: stream(c["stub"], setup(), _media(2 * 1024 * 1024))),
     "C2S_LOG_FULL": ({"c2s_log_max_bytes": 1024 * 1024, "budget_wait_s": 0.5},
