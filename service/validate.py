@@ -17,7 +17,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from livegate.errors import GatewayError, echo, invalid_argument, not_found
-from livegate.models import LIVE_MODELS, short_model
+from livegate.models import LIVE_MODELS, is_native_audio, short_model
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import live_pb2 as live
 
@@ -52,6 +52,11 @@ def validate_setup(setup: live.BidiGenerateContentSetup, allowed_models: tuple[s
     if len(gc.response_modalities) > 1:
         raise invalid_argument("generation_config.response_modalities takes exactly one of TEXT or AUDIO per session",
                                "ONE_MODALITY")
+    if is_native_audio(model) and list(gc.response_modalities) == [live.GenerationConfig.Modality.TEXT]:
+        raise invalid_argument(f"{model} is a native-audio model: it answers in AUDIO only. Ask for "
+                               "response_modalities [\"AUDIO\"] (with output_audio_transcription for the text of "
+                               "its answer), or use a half-cascade model such as gemini-live-2.5-flash for TEXT",
+                               "MODALITY_NOT_SUPPORTED")
     voice = gc.speech_config.voice_config.prebuilt_voice_config.voice_name
     if voice:
         voices = HD_VOICES if "native-audio" in model else CLASSIC_VOICES
