@@ -17,6 +17,7 @@ from grpc_status import rpc_status
 
 from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import gateway_pb2_grpc
+from tests.budgets.test_message_budgets import answered
 
 MODEL = "gemini-live-2.5-flash"
 BOUNDED_DETAILS = 400  # characters: a refusal echoes at most 64 characters of what the caller sent
@@ -49,6 +50,14 @@ def video_offset(seconds: int) -> gw.ClientMessage:
     part = m.client_content.turns.add(role="user").parts.add(text="look")
     part.video_metadata.start_offset.seconds = seconds
     return m
+
+
+async def close(call: Any) -> None:
+    """Half-close a Connect and read it to its end."""
+    await call.done_writing()
+    async with asyncio.timeout(20):
+        while await call.read() is not grpc.aio.EOF:
+            pass
 
 
 def reason_of(err: grpc.aio.AioRpcError) -> str:
@@ -138,17 +147,8 @@ async def test_mime_types_are_checked_exactly(stub: Any, stack: dict[str, Any]) 
     await call.write(setup())
     for mime in ("audio/pcm", "audio/pcm;rate=16000", "audio/pcm; rate=24000", "AUDIO/PCM;RATE=48000"):
         await call.write(audio(mime))
-    text = gw.ClientMessage()
-    text.client_content.turns.add(role="user").parts.add(text="hi")
-    text.client_content.turn_complete = True
-    await call.write(text)
-    async with asyncio.timeout(20):
-        while not (await call.read()).server_content.turn_complete:
-            pass
-    await call.done_writing()
-    async with asyncio.timeout(20):
-        while await call.read() is not grpc.aio.EOF:
-            pass
+    await answered(call, "hi")
+    await close(call)
 
 
 async def test_session_ids_empty_or_huge(stub: Any) -> None:
@@ -189,12 +189,6 @@ async def test_pages_neither_skip_nor_repeat_while_sessions_come_and_go(stub: An
         call = stub.Connect()
         await call.write(setup())
         return call, (await call.read()).session.session_id
-
-    async def close(call: Any) -> None:
-        await call.done_writing()
-        async with asyncio.timeout(20):
-            while await call.read() is not grpc.aio.EOF:
-                pass
 
     opened = [await open_one() for _ in range(7)]
     steady = {sid for _, sid in opened[::2]}  # live through the whole listing

@@ -12,10 +12,10 @@ from typing import Any
 import grpc
 import pytest
 
-from livegate.v1 import gateway_pb2 as gw
 from livegate.v1 import gateway_pb2_grpc
 from tests.durability.procs import ProcStack, emulator_server
-from tests.e2e.test_input_validation import reason_of, setup, stream_status, tool_response, video_offset
+from tests.budgets.test_message_budgets import answered
+from tests.e2e.test_input_validation import close, reason_of, setup, stream_status, tool_response, video_offset
 
 STREAMS = 24
 
@@ -37,17 +37,8 @@ async def test_unencodable_input_on_real_processes(redis: Any, redis_url: str, t
                 # and the stack still serves a conversation
                 call = stub.Connect()
                 await call.write(setup())
-                text = gw.ClientMessage()
-                text.client_content.turns.add(role="user").parts.add(text="still fine?")
-                text.client_content.turn_complete = True
-                await call.write(text)
-                async with asyncio.timeout(20):
-                    while not (await call.read()).server_content.turn_complete:
-                        pass
-                await call.done_writing()
-                async with asyncio.timeout(20):
-                    while await call.read() is not grpc.aio.EOF:
-                        pass
+                await answered(call, "still fine?")
+                await close(call)
         finally:
             await procs.aclose()
     assert {e.code() for e in errors} == {grpc.StatusCode.INVALID_ARGUMENT}, {e.details() for e in errors}
