@@ -7,6 +7,7 @@ to reattach elsewhere; ``aclose()`` stops the server within the grace period and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from typing import Any
@@ -32,12 +33,16 @@ from service.auth import Authenticator, build_authenticator, known_tenants
 from service.budget import FrontBudgets
 from service.membership import FrontMembership
 from service.servicer import SERVICE_NAME, LiveGatewayServicer
-from service.session import FrontSession
+from service.resume import end_earlier_session
+from service.session import FrontSession, released_entry, superseded_entry
 from service.validate import validate_session_id, validate_setup
 from service.ws import WebSocketFront
 
 logger = logging.getLogger(__name__)
 
+# A reattach that takes a session over from a stream on another front waits this long at most for that stream
+# to stop writing (it answers within a round trip; a front that is gone never does).
+TAKEOVER_WAIT_S = 2.0
 
 
 class Front:
@@ -64,6 +69,7 @@ class Front:
         self.calls: set[asyncio.Task[Any]] = set()  # the RPC handlers running (service/servicer.py)
         self.cleanups = Cleanups(f"front {self.id}")  # session closes and lease releases that outlive their RPC
         self._grace_timers: set[asyncio.TimerHandle] = set()  # unclaimed sessions whose caller is gone
+        self._releases: dict[str, asyncio.Event] = {}  # reattaches here waiting for another front's stream to stop
         self._stop: asyncio.Event | None = None
         self.port = 0
         self._closed = False
@@ -205,9 +211,22 @@ class Front:
         for _eid, fields in batch:
             sid = fields.get(b"s")
             session = self.sessions.get(sid.decode()) if sid else None  # no sid: the outbox's creation marker
-            if session is not None:
+            if sid and fields.get(b"k") == b"released":
+                self._on_released(sid.decode())
+            elif session is not None:
                 session.offer(fields)
+            elif sid and b"f" in fields:  # a reattach elsewhere took over a session with no stream here
+                self.cleanups.start(self._released(fields[b"f"].decode(), sid.decode()), "answer a takeover")
         self._outbox_last_id = batch[-1][0].decode()
+
+    def _on_released(self, sid: str) -> None:
+        """The stream a reattach here took over (on another front) writes no more."""
+        event = self._releases.get(sid)
+        if event is not None:
+            event.set()
+
+    async def _released(self, front_id: str, sid: str) -> None:
+        await self.batcher.submit([released_entry(front_id, sid)])
 
     async def _keepalive_loop(self) -> None:
         # service/membership.py: the heartbeat, and the rejoin of a front declared dead while it was paused
@@ -223,20 +242,50 @@ class Front:
         setup.CopyFrom(first.setup)
         model = validate_setup(setup, tuple(m for r in self.routing.routes.values() for m in (r.models or LIVE_MODELS)))
         route = self.routing.choose(tenant, first.options.upstream, model)
-        upstream_handle = ""
-        if setup.session_resumption.handle:
-            upstream_handle = await self._resolve_handle(tenant, model, setup.session_resumption.handle)
-            setup.session_resumption.ClearField("handle")
         wait_s = min(deadline_s, self.settings.setup_timeout_s) if deadline_s else self.settings.setup_timeout_s
+        upstream_handle = gw_handle = ""
+        if setup.session_resumption.handle:
+            gw_handle = setup.session_resumption.handle
+            upstream_handle, earlier = await self._resolve_handle(tenant, model, gw_handle)
+            setup.session_resumption.ClearField("handle")
+            if earlier:  # the conversation's earlier session may still hold the upstream: it ends first
+                await end_earlier_session(self, tenant, earlier, wait_s)
         lease = await self.admission.acquire(tenant, scope_of(route.name, model), max(0.0, wait_s - 0.5))
-        try:
-            return await self._create(tenant, first, setup, model, route, upstream_handle, lease)
-        except BaseException:
-            await self.cleanups.shielded(self.admission.release(lease), "release an unused admission lease")
-            raise
+        # no await from here to _create's first line: from then on _create owns the lease, whatever happens
+        return await self._create(tenant, first, setup, model, route, upstream_handle, lease, gw_handle)
 
     async def _create(self, tenant: str, first: gw.ClientMessage, setup: live.BidiGenerateContentSetup, model: str,
-                      route: Any, upstream_handle: str, lease: Lease) -> tuple[FrontSession, str]:
+                      route: Any, upstream_handle: str, lease: Lease, gw_handle: str = "") -> tuple[FrontSession, str]:
+        """Write the session and queue it. Owned from the first write: if the caller is cancelled (or anything
+        fails) before this returns, the write still completes, and then the session is ended (its caller never
+        got its id and token) and the lease given back, by owned work that outlives the caller."""
+        write: asyncio.Task[Any] | None = None
+        session: FrontSession | None = None
+        try:
+            session, token, write = self._write_new(tenant, first, setup, model, route, upstream_handle, lease,
+                                                    gw_handle)
+            await asyncio.shield(write)
+        except BaseException:
+            if session is not None and self.sessions.get(session.sid) is session:
+                del self.sessions[session.sid]
+            self.cleanups.start(self._unwind_create(session, write, lease), "end a session its caller never got")
+            raise
+        logger.info("session %s created for tenant %s (model %s)", session.sid, tenant, model)
+        return session, token
+
+    async def _unwind_create(self, session: FrontSession | None, write: asyncio.Task[Any] | None,
+                             lease: Lease) -> None:
+        if session is not None and write is not None:
+            with contextlib.suppress(Exception):  # a failed write may have been applied in part: close anyway
+                await write
+            if await session.request_close():
+                return  # the record held the lease: whoever ends the session gives it back
+        await self.admission.release(lease)
+
+    def _write_new(self, tenant: str, first: gw.ClientMessage, setup: live.BidiGenerateContentSetup, model: str,
+                   route: Any, upstream_handle: str, lease: Lease,
+                   gw_handle: str) -> tuple[FrontSession, str, asyncio.Task[Any]]:
+        """The session's object and its record's write, started (an owned task) with no await in between."""
         sid = "s-" + secrets.token_urlsafe(18)
         token = secrets.token_urlsafe(32)
         record = records.SessionRecord(
@@ -253,9 +302,9 @@ class Front:
         pipe.expire(keys.session_meta(sid), self.settings.session_key_ttl_s)
         pipe.zadd(keys.tenant_sessions(tenant), {sid: record.created_ms})
         pipe.xadd(keys.ALLOC_STREAM, {"s": sid})
-        await pipe.execute()
-        logger.info("session %s created for tenant %s (model %s)", sid, tenant, model)
-        return session, token
+        if gw_handle:  # the conversation goes on here: its handle now names this session
+            pipe.eval(records.HANDLE_SESSION, 1, keys.handle(gw_handle), sid)
+        return session, token, self.cleanups.start(pipe.execute(), f"create {sid}")
 
     async def reattach_session(self, tenant: str, req: gw.Reattach) -> tuple[FrontSession, str]:
         """A caller returns to a live session (after a network break or a front restart): check the token,
@@ -268,9 +317,8 @@ class Front:
         logs.bind(session=sid)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keys.session_meta(sid))
-        pipe.xinfo_stream(keys.session_c2s(sid))
         pipe.xrange(keys.session_s2c(sid), "-", "+", count=1)
-        raw, c2s, first = await pipe.execute(raise_on_error=False)
+        raw, first = await pipe.execute(raise_on_error=False)
         if not isinstance(raw, dict) or not raw:
             raise unknown
         r = records.SessionRecord.from_redis(raw)
@@ -281,23 +329,95 @@ class Front:
             raise GatewayError(grpc.StatusCode.OUT_OF_RANGE, "REPLAY_TRIMMED",
                                f"server messages after seq {req.last_seq} are no longer kept (the oldest is {oldest}); "
                                "start a new session (or resume it with its resumption handle)")
-        session = FrontSession(self, sid, tenant, last_index=_last_id(c2s), last_seq=req.last_seq, worker=r.worker,
-                               model=r.model)
+        session = FrontSession(self, sid, tenant, last_seq=req.last_seq, worker=r.worker, model=r.model)
         session.grace_s = records.reattach_grace_s(r.options, self.settings)
-        self.sessions[sid] = session
-        owner = await self.redis.eval(records.REATTACH, 1, keys.session_meta(sid), self.id, records.now_ms())
-        if owner is None:  # ended meanwhile, or its grace is over
+        prev, self.sessions[sid] = self.sessions.get(sid), session
+        # Owned from the takeover's write: if this caller is cancelled (or anything fails) once the script may
+        # have run, the session is detached again for its grace when the script's answer is in.
+        took = self.cleanups.start(self.redis.eval(records.REATTACH, 1, keys.session_meta(sid), self.id,
+                                                   records.now_ms()), f"reattach {sid}")
+        try:
+            taken = await asyncio.shield(took)
+            if taken is None:  # ended meanwhile, or its grace is over
+                raise unknown
+            await self._take_over(session, taken, prev)
+            # through the batcher: after every write this front still has in flight for the session (a stream
+            # of it that ended a moment ago), so none of them can take an index this stream takes
+            (c2s,) = await self.batcher.submit([("XINFO", "STREAM", keys.session_c2s(sid))])
+            session.renumber(_last_id(c2s))
+            if session.worker:  # "" while no worker has taken it: the caller waits for one (setup_timeout_s)
+                await session.tell_worker("attach", self.id)
+        except BaseException:
             if self.sessions.get(sid) is session:
                 del self.sessions[sid]
-            raise unknown
-        session.worker = owner.decode()  # "" while no worker has taken it: the caller waits for one (setup_timeout_s)
-        if session.worker:
-            await session.tell_worker("attach", self.id)
+            self.cleanups.start(self._unwind_reattach(session, took, prev), f"detach {sid} after a lost reattach")
+            raise
         metrics.REATTACHES.labels("ok").inc()
         logger.info("session %s reattached at seq %d (tenant %s)", sid, req.last_seq, tenant)
         return session, req.reattach_token
 
-    async def _resolve_handle(self, tenant: str, model: str, token: str) -> str:
+    async def _take_over(self, session: FrontSession, taken: list[bytes], prev: FrontSession | None) -> None:
+        """After REATTACH made this front the session's: one stream per session. The stream this reattach took
+        over ends (REATTACHED_ELSEWHERE), on whatever front it is, and the new stream numbers its caller's
+        messages after everything that one wrote."""
+        owner, before, state = (x.decode() for x in taken)
+        session.worker = owner
+        await self._take_over_stream(session.sid, before, state, prev)
+
+    async def _take_over_stream(self, sid: str, before: str, state: str, prev: FrontSession | None) -> None:
+        """End the stream the session had before this reattach and wait (bounded) until it writes no more. A
+        detached session has no stream (its caller is gone)."""
+        if before == self.id:
+            if prev is not None:
+                prev.supersede()
+                await prev.writes_done(self.settings.close_timeout_s)
+            return
+        if state == records.DETACHED or not before:
+            return
+        released = self._releases[sid] = asyncio.Event()
+        try:
+            await self.batcher.submit([superseded_entry(before, sid, self.id)])
+            # a front that is gone never answers: its stream is gone with it
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TAKEOVER_WAIT_S):
+                    await released.wait()
+        finally:
+            if self._releases.get(sid) is released:
+                del self._releases[sid]
+
+    async def _unwind_reattach(self, session: FrontSession, took: asyncio.Task[Any], prev: FrontSession | None) -> None:
+        """A reattach lost (cancelled or failed) after its REATTACH was sent: if the takeover happened, finish
+        it (the previous stream ends; the worker is told this front is the session's), then detach the session
+        for its grace as for any lost caller."""
+        try:
+            taken = await took
+        except Exception:
+            return  # the script failed: the session was not taken over
+        if taken is None:
+            return  # ended meanwhile: nothing of this caller's is in the session
+        await self._take_over(session, taken, prev)
+        if session.worker:  # the worker ignores a detach from a front it does not deliver to
+            await session.tell_worker("attach", self.id)
+        await self.detach_lost(session)
+
+    def caller_lost(self, session: FrontSession) -> None:
+        """The stream of ``session`` ended without a close: keep the session for a reattach (owned work)."""
+        self.cleanups.start(self.detach_lost(session), f"detach {session.sid}")
+
+    async def detach_lost(self, session: FrontSession) -> None:
+        if self.sessions.get(session.sid) not in (None, session):
+            return  # the caller already reattached (here) on a new stream
+        try:
+            until_ms = await session.detach(session.grace_s)
+            if until_ms is not None:  # no worker owns it yet: this front ends it if none does before the grace ends
+                self.end_unclaimed_after(session, until_ms)
+            logger.info("session %s: caller gone; kept %.0fs for a reattach", session.sid, session.grace_s)
+        except Exception as exc:
+            logger.warning("session %s: detach after caller loss failed: %r", session.sid, exc)
+
+    async def _resolve_handle(self, tenant: str, model: str, token: str) -> tuple[str, str]:
+        """The upstream handle of a gateway handle, and the session that holds its conversation ("" if none
+        is recorded)."""
         raw = await self.redis.hgetall(keys.handle(token)) if token.startswith("lgh_") else {}
         if not raw or raw.get(b"tenant", b"").decode() != tenant:
             raise not_found("session_resumption.handle is unknown or expired; start a new session without it",
@@ -305,7 +425,7 @@ class Front:
         if raw.get(b"model", b"").decode() != model:
             raise invalid_argument("a session can only be resumed with the model it started with "
                                    f"({raw[b'model'].decode()})", "HANDLE_MODEL_MISMATCH")
-        return raw[b"handle"].decode()
+        return raw[b"handle"].decode(), raw.get(b"sid", b"").decode()
 
     async def session_view(self, tenant: str, sid: str) -> gw.Session:
         missing = not_found(f"no live session {echo(sid)} for this caller: it ended, it expired, or the id is wrong",
@@ -348,10 +468,11 @@ class Front:
 
 
 def _last_id(info: Any) -> int:
-    """The number of the last message a c2s log took, from XINFO STREAM (its entries may all be trimmed)."""
+    """The number of the last message a c2s log took, from XINFO STREAM (its entries may all be trimmed), as
+    redis-py or the batcher parse it."""
     if not isinstance(info, dict):
         return 0
-    return keys.stream_seq(info.get("last-generated-id", b"0-0"))
+    return keys.stream_seq(info.get("last-generated-id", info.get(b"last-generated-id", b"0-0")))
 
 
 def _last_seq(info: Any) -> int:

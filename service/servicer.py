@@ -21,6 +21,7 @@ from livegate import logs, metrics
 from livegate.errors import GatewayError, invalid_argument
 from livegate.v1 import gateway_pb2 as gw
 from service.caller import Caller, GrpcCaller
+from service.session import reattached_elsewhere
 from service.status import to_status
 
 if TYPE_CHECKING:
@@ -123,29 +124,31 @@ class LiveGatewayServicer:
         outcome = "caller_lost"
         try:
             await caller.write(gw.ServerMessage(session=gw.SessionInfo(session_id=session.sid, reattach_token=token)))
-            error = await self._relay(session, caller, reattach=reattach, grace_s=session.grace_s)
+            error = await self._relay(session, caller, reattach=reattach)
             outcome = "ok" if error is None else error.reason.lower()
         finally:
             active.dec()
             metrics.SESSIONS_ENDED.labels(session.model, metrics.tenant_label(tenant), outcome, caller.protocol).inc()
             if front.sessions.get(session.sid) is session:
                 front.sessions.pop(session.sid, None)
+            if not session.closed:  # the caller went away (broken stream): keep the session for a reattach
+                front.caller_lost(session)
         if error is not None:
             await caller.abort(error)
 
-    async def _relay(self, session: Any, context: Caller, *, reattach: bool,
-                     grace_s: float) -> GatewayError | None:
+    async def _relay(self, session: Any, context: Caller, *, reattach: bool) -> GatewayError | None:
         s = self.front.settings
         server_task = asyncio.create_task(session.pump_server(
             context, first_timeout_s=None if reattach and session.worker else s.setup_timeout_s, replay=reattach))
         client_task = asyncio.create_task(session.pump_client(context))
-        closed = False
         try:
             done, _ = await asyncio.wait({server_task, client_task}, return_when=asyncio.FIRST_COMPLETED)
+            if session.superseded:  # another stream took the session over: this one ends, the session goes on
+                return reattached_elsewhere()
             if server_task in done:
                 error = server_task.result()
                 if error is not None and error.reason == "NO_WORKER":
-                    closed = True
+                    session.closed = True
                     await self.front.cleanups.shielded(session.request_close(), f"close {session.sid}")
                 # SLOW_READER: the caller is cut but the session is kept (detached) for a reattach
                 return error
@@ -154,7 +157,7 @@ class LiveGatewayServicer:
                 await asyncio.sleep(HALF_CLOSE_SETTLE_S)  # cancelled here: the caller is lost (finally: detach)
                 if context.cancelled():
                     raise asyncio.CancelledError()  # the caller is lost (finally: detach)
-            closed = True
+            session.closed = True
             await self.front.cleanups.shielded(session.request_close(), f"close {session.sid}")
             if exc is not None:
                 if isinstance(exc, GatewayError):
@@ -170,19 +173,6 @@ class LiveGatewayServicer:
             for t in (server_task, client_task):
                 t.cancel()
             await asyncio.gather(server_task, client_task, return_exceptions=True)
-            if not closed:  # the caller went away (broken stream): keep the session for a reattach
-                self.front.cleanups.start(self._detach_after_loss(session, grace_s), f"detach {session.sid}")
-
-    async def _detach_after_loss(self, session: Any, grace_s: float) -> None:
-        if self.front.sessions.get(session.sid) not in (None, session):
-            return  # the caller already reattached (here) on a new stream
-        try:
-            until_ms = await session.detach(grace_s)
-            if until_ms is not None:  # no worker owns it yet: this front ends it if none does before the grace ends
-                self.front.end_unclaimed_after(session, until_ms)
-            logger.info("session %s: caller gone; kept %.0fs for a reattach", session.sid, grace_s)
-        except Exception as exc:
-            logger.warning("session %s: detach after caller loss failed: %r", session.sid, exc)
 
     # -- admin -------------------------------------------------------------------------------------
 

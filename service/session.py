@@ -10,6 +10,7 @@ dropped. The front never parses server messages: it forwards the worker's serial
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -21,7 +22,7 @@ import orjson
 from livegate.redis import keys, records
 from livegate import metrics
 from livegate.admission.control import Lease
-from livegate.redis.bus import StreamBytes, WriteWindow
+from livegate.redis.bus import StreamBytes, WriteWindow, is_stale_id_error
 from livegate.errors import GatewayError, unavailable
 from livegate.v1 import gateway_pb2 as gw
 from service.budget import SessionBudget, measure, refusal
@@ -61,7 +62,10 @@ class FrontSession:
         self.epoch = 0  # the highest owner epoch seen in the outbox: entries of an older owner are stale
         self.queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=front.settings.session_queue_len)
         self._writes = WriteWindow(front.settings.write_window)  # the caller's messages on their way to Redis
+        self._last_write: asyncio.Future[list[Any]] | None = None  # every earlier write completes before it
         self.overflowed = False
+        self.closed = False  # being closed, or taken over by another stream: not detached when this stream ends
+        self.superseded = False  # another stream took the session over (a reattach): this one is ended
         self.created = time.monotonic()
         self.grace_s = front.settings.reattach_grace_s  # kept this long for a reattach when the caller is lost
         self.budget = SessionBudget(front.budgets, tenant)
@@ -76,6 +80,9 @@ class FrontSession:
     # -- worker -> caller ------------------------------------------------------------------------------
 
     def offer(self, f: dict[bytes, bytes]) -> None:
+        if b"f" in f:  # an end from a reattach through front f: it took this stream's session over
+            self.front.cleanups.start(self.hand_over_to(f[b"f"].decode()), f"hand {self.sid} over")
+            return
         epoch = f.get(b"ep")  # absent: a worker of an older version (a rolling upgrade); taken as is
         if epoch is not None:
             if int(epoch) < self.epoch:  # from a worker that lost the session: a claim raised the epoch since
@@ -115,6 +122,8 @@ class FrontSession:
             metrics.REPLAYED_MESSAGES.inc(self.last_seq - before)
         timeout: float | None = first_timeout_s
         while True:
+            if self.superseded:
+                return reattached_elsewhere()
             if self.overflowed:
                 return GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOW_READER",
                                     "the caller did not read server messages fast enough; the gateway buffer "
@@ -130,6 +139,8 @@ class FrontSession:
                 return unavailable(f"no worker took the session within {first_timeout_s:.0f}s; the gateway is "
                                    "at capacity or its workers are down; retry", "NO_WORKER", retry_after_s=2.0)
             timeout = None
+            if self.superseded:
+                return reattached_elsewhere()
             if d.worker and d.worker != self.worker:
                 await self._owner_changed(d.worker)
             if d.end:
@@ -228,10 +239,41 @@ class FrontSession:
         self.budget.throttled_s += waited
         metrics.BUDGET_THROTTLED_SECONDS.labels("c2s_log").inc(waited)
 
+    def renumber(self, last_index: int) -> None:
+        """A reattach: the caller's next message follows ``last_index``, the last one the log took."""
+        self.index = last_index
+        self._log_known = last_index == 0
+
+    def supersede(self) -> None:
+        """Another stream took this session over (a second reattach): this stream ends with
+        REATTACHED_ELSEWHERE, and every message its caller sends from now on is refused, not written."""
+        if self.superseded:
+            return
+        self.superseded = self.closed = True
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(Delivery(0, b"", ""))  # wakes pump_server, which ends the stream
+
+    async def writes_done(self, timeout_s: float) -> None:
+        """Wait (bounded) until every client message this stream wrote is in Redis (or failed)."""
+        last = self._last_write
+        if last is not None and not last.done():
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(timeout_s):
+                    await asyncio.shield(last)
+
+    async def hand_over_to(self, front_id: str) -> None:
+        """A reattach through ``front_id`` took this session over: end this stream, then tell that front once
+        every message this stream wrote is in Redis (it numbers its caller's messages after them)."""
+        self.supersede()
+        await self.writes_done(self.front.settings.close_timeout_s)
+        await self.front.batcher.submit([released_entry(front_id, self.sid)])
 
     async def send(self, raw: bytes) -> None:
         s = self.front.settings
         await self._reserve_log(len(raw))
+        if self.superseded:  # checked right before the write: nothing of this stream is written after a takeover
+            raise reattached_elsewhere()
         self.index += 1
         self._log.add(self.index, len(raw))
         now = time.time_ns()
@@ -247,17 +289,24 @@ class FrontSession:
             cmds.append(self._inbox_cmd("i", self.index, "m", raw, "t", now) if len(raw) <= s.stream_inline_max_bytes
                         else self._inbox_cmd("k", "sync", "i", self.index))
         # ordered by the batcher; not awaited one by one: the next message is read while this one is written
-        await self._writes.push(self.front.batcher.submit(cmds))
+        self._last_write = write = self.front.batcher.submit(cmds)
+        for replies in await self._writes.push(write):
+            if is_stale_id_error(replies[0]):  # another stream of this session wrote this index: it owns it now
+                raise reattached_elsewhere()
 
-    async def request_close(self, kind: str = "close") -> None:
-        """Ask the owning worker to end the session; if none owns it yet, end it here."""
-        owner, lease = await self.front.redis.eval(records.CLOSE_OR_OWNER, 1, keys.session_meta(self.sid), kind)
+    async def request_close(self, kind: str = "close") -> bool:
+        """Ask the owning worker to end the session; if none owns it yet, end it here. False if it had no
+        record (already ended, or never written)."""
+        self.closed = True
+        owner, lease, existed = await self.front.redis.eval(records.CLOSE_OR_OWNER, 1, keys.session_meta(self.sid),
+                                                            kind)
         logger.debug("session %s: close (%s) -> owner %r", self.sid, kind, owner)
         if owner:
             self.worker = owner.decode()
             await self.front.batcher.submit([self._inbox_cmd("k", kind, "i", self.index)])
         else:  # the lease from the record: a reattached caller's session does not hold it here
             await self._delete_unclaimed(Lease.parse(lease.decode()) if lease else None)
+        return bool(existed)
 
     async def _delete_unclaimed(self, lease: Lease | None) -> None:
         # through the batcher: after any write of this session still queued
@@ -275,7 +324,12 @@ class FrontSession:
         the deadline (ms since the epoch) when no worker owns the session yet: the caller of this method
         then calls :meth:`end_if_unclaimed` at that time (a worker that claims it meanwhile ends it instead)."""
         until_ms = records.now_ms() + int(grace_s * 1000)
-        owner = await self.front.redis.eval(records.DETACH, 1, keys.session_meta(self.sid), self.front.id, until_ms)
+        # through the batcher: after every write of this stream still in flight, so a reattach that finds the
+        # session detached numbers its caller's messages after them
+        (owner,) = await self.front.batcher.submit([("EVAL", records.DETACH, 1, keys.session_meta(self.sid),
+                                                     self.front.id, until_ms)])
+        if isinstance(owner, Exception):
+            raise owner
         if owner is None:
             return None  # gone, or the caller already came back through another front
         if not owner:
@@ -296,6 +350,25 @@ class FrontSession:
         # NOMKSTREAM: the inbox is created by its worker; a dead worker's inbox is not recreated
         return ("XADD", keys.worker_inbox(self.worker), "NOMKSTREAM", "MAXLEN", "~", self.front.settings.inbox_len,
                 "*", "s", self.sid, *fields)
+
+
+def reattached_elsewhere() -> GatewayError:
+    return GatewayError(grpc.StatusCode.ABORTED, "REATTACHED_ELSEWHERE",
+                        "another stream reattached to this session and took it over: this stream is ended, and "
+                        "messages sent on it after that were not accepted; continue on the newer stream")
+
+
+def superseded_entry(front_id: str, sid: str, new_front: str) -> tuple[object, ...]:
+    """The outbox entry telling ``front_id`` that a reattach through ``new_front`` took session ``sid`` over.
+    An ``end`` with the REATTACHED_ELSEWHERE status: a front of an earlier version ends its stream with it."""
+    err = reattached_elsewhere()
+    return ("XADD", keys.front_outbox(front_id), "NOMKSTREAM", "*", "s", sid, "k", "end", "c", err.code.value[0],
+            "e", orjson.dumps({"reason": err.reason, "message": err.message, "retryable": False}), "f", new_front)
+
+
+def released_entry(front_id: str, sid: str) -> tuple[object, ...]:
+    """The outbox entry telling the front of a reattach that the stream it took over writes no more."""
+    return ("XADD", keys.front_outbox(front_id), "NOMKSTREAM", "*", "s", sid, "k", "released")
 
 
 def _end_error(d: Delivery) -> GatewayError | None:

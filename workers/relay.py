@@ -263,7 +263,7 @@ class SessionRelay(RenewalPolicy, CallerPresence):
                 asyncio.get_running_loop().call_later(self.worker.settings.close_turn_s, self.queue.put_nowait,
                                                       InboxItem("close_now", 0))
                 continue
-            if item.kind == "close_now":
+            if item.kind in ("close_now", "resumed"):  # resumed: a new session continues the conversation
                 raise ClientClosed()
             if item.kind == "migrate":
                 self._on_migrate()

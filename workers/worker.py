@@ -412,7 +412,8 @@ class Worker:
         key = keys.handle(token)
         r = relay.record
         await self.batcher.submit([
-            ("HSET", key, "tenant", r.tenant, "model", r.model, "flavour", r.flavour, "handle", upstream_handle),
+            ("HSET", key, "tenant", r.tenant, "model", r.model, "flavour", r.flavour, "handle", upstream_handle,
+             "sid", relay.sid),  # the session that holds the conversation (service/resume.py)
             ("EXPIRE", key, self.settings.handle_ttl_s)])
 
     async def end_session(self, relay: SessionRelay, error: GatewayError | None) -> None:

@@ -188,10 +188,12 @@ return cur[4] or ''
 """
 
 # A caller returns through front ARGV[1] at ARGV[2] (ms): make it the session's front and, if the session
-# was detached, bring it back (active if a worker owns it, else pending). Returns the owner ("" if none yet);
-# nil if the session is gone, or detached with its grace over (whoever owns it is ending it).
+# was detached, bring it back (active if a worker owns it, else pending). Returns {owner ("" if none yet),
+# the previous front, the previous state}: a previous stream that was not detached is ended by the caller of
+# this script (one stream per session); nil if the session is gone, or detached with its grace over
+# (whoever owns it is ending it).
 REATTACH = """
-local cur = redis.call('HMGET', KEYS[1], 'worker', 'state', 'grace_until_ms')
+local cur = redis.call('HMGET', KEYS[1], 'worker', 'state', 'grace_until_ms', 'front')
 if not cur[2] then return false end
 if cur[2] == 'detached' and (tonumber(cur[3]) or 0) <= tonumber(ARGV[2]) then return false end
 local owner = cur[1] or ''
@@ -200,20 +202,27 @@ redis.call('HINCRBY', KEYS[1], 'reattaches', 1)
 if cur[2] == 'detached' then
   redis.call('HSET', KEYS[1], 'state', owner ~= '' and 'active' or 'pending')
 end
-return owner
+return {owner, cur[4] or '', cur[2]}
 """
 
-# Mark a session closing (ARGV[1]: close | admin_close) and return {owner, ""}; if no worker owns it yet,
-# delete its record so no worker will take it (a later claim sees it gone) and return {"", its admission
-# lease} for the caller to give back.
+# Mark a session closing (ARGV[1]: close | admin_close | resumed) and return {owner, "", 1}; if no worker owns
+# it yet, delete its record so no worker will take it (a later claim sees it gone) and return {"", its
+# admission lease, 1} for the caller to give back. {"", "", 0}: there was no record.
 CLOSE_OR_OWNER = """
-local cur = redis.call('HMGET', KEYS[1], 'worker', 'lease')
+local cur = redis.call('HMGET', KEYS[1], 'worker', 'lease', 'state')
 if cur[1] and cur[1] ~= '' then
   redis.call('HSET', KEYS[1], 'state', 'closing', 'close_kind', ARGV[1])
-  return {cur[1], ''}
+  return {cur[1], '', 1}
 end
 redis.call('DEL', KEYS[1])
-return {'', cur[2] or ''}
+return {'', cur[2] or '', cur[3] and 1 or 0}
+"""
+
+# A conversation resumed by its gateway handle (KEYS[1]) goes on in session ARGV[1]: the handle names it
+# from now on (a resume with it while that session lives ends it or is refused). Not if the handle expired.
+HANDLE_SESSION = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'sid', ARGV[1]) end
+return 0
 """
 
 # Update fields only while this worker still owns the session at this epoch (fenced write).
