@@ -63,6 +63,8 @@ def setup_msg(draw: Any) -> gw.ClientMessage:
         m.setup.realtime_input_config.automatic_activity_detection.disabled = draw(st.booleans())
     if draw(st.booleans()):
         m.options.reattach_grace.seconds = draw(st.integers(-10**9, 10**9))
+    if draw(st.integers(0, 3)) == 0:
+        m.options.upstream = draw(TEXT | BIG_TEXT)
     return m
 
 
@@ -150,6 +152,7 @@ async def test_fuzz_front(stack: dict[str, Any], client: Any, caplog: pytest.Log
         name = "client_artifact" if (code == grpc.StatusCode.INTERNAL and details == CLIENT_ARTIFACT) else code.name
         codes[name] = codes.get(name, 0) + 1
         assert code in ALLOWED or name == "client_artifact", f"stream ended with {code}: {details}"
+        assert len(details or "") <= 1000, f"a {len(details)}-character status message"  # echoes are bounded
 
     loop = asyncio.get_running_loop()
     await asyncio.to_thread(run)
