@@ -163,6 +163,31 @@ async def _handle_not_found(c: dict[str, Any]) -> grpc.aio.AioRpcError:
     return await stream(c["stub"], m)
 
 
+async def _session_still_attached(c: dict[str, Any]) -> grpc.aio.AioRpcError:
+    first = c["stub"].Connect()  # attached, with a resumption handle
+    m = setup()
+    m.setup.session_resumption.SetInParent()
+    await first.write(m)
+    await first.write(text("remember me"))
+    handle = ""
+    async with asyncio.timeout(20):
+        while not handle:
+            handle = (await first.read()).session_resumption_update.new_handle
+    m.setup.session_resumption.handle = handle
+    return await stream(c["stub"], m)
+
+
+async def _reattached_elsewhere(c: dict[str, Any]) -> grpc.aio.AioRpcError:
+    first = c["stub"].Connect()
+    await first.write(setup())
+    info = (await first.read()).session
+    second = c["stub"].Connect()
+    await second.write(gw.ClientMessage(reattach=gw.Reattach(session_id=info.session_id,
+                                                            reattach_token=info.reattach_token)))
+    await second.read()
+    return await ended(first)
+
+
 async def _unary(coro: Awaitable[Any]) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await coro
@@ -273,6 +298,8 @@ TRIGGERS: dict[str, tuple[dict[str, Any], Trigger]] = {
     "REPLAY_TRIMMED": ({"s2c_history_len": 3}, _replay_trimmed),
     "CLOSED_BY_ADMIN": ({}, _closed_by_admin),
     "SESSION_LOST": ({}, _session_lost),
+    "REATTACHED_ELSEWHERE": ({}, _reattached_elsewhere),
+    "SESSION_STILL_ATTACHED": ({}, _session_still_attached),
     "SLOW_READER": ({"session_queue_len": 4}, _slow_reader),
     "PAYLOAD_TOO_LARGE": ({}, lambda c: stream(c["stub"], setup(), _media(2 * 1024 * 1024))),
     "C2S_LOG_FULL": ({"c2s_log_max_bytes": 1024 * 1024, "budget_wait_s": 0.5},
