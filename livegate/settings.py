@@ -40,7 +40,8 @@ class Settings(BaseSettings):
                            "(service/ws/; empty: off); TLS with the front's certificate settings")
     front_id: str = ""
     max_message_bytes: int = Field(4 * 1024 * 1024, description="largest gRPC message accepted from a caller")
-    setup_timeout_s: float = Field(30.0, description="time for a worker to take a session and the upstream to answer setup")
+    setup_timeout_s: float = Field(30.0, description="time for a caller's first message (setup or reattach) after its "
+                                   "stream starts, and for a worker to take a session and the upstream to answer setup")
     close_timeout_s: float = Field(20.0, description="time a front waits for the worker to confirm a close")
     close_turn_s: float = Field(15.0, description="on a caller's half-close, time the worker lets the turn in flight finish")
     front_grace_s: float = Field(10.0, description="bounded shutdown of the front")
