@@ -30,7 +30,8 @@ IMAGE_MIMES = ("image/jpeg", "image/png", "image/webp", "image/heic", "image/hei
 AUDIO_MIME_HINT = ("audio is raw PCM s16le mono: mime_type \"audio/pcm;rate=16000\" (\"audio/pcm\" is 16 kHz too), "
                    f"or \"audio/pcm;rate=N\" with N one of {', '.join(map(str, AUDIO_RATES))}")
 IMAGE_MIME_HINT = f"video is a sequence of image frames: mime_type one of {', '.join(IMAGE_MIMES)}"
-_PCM_RE = re.compile(r"audio/pcm(?:\s*;\s*rate\s*=\s*(\d{1,6}))?\s*", re.IGNORECASE)
+# lower case, as the Live API documents it (and as the front's audio throttle and the emulator parse it)
+_PCM_RE = re.compile(r"audio/pcm(?:;\s*rate=(\d{1,6}))?")
 
 CLASSIC_VOICES = ("Puck", "Charon", "Kore", "Fenrir", "Aoede", "Leda", "Orus", "Zephyr")
 HD_VOICES = ("Achernar", "Achird", "Algenib", "Algieba", "Alnilam", "Aoede", "Autonoe", "Callirrhoe", "Charon",
