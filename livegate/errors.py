@@ -97,6 +97,14 @@ _RESUME_RULES: list[tuple[int, str]] = [
 ]
 
 
+def close_classes() -> list[tuple[int, str]]:
+    """Every (close code, classification) :func:`classify_close` names in advance: an error's reason, or
+    ``resume`` (any other code is ``UPSTREAM_CLOSED``). ``livegate_upstream_closes_total`` starts at 0 for each."""
+    pairs = [(code, reason) for code, _, _, reason, _, _ in _END_RULES]
+    pairs += [(code, "resume") for code, _ in _RESUME_RULES]
+    return list(dict.fromkeys(pairs))
+
+
 def classify_close(code: int | None, reason: str | None) -> CloseDecision:
     c = code if code is not None else 1006
     r = (reason or "").lower()

@@ -2,13 +2,24 @@
 prefix, base units, ``_total`` counters). Labels have bounded cardinality: never a session id.
 
 Both processes expose them on their metrics port (``LIVEGATE_METRICS_LISTEN``); docs/metrics.md lists them.
+Each process exports only its role's metrics (:func:`export_only`), with no ``_created`` series. Label values are
+lower-case snake_case. A labelled counter whose label values are known is exported at 0 before its first event
+(:func:`preinit`, :func:`session_started`, :func:`session_claimed`): Prometheus's ``increase()`` over a series
+created by its first increment sees nothing, so a first close, refusal or error would never show on a dashboard.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, disable_created_metrics
+
+from livegate import errors
+from livegate.v1 import gateway_pb2 as gw
+from livegate.v1 import live_pb2 as live
+
+disable_created_metrics()  # no `<counter>_created` series: a timestamp per series that no dashboard reads
 
 # -- the tenant label ---------------------------------------------------------------------------------
 OTHER_TENANT = "other"
@@ -118,3 +129,117 @@ HEARTBEAT_AGE_SECONDS = Gauge("livegate_heartbeat_age_seconds",
 MEMBERSHIP_LOST = Counter("livegate_membership_lost_total",
                           "Times this process found itself declared dead by the fleet (paused past the heartbeat "
                           "TTL) and rejoined under a new identity", ["role"])
+
+# -- which process exports what ---------------------------------------------------------------------------
+# everything else is exported by both roles; the in-process dev stack (every role in one process) keeps all
+FRONT_ONLY = (SESSIONS_STARTED, SESSIONS_ENDED, SETUP_SECONDS, REATTACHES, REPLAYED_MESSAGES, STALE_ENTRIES,
+              ADMISSION_WAIT_SECONDS, ADMISSION_REJECTIONS, QUOTA_HEADROOM, BUDGET_REFUSALS, BUDGET_REFUSED_BYTES,
+              BUDGET_THROTTLED_SECONDS, PENDING_CONNECTS)
+WORKER_ONLY = (FIRST_RESPONSE_SECONDS, UPSTREAM_CONNECTS, UPSTREAM_GO_AWAYS, UPSTREAM_RESUMES,
+               UPSTREAM_RESUME_GAP_SECONDS, UPSTREAM_CLOSES, TAKEOVERS, TAKEOVER_SECONDS, WORKER_CAPACITY,
+               WORKER_SESSIONS, TOKENS)
+
+
+def export_only(role: str) -> None:
+    """A process that is only a ``front`` or only a ``worker`` (``livegate front|worker``, at start): the other
+    role's metrics leave the registry, so a front's ``/metrics`` shows no worker gauges at 0."""
+    for collector in WORKER_ONLY if role == "front" else FRONT_ONLY:
+        with contextlib.suppress(KeyError):
+            REGISTRY.unregister(collector)
+
+
+# -- label values known in advance (pre-set at 0) ----------------------------------------------------------
+FLAVOURS = ("gemini", "vertex")
+SESSION_OUTCOMES = ("ok", "caller_lost", "closed_by_admin", "session_lost", "reattached_elsewhere", "slow_reader",
+                    "payload_too_large", "c2s_log_full", "no_worker", "upstream_unavailable", "upstream_closed",
+                    *sorted({r.lower() for _, r in errors.close_classes() if r != "resume"}))
+RESUME_REASONS = ("go_away", "upstream_close", "takeover", "migrate")  # workers/relay.py; `upstream_close_<code>` cut
+TAKEOVER_CAUSES = ("dead_worker", "drain")
+ADMISSION_REASONS = ("admission_full", "rate_limited")
+THROTTLE_BUDGETS = ("messages", "session_bytes", "tenant_bytes", "audio", "c2s_log")
+# (kind, reason) of every budget refusal service/budget.py and service/session.py make
+BUDGET_REFUSAL_KINDS = (
+    *((kind, "payload_too_large") for kind in ("setup", "client_content", "audio", "video", "media_chunks", "text",
+                                               "tool_response", "realtime_input")),
+    ("audio", "audio_chunk_too_long"), ("c2s_log", "c2s_log_full"), ("connect", "too_many_pending_connects"),
+    ("connect", "setup_timeout"))
+TOKEN_DIRECTIONS = ("prompt", "response")
+TOKEN_MODALITIES = tuple(v.name.lower() for v in live.ModalityTokenCount.DESCRIPTOR.fields_by_name["modality"]
+                         .enum_type.values if v.number)
+C2S_KINDS = ("client_content", "realtime_input", "tool_response")  # after setup (service/validate.py)
+S2C_KINDS = tuple(f.name for f in gw.ServerMessage.DESCRIPTOR.oneofs_by_name["message"].fields
+                  if f.name not in ("session_resumption_update", "go_away", "session", "drain")) + ("usage_metadata",)
+REDIS_OPS = ("retry", "pipeline")
+
+
+def _tenants() -> list[str]:
+    return sorted(_labeled_tenants | {OTHER_TENANT})
+
+
+def preinit(role: str) -> None:
+    """Every series of ``role``'s labelled counters whose label values are known at start, at 0 (call after the
+    process labelled its tenants, :func:`label_tenants`). Idempotent."""
+    for op in REDIS_OPS:
+        REDIS_ERRORS.labels(role, op)
+    MEMBERSHIP_LOST.labels(role)
+    if role == "front":
+        REATTACHES.labels("ok")
+        for tenant in _tenants():
+            for reason in ADMISSION_REASONS:
+                ADMISSION_REJECTIONS.labels(tenant, reason)
+        for kind, reason in BUDGET_REFUSAL_KINDS:
+            BUDGET_REFUSALS.labels(kind, reason)
+            if reason in ("payload_too_large", "c2s_log_full"):  # the refusals that turn bytes away
+                BUDGET_REFUSED_BYTES.labels(kind, reason)
+        for budget in THROTTLE_BUDGETS:
+            BUDGET_THROTTLED_SECONDS.labels(budget)
+        for kind in C2S_KINDS:
+            MESSAGES.labels("front", "c2s", kind)
+            MESSAGE_BYTES.labels("front", "c2s", kind)
+        return
+    for flavour in FLAVOURS:
+        UPSTREAM_GO_AWAYS.labels(flavour)
+        for result in ("ok", "error"):
+            UPSTREAM_CONNECTS.labels(flavour, result)
+        for reason in RESUME_REASONS:
+            UPSTREAM_RESUMES.labels(flavour, reason, "ok")
+        for code, label in errors.close_classes():
+            UPSTREAM_CLOSES.labels(flavour, str(code), label.lower())
+    for cause in TAKEOVER_CAUSES:
+        TAKEOVERS.labels(cause)
+    for kind in S2C_KINDS:
+        MESSAGES.labels("worker", "s2c", kind)
+        MESSAGE_BYTES.labels("worker", "s2c", kind)
+
+
+_started: set[tuple[str, str]] = set()
+_claimed: set[tuple[str, str]] = set()
+
+
+PROTOCOLS = ("grpc", "websocket")
+
+
+def session_started(model: str, tenant: str, protocol: str) -> None:
+    """A session created at the front: counted. The first of its model and tenant label also sets, for every
+    protocol, that pair's row of ``livegate_sessions_started_total`` and its rows of
+    ``livegate_sessions_ended_total`` for every known outcome at 0 (bounded: models are validated before a
+    session is created, tenants go through :func:`tenant_label`)."""
+    label = tenant_label(tenant)
+    if (model, label) not in _started:
+        _started.add((model, label))
+        for p in PROTOCOLS:
+            SESSIONS_STARTED.labels(model, label, p)
+            for outcome in SESSION_OUTCOMES:
+                SESSIONS_ENDED.labels(model, label, outcome, p)
+    SESSIONS_STARTED.labels(model, label, protocol).inc()
+
+
+def session_claimed(model: str, tenant: str) -> None:
+    """A session a worker relays: its model/tenant's rows of ``livegate_tokens_total`` at 0 (``tenant``: the
+    label the front decided, in the session record)."""
+    key = (model, tenant)
+    if key not in _claimed:
+        _claimed.add(key)
+        for direction in TOKEN_DIRECTIONS:
+            for modality in TOKEN_MODALITIES:
+                TOKENS.labels(*key, direction, modality)

@@ -71,9 +71,9 @@ class TokenBucket:
 def refusal(kind: str, reason: str, size: int, message: str, *, retry_after_s: float | None = None,
             code: grpc.StatusCode = grpc.StatusCode.RESOURCE_EXHAUSTED) -> GatewayError:
     """A budget's refusal, counted in ``livegate_budget_refusals_total{kind,reason}``."""
-    metrics.BUDGET_REFUSALS.labels(kind, reason).inc()
+    metrics.BUDGET_REFUSALS.labels(kind, reason.lower()).inc()
     if size:
-        metrics.BUDGET_REFUSED_BYTES.labels(kind, reason).inc(size)
+        metrics.BUDGET_REFUSED_BYTES.labels(kind, reason.lower()).inc(size)
     return GatewayError(code, reason, message, retryable=retry_after_s is not None, retry_after_s=retry_after_s)
 
 
@@ -92,7 +92,7 @@ def _audio_seconds(blob: live.Blob, kind: str, max_chunk_ms: int | None) -> floa
         return 0.0
     seconds = len(blob.data) / (2 * metering_rate(blob.mime_type))
     if max_chunk_ms is not None and seconds * 1000 > max_chunk_ms:
-        metrics.BUDGET_REFUSALS.labels(kind, "AUDIO_CHUNK_TOO_LONG").inc()
+        metrics.BUDGET_REFUSALS.labels(kind, "audio_chunk_too_long").inc()
         raise invalid_argument(f"an audio chunk of {seconds * 1000:.0f} ms is longer than the {max_chunk_ms} ms allowed "
                                "in one message; send 20-100 ms chunks", "AUDIO_CHUNK_TOO_LONG")
     return seconds

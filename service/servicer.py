@@ -111,7 +111,7 @@ class LiveGatewayServicer:
                 session, token = await front.reattach_session(tenant, msg.reattach)
             elif kind == "setup":
                 session, token = await front.open_session(tenant, msg, caller.time_remaining())
-                metrics.SESSIONS_STARTED.labels(session.model, metrics.tenant_label(tenant), caller.protocol).inc()
+                metrics.session_started(session.model, tenant, caller.protocol)  # its ended rows at 0 too
             else:
                 raise invalid_argument(f"the first message must be `setup` (or `reattach`), got `{kind or 'nothing'}`",
                                        "SETUP_REQUIRED")

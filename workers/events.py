@@ -67,7 +67,7 @@ def count_tokens(model: str, tenant_label: str, usage: live.UsageMetadata) -> No
     for direction, field in (("prompt", "prompt_tokens_details"), ("response", "response_tokens_details")):
         for d in getattr(usage, field):
             metrics.TOKENS.labels(model, tenant_label, direction,
-                                  live_modality_name(d.modality)).inc(d.token_count)
+                                  live_modality_name(d.modality).lower()).inc(d.token_count)
 
 
 def starts_turn(msg: gw.ClientMessage) -> bool:

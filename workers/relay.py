@@ -86,6 +86,8 @@ class SessionRelay(RenewalPolicy, CallerPresence):
             "gap": metrics.UPSTREAM_RESUME_GAP_SECONDS.labels(flavour),
             "first_response": metrics.FIRST_RESPONSE_SECONDS.labels(record.model),
         }
+        # its rows of livegate_tokens_total at 0
+        metrics.session_claimed(record.model, record.tenant_label or metrics.tenant_label(record.tenant))
         self._m_kind: dict[str, tuple[object, object]] = {}
         self._turn_started = 0.0  # when the turn in flight was sent (for time to first response)
         self._init_presence()

@@ -37,7 +37,7 @@ class RenewalPolicy:
         typed error its classification gives."""
         decision = classify_close(code, reason)
         label = "resume" if decision.resume else (decision.error.reason if decision.error else "end")
-        metrics.UPSTREAM_CLOSES.labels(self.record.flavour, str(code or 1006), label).inc()
+        metrics.UPSTREAM_CLOSES.labels(self.record.flavour, str(code or 1006), label.lower()).inc()
         if not decision.resume:
             assert decision.error is not None
             raise decision.error from None

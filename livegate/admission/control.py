@@ -223,7 +223,7 @@ class Admission:
         else:
             why = f"scope {scope!r} is at its limit ({live} of {cap} upstream sessions in use"
             why += f", reduced from {sc.cap} after upstream quota errors)" if cap < sc.cap else ")"
-        metrics.ADMISSION_REJECTIONS.labels(metrics.tenant_label(tenant), "ADMISSION_FULL").inc()
+        metrics.ADMISSION_REJECTIONS.labels(metrics.tenant_label(tenant), "admission_full").inc()
         logger.debug("admission: tenant %s refused in scope %s after %.1fs: %s", tenant, scope, deadline_s, why)
         return GatewayError(
             grpc.StatusCode.RESOURCE_EXHAUSTED, "ADMISSION_FULL",
@@ -241,7 +241,7 @@ class Admission:
         if ok == 1:
             return
         retry = max(0.001, int(wait_ms) / 1000)
-        metrics.ADMISSION_REJECTIONS.labels(metrics.tenant_label(tenant), "RATE_LIMITED").inc()
+        metrics.ADMISSION_REJECTIONS.labels(metrics.tenant_label(tenant), "rate_limited").inc()
         raise GatewayError(
             grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED",
             f"tenant {tenant!r} creates sessions faster than its limit ({limit.per_s:g}/s, burst {limit.burst}); "

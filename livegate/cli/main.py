@@ -133,10 +133,13 @@ def cmd_front(args: argparse.Namespace) -> int:
     async def main(stop: asyncio.Event) -> int:
         from service.server import Front
 
+        from livegate import metrics
         from livegate.ops import OpsServer
 
+        metrics.export_only("front")
         front = Front(settings)
         await front.start()
+        metrics.preinit("front")  # after the front labelled its tenants
         ops = OpsServer(settings.metrics_listen, ready=lambda: front.serving)
         await ops.start()
         print(f"livegate front {front.id} listening on {front.address}", flush=True)
@@ -156,10 +159,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     async def main(stop: asyncio.Event) -> int:
         from workers.worker import Worker
 
+        from livegate import metrics
         from livegate.ops import OpsServer
 
+        metrics.export_only("worker")
         worker = Worker(settings)
         await worker.start()
+        metrics.preinit("worker")
         ops = OpsServer(settings.metrics_listen, ready=worker.ready)
         await ops.start()
         print(f"livegate worker {worker.id} started", flush=True)
@@ -187,19 +193,30 @@ def cmd_dev(args: argparse.Namespace) -> int:
     explicit = args.redis_url or os.environ.get("LIVEGATE_REDIS_URL") or os.environ.get("REDIS_URL") or ""
     settings = _settings(args, front_listen=args.listen, upstream_api_key="livegate-dev-key",
                          log_level=args.log_level, log_json=False, redis_url=explicit,
-                         **({"ws_listen": args.ws_listen} if args.ws_listen else {}))
+                         **({"ws_listen": args.ws_listen} if args.ws_listen else {}),
+                         **({"metrics_listen": args.metrics_listen} if args.metrics_listen else {}))
     logs.configure(settings.log_level, json=False, process="dev")
 
     async def main(stop: asyncio.Event) -> int:
         from emulator.config import EmulatorConfig
+        from livegate import metrics
         from livegate.cli.devstack import dev_stack
+        from livegate.ops import OpsServer
 
         # the emulator listens on 127.0.0.1, where its admin API (/emulator/v1/*) may go without a token
         emu_config = EmulatorConfig(port=0, pacing=args.pacing, admin=True)
-        async with dev_stack(settings, workers=args.workers, emulator_config=emu_config) as parts:
+        async with dev_stack(settings, workers=args.workers, emulator_config=emu_config) as parts, \
+                contextlib.AsyncExitStack() as stack:
             front = parts["front"]
+            for role in ("front", "worker"):  # every role in one process: it exports them all
+                metrics.preinit(role)
+            ops = OpsServer(settings.metrics_listen, ready=lambda: front.serving)
+            await ops.start()
+            stack.push_async_callback(ops.aclose)
+            served = f", metrics on http://{settings.metrics_listen.rpartition(':')[0]}:{ops.port}/metrics" \
+                if ops.port else ""
             print(f"livegate dev: front on {front.address}, emulator on {parts['emulator'].url}, "
-                  f"redis at {parts['redis_url']}, {len(parts['workers'])} workers", flush=True)
+                  f"redis at {parts['redis_url']}, {len(parts['workers'])} workers{served}", flush=True)
             if front.websocket.url:
                 print(live_api_hint(front.websocket.url), flush=True)
             if args.demo:
@@ -263,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--ws-listen", default="", metavar="HOST:PORT",
                    help="also serve the Live API WebSocket protocol here (LIVEGATE_WS_LISTEN): point an SDK's base URL at it")
+    d.add_argument("--metrics-listen", default="", metavar="HOST:PORT",
+                   help="serve /metrics, /healthz and /readyz here (LIVEGATE_METRICS_LISTEN)")
     d.add_argument("--pacing", type=float, default=1.0, help="emulator audio pacing (1 = real time, 0 = fast)")
     d.add_argument("--demo", action="store_true", help="run the demo conversation, then stop")
     d.add_argument("--audio-out", default="demo-reply.wav", help="where --demo saves the audio reply")

@@ -48,7 +48,7 @@ async def stub(stack: dict[str, Any]) -> AsyncIterator[Any]:
 
 def log_full_refusals() -> float:
     return REGISTRY.get_sample_value("livegate_budget_refusals_total",
-                                     {"kind": "c2s_log", "reason": "C2S_LOG_FULL"}) or 0.0
+                                     {"kind": "c2s_log", "reason": "c2s_log_full"}) or 0.0
 
 
 def refused_typed(f: Flood) -> bool:

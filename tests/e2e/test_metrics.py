@@ -58,7 +58,7 @@ async def test_metrics_describe_the_traffic(client: Any, stack: dict[str, Any]) 
         assert total(values, "livegate_setup_seconds_count", model=MODEL) >= 1
         assert total(values, "livegate_first_response_seconds_count", model=MODEL) >= 1
         assert total(values, "livegate_upstream_connects_total", result="ok") >= 1
-        assert total(values, "livegate_tokens_total", model=MODEL, direction="response", modality="AUDIO") > 0
+        assert total(values, "livegate_tokens_total", model=MODEL, direction="response", modality="audio") > 0
         assert total(values, "livegate_sessions_ended_total", outcome="ok") >= 1
         # no label carries a session id (ids are "s-" + 24 url-safe characters)
         assert not any(re.search(r"s-[A-Za-z0-9_-]{24}", k.split("{", 1)[1]) for k in values)

@@ -4,13 +4,14 @@ scraping a real stack returns data for every panel of every Grafana dashboard in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import signal
 import subprocess
 import tempfile
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,33 @@ MODEL = "gemini-live-2.5-flash"
 DASHBOARDS = Path(__file__).resolve().parents[2] / "helm" / "livegate" / "dashboards"
 # admission control with a small cap, so that waits and refusals happen (the capacity dashboard's panels)
 ADMISSION = json.dumps({"scopes": {"default/gemini-live-2.5-flash": {"cap": 2}}, "lease_ttl_s": 10})
+
+
+@contextlib.contextmanager
+def running_prometheus(targets: list[str], tmp_path: Path) -> Iterator[int]:
+    """A real Prometheus scraping ``targets`` every second (namespace ``livegate-test``); yields its port."""
+    prom_port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(json.dumps({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "livegate", "static_configs": [
+            {"targets": targets, "labels": {"namespace": "livegate-test"}}]}]}))
+    prom = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{prom_port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield prom_port
+    finally:
+        prom.send_signal(signal.SIGTERM)
+        prom.wait(timeout=20)
+
+
+async def query(prom_port: int, expr: str) -> dict[str, Any]:
+    """One instant query; the parsed reply ({} when Prometheus does not answer yet)."""
+    try:
+        return dict(json.loads(await http_get(prom_port, "/api/v1/query?query=" + urllib.parse.quote(expr))))
+    except (OSError, ValueError):  # not listening yet, or still starting ("Service Unavailable")
+        return {}
 
 
 async def http_get(port: int, path: str) -> bytes:
@@ -107,42 +135,30 @@ async def test_every_dashboard_panel_returns_data(procs: ProcStack, emulator: An
                                                   tmp_path: Path) -> None:
     workers = [await procs.worker(), await procs.worker()]
     front = await procs.front()
-    prom_port = free_port()
     targets = [f"127.0.0.1:{p.metrics_port}" for p in (*workers, front)]
-    config = tmp_path / "prometheus.yml"
-    config.write_text(json.dumps({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "livegate", "static_configs": [
-            {"targets": targets, "labels": {"namespace": "livegate-test"}}]}]}))
-    prom = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                             f"--web.listen-address=127.0.0.1:{prom_port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with running_prometheus(targets, tmp_path) as prom_port:
         await drive_every_event(front, workers, emulator, redis)
-        queries = panel_queries()
-        assert len(queries) >= 40
-        missing = []
+        await every_panel_has_data(prom_port)
+
+
+async def every_panel_has_data(prom_port: int) -> None:
+    queries = panel_queries()
+    assert len(queries) >= 40
+    missing = []
+    try:
         async with asyncio.timeout(60):
             pending = list(queries)
             while pending:
                 still = []
                 for board, title, expr in pending:
-                    body = await http_get(prom_port, "/api/v1/query?query=" + urllib.parse.quote(instantiate(expr)))
-                    reply = json.loads(body or b"{}")
+                    reply = await query(prom_port, instantiate(expr))
                     if reply.get("status") != "success" or not reply["data"]["result"]:
                         still.append((board, title, expr))
-                if not still:
-                    break
-                pending = still
-                missing = still
-                await asyncio.sleep(1.0)  # the next scrape (scrape_interval 1s)
-            else:
-                missing = []
+                pending = missing = still
+                if still:
+                    await asyncio.sleep(1.0)  # the next scrape (scrape_interval 1s)
     except TimeoutError:
         pytest.fail("panels without data: " + "; ".join(f"{b}/{t}: {e}" for b, t, e in missing))
-    finally:
-        prom.send_signal(signal.SIGTERM)
-        prom.wait(timeout=20)
 
 
 async def drive_every_event(front: Any, workers: list[Any], emulator: Any, redis: Any) -> None:
