@@ -15,7 +15,8 @@ its default route, and which models it may use. Loaded from ``LIVEGATE_UPSTREAMS
                  "*": {"routes": ["gemini"], "models": ["gemini-live-2.5-flash"]}}}
 
 Secrets are never in the file: ``api_key_env`` names an environment variable (a Kubernetes Secret), read once
-at the edge. Without a file, the flat ``upstream_*`` settings form the one route ``default``, open to all.
+at the edge. A document that would route nothing as written (an unknown field, flavour, model or route, a tenant
+no caller can be) stops the front at start with a message naming what is valid. Without a file, the flat ``upstream_*`` settings form the one route ``default``, open to all.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 
 import grpc
 
@@ -134,6 +136,14 @@ class Routing:
             _known_models(f"tenant {t!r} (on its routes)", policy.models, served)
             tenants[t] = policy
         return cls(routes, default, tenants)
+
+    def check_tenants(self, tenant_ok: Callable[[str], bool] | None, hint: str = "") -> None:
+        """ValueError (at startup) for a tenant policy no caller can use (``tenant_ok``: None when the
+        authentication cannot tell)."""
+        for t in self.tenants:
+            if t != "*" and tenant_ok is not None and not tenant_ok(t):
+                raise ValueError(f"routes: tenant {t!r} is not a tenant any caller can be; tenants: {hint or 'none'} "
+                                 "('*' applies to every other tenant)")
 
     def scopes(self) -> list[str]:
         """Every admission scope a session can have here: ``<route>/<model>`` for each model a route serves."""

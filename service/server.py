@@ -57,8 +57,10 @@ class Front:
         self.sessions: dict[str, FrontSession] = {}
         self.routing = Routing.from_settings(self.settings)
         self.admission = admission_from_settings(self.redis, self.settings)
-        if self.admission.config is not None:  # a config that matches nothing fails here, not silently
-            self.admission.config.check(self.routing.scopes(), *known_tenants(self.settings),
+        tenant_ok, valid_tenants = known_tenants(self.settings)  # a config that matches nothing fails here
+        self.routing.check_tenants(tenant_ok, valid_tenants)
+        if self.admission.config is not None:
+            self.admission.config.check(self.routing.scopes(), tenant_ok, valid_tenants,
                                         source=self.settings.admission_file or "admission_json")
         metrics.label_tenants(tenants.named(self.settings))
         self.budgets = FrontBudgets(self.settings)  # tenants' byte buckets, pending Connects (service/budget.py)

@@ -111,6 +111,15 @@ def test_routes_that_match_nothing_fail(doc: dict[str, Any], match: str) -> None
         Routing.from_json(doc, {})
 
 
+def test_routes_tenants_no_caller_can_be_fail(keys_file: str, redis_url: str) -> None:
+    from service.server import Front
+
+    routes = {"routes": {"a": {"url": "https://x"}}, "tenants": {"acme": {}, "gamma": {}, "*": {}}}
+    with pytest.raises(ValueError, match=r"routes: tenant 'gamma' is not a tenant any caller can be; tenants: acme, beta"):
+        Front(Settings(redis_url=redis_url, auth_modes=("api_key",), caller_keys_file=keys_file,
+                       upstreams_json=json.dumps(routes)))
+
+
 def test_allowed_models_must_be_known() -> None:
     with pytest.raises(ValueError, match="allowed_models: model 'gemini-nope'"):
         Routing.from_settings(Settings(allowed_models=("gemini-nope",)))
