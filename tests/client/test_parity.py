@@ -125,6 +125,15 @@ async def test_a_cancelled_receive_leaves_the_session_usable_and_its_exit_clean(
 
 
 
+async def test_a_timeout_around_the_session_ends_it_cleanly(stack: dict[str, Any], client: Client) -> None:
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.5):
+            async with client.aio.live.connect(model=MODEL, config=TEXT) as session:
+                async for _ in session.receive():  # nothing comes: the timeout cancels this read
+                    pass
+    assert await no_session_keys(stack["redis"])  # ended, not left detached for a reattach
+    assert stack["emulator"].conversations[-1]["closes"][-1]["code"] == 1000
+
 class TestWithCallerKeys:
     @pytest.fixture
     def settings_overrides(self, tmp_path: Any) -> dict[str, Any]:
