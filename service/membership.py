@@ -86,7 +86,9 @@ class FrontMembership:
         pipe.expire(keys.front_outbox(f.id), OUTBOX_TTL_S)
         pipe.zrange(keys.WORKERS, 0, 0, withscores=True)
         pipe.zrange(keys.FRONTS, 0, 1, withscores=True)
+        started = time.monotonic()
         member, _, workers, fronts = await pipe.execute()
+        membership.warn_if_slow(f"front {f.id}", started, f.settings.heartbeat_ttl_s)
         if not member:
             await self.rejoin(time.monotonic() - self.last)
         else:

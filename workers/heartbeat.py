@@ -72,7 +72,9 @@ class Heartbeat:
             for sid in w.sessions:
                 for key in keys.session_keys(sid):
                     pipe.expire(key, s.session_key_ttl_s)
+        started = time.monotonic()
         replies = await pipe.execute()
+        membership.warn_if_slow(f"worker {w.id}", started, s.heartbeat_ttl_s)
         if not replies[0]:
             # declared dead by the fleet (our beats stalled past the TTL) and our sessions requeued: never carry
             # on half-alive under this identity

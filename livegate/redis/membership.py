@@ -17,10 +17,14 @@ sessions' callers are detached: ``workers/heartbeat.py``). Both registries share
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from livegate.redis.connect import AnyRedis
+
+logger = logging.getLogger(__name__)
 
 # KEYS: the registry. ARGV: member, now (ms). 1: refreshed; 0: not a member (declared dead), nothing written.
 BEAT = """
@@ -57,3 +61,13 @@ def oldest_peer_age_s(members: list[tuple[Any, float]], own_id: str, now_ms: int
     ages = [now_ms - score for member, score in members
             if (member.decode() if isinstance(member, bytes) else member) != own_id]
     return max(0.0, max(ages) / 1000) if ages else 0.0
+
+
+def warn_if_slow(who: str, started: float, ttl_s: float) -> None:
+    """Log a beat whose round trip (from ``started``, monotonic) took half the TTL or more: a process can be
+    declared dead without any pause of its own when Redis answers late (or a connection waits for its socket
+    timeout); the event-loop lag monitor tells the two apart."""
+    took = time.monotonic() - started
+    if took >= ttl_s / 2:
+        logger.warning("%s: a heartbeat took %.2f s to reach Redis and come back (the heartbeat TTL is %.1f s)",
+                       who, took, ttl_s)

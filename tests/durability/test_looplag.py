@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 import pytest
@@ -40,7 +41,7 @@ async def test_a_blocking_call_on_the_loop_is_measured_and_logged(caplog: pytest
     assert _count("worker", "+Inf") - total >= 2
     assert (_count("worker", "+Inf") - total) - (_count("worker", "0.5") - below) == 1
     [line] = [r.getMessage() for r in caplog.records if "event loop stalled" in r.getMessage()]
-    assert line.startswith("worker w-test: event loop stalled for 0.6")
+    assert re.match(r"worker w-test: event loop stalled for 0\.[56]\d s", line), line
     assert "block_the_loop_for" in line and "time.sleep(seconds)" in line  # the watchdog's stack of the loop
     assert "paused" not in line
 
