@@ -77,6 +77,14 @@ async def nothing_left(stack: dict[str, Any]) -> bool:
     return not await left_behind(stack)
 
 
+async def assert_nothing_left(stack: dict[str, Any]) -> None:
+    """Bounded: the grace, plus a worker noticing it (a session created last is claimed, then ends)."""
+    try:
+        await wait_for(lambda: nothing_left(stack), "no session, lease, front entry or relay is left", timeout_s=15)
+    except AssertionError:
+        raise AssertionError(f"left behind: {await left_behind(stack)}") from None
+
+
 async def no_leases_in(redis: Any) -> bool:
     return int(await redis.zcard(keys.admission_keys(SCOPE)[0])) == 0
 
@@ -84,12 +92,21 @@ async def no_leases_in(redis: Any) -> bool:
 async def test_a_connect_cancelled_at_any_point_leaves_nothing_behind(stack: dict[str, Any], stub: Any) -> None:
     for steps in range(STEPS):
         await cancel_after(stack, stub, setup_msg(GRACE_S), steps)
-    # bounded: the grace, plus a worker noticing it (a session created last is claimed, then ends)
-    try:
-        await wait_for(lambda: nothing_left(stack), "no session, lease, front entry or relay is left", timeout_s=15)
-    except AssertionError:
-        raise AssertionError(f"left behind: {await left_behind(stack)}") from None
+    await assert_nothing_left(stack)
     assert await no_leases(stack["redis"])
+
+
+async def test_connects_whose_deadline_expires_at_any_point_leave_nothing_behind(stack: dict[str, Any],
+                                                                                 stub: Any) -> None:
+    """The same through the caller's own deadline (an ordinary client timeout), from 1 ms to 100 ms."""
+    for ms in range(1, 101, 3):
+        call = stub.Connect(timeout=ms / 1000)
+        try:
+            await call.write(setup_msg(GRACE_S))
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            pass  # the deadline was over before the write
+        assert await call.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.OK)
+    await assert_nothing_left(stack)
 
 
 async def test_a_reattach_cancelled_at_any_point_leaves_nothing_behind(stack: dict[str, Any], stub: Any) -> None:
@@ -110,7 +127,7 @@ async def test_a_reattach_cancelled_at_any_point_leaves_nothing_behind(stack: di
         await wait_for(lambda: _detached_or_gone(redis, info.session_id), f"detached again after {steps} steps",
                        timeout_s=5)
     assert await _detached(redis, info.session_id), "the reattaches kept the session (the loop covered them)"
-    await wait_for(lambda: nothing_left(stack), "no session, lease, front entry or relay is left", timeout_s=15)
+    await assert_nothing_left(stack)
 
 
 async def _detached(redis: Any, sid: str) -> bool:
