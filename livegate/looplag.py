@@ -11,7 +11,9 @@ was held up as long as the loop, the whole process was paused (SIGSTOP, a VM or 
 held the GIL: the line says so instead. A stall is what a process's heartbeat must outlast: longer than the
 heartbeat TTL, the fleet declares the process dead (docs/durability.md, "Pauses").
 
-Owned by the process object: ``start()`` in its start, ``aclose()`` in its close (both idempotent).
+Owned by the process object: ``start()`` in its start, ``aclose()`` in its close (both idempotent). Processes
+that share one event loop (``livegate dev``, the in-process test stacks) share its measure: the first monitor
+started on a loop measures it (under its role), the others stand by and take over if it closes first.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from livegate import metrics
 logger = logging.getLogger(__name__)
 
 STACK_FRAMES = 8  # innermost frames of the loop thread logged with a stall
+
+# the monitors started on each running loop; the first one measures it
+_on_loop: dict[asyncio.AbstractEventLoop, list[LoopLagMonitor]] = {}
 
 
 class LoopLagMonitor:
@@ -52,8 +57,15 @@ class LoopLagMonitor:
         return f"<LoopLagMonitor {self.name} max={self.max_lag_s:.3f}s stalls={self.stalls}>"
 
     def start(self) -> None:
-        if self._task is not None:
+        loop = asyncio.get_running_loop()
+        peers = _on_loop.setdefault(loop, [])
+        if self in peers:
             return
+        peers.append(self)
+        if len(peers) == 1:
+            self._measure()
+
+    def _measure(self) -> None:
         self._loop_thread = threading.get_ident()
         self._ticked = self._watched = time.monotonic()
         self._stopping.clear()
@@ -62,6 +74,14 @@ class LoopLagMonitor:
         self._thread.start()
 
     async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        peers = _on_loop.get(loop, [])
+        if self in peers:
+            peers.remove(self)
+            if self._task is not None and peers:
+                peers[0]._measure()  # the loop stays measured while a process on it runs
+            if not peers:
+                _on_loop.pop(loop, None)
         task, self._task = self._task, None
         self._stopping.set()
         if task is not None:

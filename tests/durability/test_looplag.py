@@ -62,3 +62,29 @@ async def test_short_ticks_are_not_stalls(caplog: pytest.LogCaptureFixture) -> N
         await monitor.aclose()
     assert monitor.stalls == 0
     assert not [r for r in caplog.records if "event loop stalled" in r.getMessage()]
+
+
+async def test_processes_on_one_loop_share_its_measure() -> None:
+    """livegate dev runs a front and workers on one loop: one monitor measures it (one log line per stall), and
+    another takes over when that one's process closes first."""
+    first = LoopLagMonitor("worker", interval_s=0.01, stall_s=0.2, name="first")
+    second = LoopLagMonitor("front", interval_s=0.01, stall_s=0.2, name="second")
+    first.start()
+    second.start()
+    try:
+        await _stall_seen_by(first)
+        assert second.stalls == 0
+        await first.aclose()
+        await _stall_seen_by(second)
+        assert first.stalls == 1
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def _stall_seen_by(monitor: LoopLagMonitor) -> None:
+    await asyncio.sleep(0.03)  # its timer is running
+    block_the_loop_for(0.3)
+    async with asyncio.timeout(5):
+        while monitor.stalls < 1:
+            await asyncio.sleep(0.01)
