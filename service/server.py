@@ -41,8 +41,9 @@ from service.ws import WebSocketFront
 logger = logging.getLogger(__name__)
 
 # A reattach that takes a session over from a stream on another front waits this long at most for that stream
-# to stop writing (it answers within a round trip; a front that is gone never does).
-TAKEOVER_WAIT_S = 2.0
+# to stop writing (a live front answers within a round trip; a front that crashed and is not reaped yet never
+# does, and a reattach right after a front's crash waits this long).
+TAKEOVER_WAIT_S = 1.0
 
 
 class Front:
@@ -374,8 +375,8 @@ class Front:
                 prev.supersede()
                 await prev.writes_done(self.settings.close_timeout_s)
             return
-        if state == records.DETACHED or not before:
-            return
+        if state == records.DETACHED or not before or await self.redis.zscore(keys.FRONTS, before) is None:
+            return  # no stream (its caller is gone), or its front is gone (reaped, or rejoined as another id)
         released = self._releases[sid] = asyncio.Event()
         try:
             await self.batcher.submit([superseded_entry(before, sid, self.id)])
