@@ -214,7 +214,7 @@ def quantiles_ms(values: list[float]) -> dict[str, float]:
 
 
 async def run(idle_s: float, flood_s: float, flooders: int, rounds: int, out: Path | None) -> dict[str, Any]:
-    from bench.common import Stack
+    from bench.common import Stack, rss_bytes
     from livegate.redis.connect import connect
     from livegate.settings import Settings
     from service.budget import redis_bound
@@ -236,8 +236,15 @@ async def run(idle_s: float, flood_s: float, flooders: int, rounds: int, out: Pa
            "upstreams_json": json.dumps({"routes": routes, "default_route": "calm", "tenants": tenants})}
     redis = connect(url)
     try:
-        await st.worker(**env)
+        worker = await st.worker(**env)
         front = await st.front(**env)
+        rss = {"worker": [rss_bytes(worker.pid), 0], "front": [rss_bytes(front.pid), 0]}  # start, peak
+
+        async def sample_rss() -> None:
+            while True:
+                for name, p in (("worker", worker), ("front", front)):
+                    rss[name][1] = max(rss[name][1], rss_bytes(p.pid))
+                await asyncio.sleep(0.1)
         settings = Settings()  # the defaults: what the processes run with
         size = settings.max_media_chunks_bytes
         async with grpc.aio.insecure_channel(front.address, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
@@ -256,6 +263,7 @@ async def run(idle_s: float, flood_s: float, flooders: int, rounds: int, out: Pa
                     floods.append(f)
                     await flood(stub, size, metadata=flood_md, out=f)
 
+            rss_task = asyncio.create_task(sample_rss())
             async with RedisSampler(redis) as sampler:
                 # idle and flood phases alternate, so a drift of the machine's load weighs on both alike
                 for _ in range(rounds):
@@ -271,6 +279,8 @@ async def run(idle_s: float, flood_s: float, flooders: int, rounds: int, out: Pa
                         t.cancel()
                     await asyncio.gather(*tasks, return_exceptions=True)
             call.cancel()
+            rss_task.cancel()
+            await asyncio.gather(rss_task, return_exceptions=True)
         bound = redis_bound(settings)
         refused: dict[str, int] = {}
         for f in floods:
@@ -293,6 +303,7 @@ async def run(idle_s: float, flood_s: float, flooders: int, rounds: int, out: Pa
             "redis_peak_bytes": {"used_memory_above_baseline": sampler.peak_used,
                                  "client_buffers": sampler.peak_clients, "one_session": sampler.peak_session,
                                  "one_stream": sampler.peak_stream},
+            "rss_bytes": {name: {"start": v[0], "peak": v[1]} for name, v in rss.items()},
             "redis_bound_bytes": {"one_session": bound.session, "one_stream": bound.stream,
                                   "fleet": bound.fleet(flooders + 1, 1, 1)},
             "samples": sampler.samples,
