@@ -141,3 +141,40 @@ async def test_a_too_large_setup_is_refused(stub: Any) -> None:
     await call.write(m)
     r = await ended(call)
     assert r is not None and r.code == grpc.StatusCode.RESOURCE_EXHAUSTED and r.reason == "PAYLOAD_TOO_LARGE"
+
+
+def _tool_response(size: int) -> gw.ClientMessage:
+    m = gw.ClientMessage()
+    fr = m.tool_response.function_responses.add(id="call-1", name="lookup")
+    fr.response.update({"result": "x" * size})
+    return m
+
+
+BIG = 100 * 1024  # over each cap below (64 KiB), under the c2s log's bound
+CAPS = {"max_client_content_bytes": 64 * 1024, "max_audio_bytes": 64 * 1024, "max_video_bytes": 64 * 1024,
+        "max_text_bytes": 64 * 1024, "max_tool_response_bytes": 64 * 1024}
+OVERSIZED = {
+    "client_content": gw.ClientMessage(client_content={"turns": [{"role": "user", "parts": [{"text": "x" * BIG}]}]}),
+    "audio": gw.ClientMessage(realtime_input={"audio": {"mime_type": "audio/pcm;rate=48000", "data": b"\x00" * BIG}}),
+    "video": gw.ClientMessage(realtime_input={"video": {"mime_type": "image/jpeg", "data": b"\xff" * BIG}}),
+    "text": gw.ClientMessage(realtime_input={"text": "x" * BIG}),
+    "tool_response": _tool_response(BIG),
+}
+
+
+@pytest.mark.parametrize("settings_overrides", [CAPS])
+@pytest.mark.parametrize("kind", list(OVERSIZED))
+async def test_each_kind_has_its_cap(stub: Any, kind: str, settings_overrides: dict[str, Any]) -> None:
+    call, _ = await open_session(stub)
+    await call.write(OVERSIZED[kind])
+    r = await ended(call)
+    assert r is not None and r.code == grpc.StatusCode.RESOURCE_EXHAUSTED and r.reason == "PAYLOAD_TOO_LARGE"
+    assert r.retry_delay_s is None  # retrying the same message does not help
+
+
+@pytest.mark.parametrize("settings_overrides", [{"setup_timeout_s": 3.0, "max_pending_connects": 3}])
+async def test_pending_connects_are_bounded_per_front(stub: Any, settings_overrides: dict[str, Any]) -> None:
+    calls = [stub.Connect() for _ in range(10)]
+    results = await asyncio.gather(*(ended(c) for c in calls))
+    reasons = sorted(r.reason for r in results if r is not None)
+    assert reasons.count("TOO_MANY_PENDING_CONNECTS") == 7 and reasons.count("SETUP_TIMEOUT") == 3, reasons
