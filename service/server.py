@@ -352,7 +352,11 @@ class Front:
                 await session.tell_worker("attach", self.id)
         except BaseException:
             if self.sessions.get(sid) is session:
-                del self.sessions[sid]
+                refused = took.done() and not took.cancelled() and took.exception() is None and took.result() is None
+                if prev is not None and refused:  # nothing was taken over: the stream here goes on as it was
+                    self.sessions[sid] = prev
+                else:
+                    del self.sessions[sid]
             self.cleanups.start(self._unwind_reattach(session, took, prev), f"detach {sid} after a lost reattach")
             raise
         metrics.REATTACHES.labels("ok").inc()
