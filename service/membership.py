@@ -13,7 +13,8 @@ identity and re-attaches every live stream** (the same steps as a caller's reatt
 1. not ready (health NOT_SERVING, ``/readyz`` 503), ``livegate_membership_lost_total{role="front"}``, an ERROR;
 2. the old outbox's unread entries are handed to their sessions (an ``end`` written while it was paused);
 3. a new id (``<id>-r<n>``), its outbox created, its registry entry added; the outbox reader follows it;
-4. each live session's record is pointed at the new id (``REATTACH``: a detached session is active again) and
+4. each live session whose record still names the old id is pointed at the new one (``REATTACH``: a detached
+   session is active again; one whose caller reattached through another front meanwhile is left there) and
    its worker told ``attach``: it delivers to the new outbox and sends a ``sync`` so the front fills what it
    missed from the session's log. A detach of the old id still on its way to the worker is ignored there
    (the record names the new front). A session that ended meanwhile (its grace ran out while the front was
@@ -118,20 +119,24 @@ class FrontMembership:
         f.id = membership.incarnation(self.base_id, self.generation)
         await self.join()
         f.follow_outbox("0-0")
-        ended = 0
+        ended = moved = 0
         for session in list(f.sessions.values()):
-            took = await f.redis.eval(records.REATTACH, 1, keys.session_meta(session.sid), f.id, records.now_ms())
-            owner = took[0] if isinstance(took, list) else took  # {owner, previous front, previous state}
-            if owner is None:  # it ended, or its grace ran out, while we were paused: its worker is ending it
+            took = await f.redis.eval(records.REATTACH, 1, keys.session_meta(session.sid), f.id, records.now_ms(), old)
+            if took is None:  # it ended, or its grace ran out, while we were paused: its worker is ending it
                 session.offer(SESSION_LOST)
                 ended += 1
+                continue
+            owner, _, previous = took  # {owner, previous front, previous state}
+            if previous == b"moved":
+                moved += 1  # its caller reattached through another front: that stream is the session's now
             elif owner:
                 session.worker = owner.decode()
                 await session.tell_worker("attach", f.id)
         await f.redis.delete(keys.front_outbox(old))
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        logger.warning("front %s: rejoined the fleet as %s: %d streams re-attached, %d ended (SESSION_LOST); ready "
-                       "again", old, f.id, len(f.sessions) - ended, ended)
+        logger.warning("front %s: rejoined the fleet as %s: %d streams re-attached, %d ended (SESSION_LOST), %d "
+                       "reattached elsewhere meanwhile; ready again", old, f.id, len(f.sessions) - ended - moved,
+                       ended, moved)
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         f = self.front

@@ -191,10 +191,13 @@ return cur[4] or ''
 # was detached, bring it back (active if a worker owns it, else pending). Returns {owner ("" if none yet),
 # the previous front, the previous state}: a previous stream that was not detached is ended by the caller of
 # this script (one stream per session); nil if the session is gone, or detached with its grace over
-# (whoever owns it is ending it).
+# (whoever owns it is ending it). With ARGV[3] (a front that rejoins the fleet under a new id,
+# service/membership.py), only a session whose front is still ARGV[3] is taken: else nothing is written and
+# the previous state returned is "moved" (its caller reattached through another front meanwhile).
 REATTACH = """
 local cur = redis.call('HMGET', KEYS[1], 'worker', 'state', 'grace_until_ms', 'front')
 if not cur[2] then return false end
+if ARGV[3] and cur[4] ~= ARGV[3] then return {cur[1] or '', cur[4] or '', 'moved'} end
 if cur[2] == 'detached' and (tonumber(cur[3]) or 0) <= tonumber(ARGV[2]) then return false end
 local owner = cur[1] or ''
 redis.call('HSET', KEYS[1], 'front', ARGV[1])

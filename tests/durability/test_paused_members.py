@@ -16,6 +16,7 @@ import pytest
 
 from livegate.client import Client
 from livegate.redis import keys
+from livegate.v1 import gateway_pb2 as gw
 from tests.durability.procs import Proc, ProcStack, emulator_server
 from tests.durability.test_paused_worker import _turn
 from tests.e2e.test_metrics import http_get
@@ -152,7 +153,45 @@ async def test_a_front_paused_past_its_ttl_rejoins_and_keeps_its_callers(redis: 
         assert await _metric(front, 'livegate_membership_lost_total{role="front"}') == 1.0
         log = front.log()
         assert f"front {front.id}: declared dead by the fleet" in log
-        assert f"rejoined the fleet as {rejoined}: 1 streams re-attached, 0 ended" in log
+        assert f"rejoined the fleet as {rejoined}: 1 streams re-attached, 0 ended (SESSION_LOST), 0 reattached" in log
+    finally:
+        await procs.aclose()
+
+
+async def test_a_paused_front_leaves_a_session_its_caller_took_elsewhere(redis: Any, redis_url: str, emulator: Any,
+                                                                        tmp_path: Path) -> None:
+    """While the front is paused its caller reattaches through another front: on waking, the front rejoins but
+    does not take the session back."""
+    procs = ProcStack(redis_url, emulator, logs_dir=str(tmp_path))
+    try:
+        await procs.worker()
+        paused, other = await procs.front(), await procs.front()
+        async with Client(paused.address) as client, client.aio.live.connect(model=MODEL, config=TEXT) as s:
+            await _turn(s, "hello before the pause")
+            sid, token, seq = str(s.session_id), s.reattach_token, s.last_seq
+            paused.kill(signal.SIGSTOP)
+            await _until("its session is detached", lambda: _state_is(redis, sid, b"detached"))
+            async with Client(other.address) as elsewhere:
+                call = elsewhere.stub().Connect()
+                await call.write(gw.ClientMessage(reattach=gw.Reattach(session_id=sid, reattach_token=token,
+                                                                       last_seq=seq)))
+                assert (await call.read()).session.session_id == sid
+                await _until("the session is the other front's", lambda: _state_is(redis, sid, b"active"))
+                paused.kill(signal.SIGCONT)
+                await _until("the woken front is ready again", lambda: _ready(paused))
+                assert (await redis.hget(keys.session_meta(sid), "front")).decode() == other.id
+                # the conversation goes on through the other front
+                turn = gw.ClientMessage()
+                turn.client_content.turns.add(role="user").parts.add(text="are you still there?")
+                turn.client_content.turn_complete = True
+                await call.write(turn)
+                async with asyncio.timeout(10):
+                    while not (await call.read()).server_content.turn_complete:
+                        pass
+                await call.done_writing()
+            log = paused.log()
+            assert f"rejoined the fleet as {paused.id}-r2: 0 streams re-attached, 0 ended (SESSION_LOST), 1 " \
+                   "reattached elsewhere" in log
     finally:
         await procs.aclose()
 
