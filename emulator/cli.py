@@ -18,9 +18,10 @@ from .server import EmulatorServer
 ADMIN_TOKEN_ENV = "LIVEGATE_EMULATOR_ADMIN_TOKEN"  # the admin token's one environment variable (a Secret in k8s)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m emulator") -> argparse.ArgumentParser:
+    """The emulator's command line; ``prog`` is the command its caller runs it as (e.g. ``livegate emulator``)."""
     d = EmulatorConfig()
-    p = argparse.ArgumentParser(prog="python -m emulator", description="Local Gemini Live API emulator")
+    p = argparse.ArgumentParser(prog=prog, description="Local Gemini Live API emulator")
     a = p.add_argument
     a("--host", default=d.host, help="listen address (default %(default)s)")
     a("--port", type=int, default=8443, help="listen port; 0 = any free port (default %(default)s)")
@@ -156,8 +157,8 @@ def _run(coro: Any, loop: str) -> int:
     return int(asyncio.run(coro))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m emulator") -> int:
+    args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = config_from_args(args)

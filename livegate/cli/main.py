@@ -181,7 +181,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_emulator(argv: list[str]) -> int:
     from emulator.cli import main
 
-    return main(argv)
+    return main(argv, prog="livegate emulator")
 
 
 # -- dev ----------------------------------------------------------------------------------------------
