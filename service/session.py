@@ -169,6 +169,9 @@ class FrontSession:
         for seq, data in await records.s2c_after(self.front.redis, self.sid, self.last_seq, count):
             if seq <= self.last_seq or (up_to is not None and seq > up_to):
                 continue
+            if seq > self.last_seq + 1:  # trimmed from the log (its size bound) before this front wrote it: cut the
+                self.overflowed = True  # stream as SLOW_READER rather than skip; a reattach then says REPLAY_TRIMMED
+                return
             await context.write(data)
             self.last_seq = seq
 

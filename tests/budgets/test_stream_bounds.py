@@ -87,3 +87,33 @@ def test_stream_bytes() -> None:
     assert s.trim_to(60) is None
     s.add(6, 500)
     assert s.trim_to(60) == 6 and s.total == 500  # the newest is always kept
+
+
+@pytest.mark.parametrize("settings_overrides", [{"s2c_log_max_bytes": 64 * 1024, "stream_inline_max_bytes": 1024}])
+async def test_a_front_behind_the_trimmed_log_cuts_the_stream_never_skips(stack: dict[str, Any],
+                                                                          settings_overrides: dict[str, Any]) -> None:
+    # a caller that does not read (a small receive window): the worker writes the whole reply, by reference,
+    # and trims the log to 64 KiB long before the front gets to the references
+    options = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 65536)]
+    async with grpc.aio.insecure_channel(stack["front"].address, options=options) as ch:
+        call = gateway_pb2_grpc.LiveGatewayStub(ch).Connect()
+        await call.write(gw.ClientMessage(setup={"model": MODEL, "generation_config": {"response_modalities": [3]}}))
+        sid = (await call.read()).session.session_id
+        turn = gw.ClientMessage()
+        turn.client_content.turns.add(role="user").parts.add(text="say: " + "many words " * 60)
+        turn.client_content.turn_complete = True
+        await call.write(turn)
+        async with asyncio.timeout(30):
+            while True:  # until the worker logged the turn's end
+                last = await stack["redis"].xrevrange(keys.session_s2c(sid), "+", "-", count=1)
+                if last and gw.ServerMessage.FromString(last[0][1][b"m"]).server_content.turn_complete:
+                    break
+                await asyncio.sleep(0.05)
+        seqs = []
+        with pytest.raises(grpc.aio.AioRpcError) as cut:
+            async with asyncio.timeout(30):
+                while (m := await call.read()) is not grpc.aio.EOF:
+                    seqs.append(m.seq)
+        call.cancel()
+    assert seqs == list(range(1, len(seqs) + 1))  # what the caller got has no hole
+    assert cut.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "reattach" in (cut.value.details() or "")
