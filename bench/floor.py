@@ -1,10 +1,10 @@
 """The floor chain: the minimal relay gRPC -> front -> Redis Streams -> worker -> WebSocket echo and back,
-written as plainly as possible (shared/floor/RESULTS.md, row 4), so every benchmark run reports livegate as a
+written as plainly as possible (the simplest correct relay of the chain), so every benchmark run reports livegate as a
 ratio to it on the same machine at the same moment.
 
 * ``python -m bench.floor echo --cert C --key K``: a TLS WebSocket echo; per frame it decodes the base64
   audio and stamps its arrival. At ``/`` it answers each frame at once with 960 B of pre-encoded audio
-  (24 kHz, 20 ms) in Live JSON (the floor of shared/floor/RESULTS.md). At ``/paced`` it sends that audio on
+  (24 kHz, 20 ms) in Live JSON (the floor: the cheapest answer an upstream can give). At ``/paced`` it sends that audio on
   its own 20 ms clock from the first frame on, as the Live API and the emulator do, each chunk carrying the
   stamps of the frames that arrived since the previous one ("floor, paced echo": the traffic shape livegate
   relays in the capacity scenario, where audio out does not follow each frame in).

@@ -1,4 +1,4 @@
-"""Credentials on the upgrade request (PROTOCOL.md 1.2) and their check against the configured sets."""
+"""Credentials on the upgrade request (an API key or an OAuth bearer token, as the Live API takes them) and their check against the configured sets."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every close code and reason text the emulator uses (PROTOCOL.md 4.6), and the typed error carrying one."""
+"""Every close code and reason text the emulator uses (those the Live API sends), and the typed error carrying one."""
 
 from __future__ import annotations
 

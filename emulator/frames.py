@@ -1,4 +1,4 @@
-"""Server -> client messages (PROTOCOL.md section 3) with the real casing and types, and their encoding.
+"""Live API server -> client messages with the real casing and types, and their encoding.
 
 camelCase everywhere, int64 as strings, durations as "Ns", standard base64. Flavour differences:
 Vertex adds `setupComplete.sessionId`, `modelTurn.role = "model"`, plain `audio/pcm`, and usage as

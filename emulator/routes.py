@@ -1,4 +1,4 @@
-"""Request path -> Live API flavour, version and method (PROTOCOL.md 1.1), plus the admin prefix."""
+"""Request path -> Live API flavour, version and method (the Live API's endpoint paths), plus the admin prefix."""
 
 from __future__ import annotations
 

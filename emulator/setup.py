@@ -1,4 +1,4 @@
-"""The `setup` message: model ids, voices and languages (PROTOCOL.md 2.1, 6), parsed and validated."""
+"""The `setup` message: model ids, voices and languages (as the Live API documents them), parsed and validated."""
 
 from __future__ import annotations
 

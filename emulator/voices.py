@@ -1,6 +1,6 @@
 """Live API voice names and language codes, and how the emulator renders each.
 
-The lists are the public Live API ones (the shared live-api PROTOCOL.md, section 6, and the
+The lists are the public Live API ones (the voices the Live API documents, and the
 30 codes of the ``SpeechConfig.languageCode`` comment / Live docs "supported languages").  The server
 validates ``speechConfig`` against them; :mod:`emulator.speech` maps each voice to an
 espeak-ng variant and pitch (and a fundamental frequency for the synthetic engine)

@@ -1,4 +1,4 @@
-"""Client -> server messages (PROTOCOL.md section 2), parsed with proto3-JSON rules.
+"""Live API client -> server messages, parsed with proto3-JSON rules.
 
 * keys in camelCase or snake_case, mixed at any level, are normalised to camelCase — except inside opaque
   JSON (`args`, `response`, schema `properties`, `*JsonSchema`, `labels`), which is kept verbatim;

@@ -4,7 +4,7 @@ Every failure livegate reports is a :class:`GatewayError` carrying a gRPC status
 reason (``ErrorInfo.reason``), whether retrying helps, and the upstream WebSocket close that caused it.
 The servicer translates it to a gRPC status at the boundary; nothing else decides codes.
 
-Upstream closes (PROTOCOL.md 4.6) are classified by :func:`classify_close` into "resume the upstream
+Upstream closes (the Live API's close codes and reason texts, docs/errors.md) are classified by :func:`classify_close` into "resume the upstream
 transparently" or "end the session with this error".
 """
 

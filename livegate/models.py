@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from livegate.settings import Flavour
 
-# Live-capable model ids (PROTOCOL.md section 6). Callers name them short; the gateway expands them.
+# Live-capable model ids (the Live API's published models). Callers name them short; the gateway expands them.
 LIVE_MODELS: tuple[str, ...] = (
     "gemini-live-2.5-flash",
     "gemini-live-2.5-flash-preview",
@@ -40,7 +40,7 @@ def short_model(name: str) -> str:
 
 
 def upstream_model(short: str, flavour: Flavour, *, project: str = "", location: str = "") -> str:
-    """The form each flavour expects in ``setup.model`` (PROTOCOL.md 1.3)."""
+    """The form each flavour expects in ``setup.model``: ``models/X`` (Gemini API), a publisher model's resource name (Vertex AI)."""
     if flavour == "gemini":
         return f"models/{short}"
     if project:

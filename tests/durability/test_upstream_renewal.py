@@ -1,5 +1,5 @@
 """The upstream is renewed inside the gateway: go_away, transient closes, drops and stalls never reach the
-caller; non-retryable closes end the session with a typed status (PROTOCOL.md 4.6, livegate/errors.py)."""
+caller; non-retryable closes end the session with a typed status (livegate/errors.py, docs/errors.md)."""
 
 from __future__ import annotations
 

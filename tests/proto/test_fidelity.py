@@ -1,6 +1,6 @@
 """The livegate.v1 protos carry every Live API JSON message without loss.
 
-Each frame (fixtures/: the SDK probe's captured frames, PROTOCOL.md's examples, the user docs' examples) is parsed
+Each frame (fixtures/: the SDK probe's captured frames, the protocol notes' examples, the user docs' examples) is parsed
 with proto3 JSON (`json_format.ParseDict`) into `ClientMessage` / `ServerMessage` and printed back with
 `MessageToDict`. The result must equal the input up to the variations proto3 JSON allows: key casing (camelCase vs
 snake_case), base64 alphabet (URL-safe vs standard), int64 as number or string, Duration/Timestamp spelling, enum as
