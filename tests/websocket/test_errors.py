@@ -59,6 +59,22 @@ async def test_the_right_key_is_tenant_acme_by_header_query_or_bearer(base_url: 
         assert json.loads(await ws.recv()) == {"setupComplete": {}}
 
 
+@pytest.mark.parametrize(("path", "query", "headers"), [
+    ("/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained",
+     f"?access_token={KEY}", {}),  # @google/genai's form for an auth_tokens/ key
+    ("/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained",
+     "", {"Authorization": f"Token {KEY}"}),  # google-genai's form for it
+    ("/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent", "",
+     {"Authorization": f"Bearer {KEY}"}),
+])
+async def test_other_credential_places(ws_url: str, stack: dict[str, Any], path: str, query: str,
+                                       headers: dict[str, str]) -> None:
+    async with connect(ws_url + path + query, additional_headers=headers) as ws:
+        await ws.send(json.dumps({"setup": {"model": f"models/{MODEL}"}}))
+        assert "setupComplete" in json.loads(await ws.recv())
+        assert [s.tenant for s in stack["front"].sessions.values()] == ["acme"]
+
+
 async def test_bad_key_is_1007(base_url: str) -> None:
     with pytest.raises(errors.APIError) as err:
         async with client(base_url, "lgk_not-a-key-of-this-gateway-00000000000").aio.live.connect(model=MODEL,
