@@ -111,53 +111,36 @@ async def test_admission_full_is_1011_with_the_reason(base_url: str) -> None:
     assert err.value.code == 1011 and "ADMISSION_FULL" in str(err.value)
 
 
-async def test_malformed_json_is_1007(ws_url: str) -> None:
-    headers = {"x-goog-api-key": KEY}
-    async with connect(ws_url + GEMINI_PATH, additional_headers=headers) as ws:  # as the first message
-        await ws.send("{not json")
+SETUP = {"setup": {"model": f"models/{MODEL}", "generationConfig": TEXT}}
+
+
+async def close_after(ws_url: str, *messages: Any) -> Any:
+    """Send ``messages`` (a dict after ``setup`` waits for ``setupComplete``); return the server's close frame."""
+    async with connect(ws_url + GEMINI_PATH, additional_headers={"x-goog-api-key": KEY}) as ws:
         with pytest.raises(ConnectionClosed) as closed:
-            await ws.recv()
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
-    assert closed.value.rcvd.reason.startswith("MALFORMED_MESSAGE: the message is not JSON")
-    async with connect(ws_url + GEMINI_PATH, additional_headers=headers) as ws:  # mid-session
-        await ws.send(json.dumps({"setup": {"model": f"models/{MODEL}", "generationConfig": TEXT}}))
-        assert json.loads(await ws.recv()) == {"setupComplete": {}}
-        await ws.send(json.dumps({"clientContent": {"turns": "not a list of turns"}}))
-        with pytest.raises(ConnectionClosed) as closed:
+            for m in messages:
+                await ws.send(m if isinstance(m, str) else json.dumps(m))
+                if m is SETUP:
+                    assert json.loads(await ws.recv()) == {"setupComplete": {}}
             while True:
                 await ws.recv()
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
-    assert closed.value.rcvd.reason.startswith("MALFORMED_MESSAGE: `clientContent` is not a valid Live API message")
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd
 
 
-async def test_message_over_max_message_bytes_is_1007(ws_url: str) -> None:
-    async with connect(ws_url + GEMINI_PATH, additional_headers={"x-goog-api-key": KEY}) as ws:
-        await ws.send(json.dumps({"setup": {"model": f"models/{MODEL}", "generationConfig": TEXT}}))
-        await ws.recv()
-        await ws.send(json.dumps({"realtimeInput": {"text": "x" * 70_000}}))  # max_message_bytes is 64 KiB
-        with pytest.raises(ConnectionClosed) as closed:
-            while True:
-                await ws.recv()
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
-    assert closed.value.rcvd.reason.startswith("MESSAGE_TOO_LARGE: a client message of 70")
-
-
-async def test_second_setup_and_unknown_message_are_1007(ws_url: str) -> None:
-    async with connect(ws_url + GEMINI_PATH, additional_headers={"x-goog-api-key": KEY}) as ws:
-        await ws.send(json.dumps({"setup": {"model": f"models/{MODEL}"}}))
-        await ws.recv()
-        await ws.send(json.dumps({"setup": {"model": f"models/{MODEL}"}}))
-        with pytest.raises(ConnectionClosed) as closed:
-            while True:
-                await ws.recv()
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
-    assert closed.value.rcvd.reason.startswith("SECOND_SETUP: ")
-    async with connect(ws_url + GEMINI_PATH, additional_headers={"x-goog-api-key": KEY}) as ws:
-        await ws.send(json.dumps({"reattach": {"session_id": "s-1"}}))  # the gateway's own message: not here
-        with pytest.raises(ConnectionClosed) as closed:
-            await ws.recv()
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
-    assert "unknown message 'reattach'" in closed.value.rcvd.reason
+@pytest.mark.parametrize(("messages", "reason"), [
+    (["{not json"], "MALFORMED_MESSAGE: the message is not JSON"),  # as the first message
+    ([SETUP, {"clientContent": {"turns": "not a list of turns"}}],  # mid-session
+     "MALFORMED_MESSAGE: `clientContent` is not a valid Live API message"),
+    ([SETUP, {"realtimeInput": {"text": "x" * 70_000}}],  # max_message_bytes is 64 KiB
+     "MESSAGE_TOO_LARGE: a client message of 70"),
+    ([SETUP, SETUP], "SECOND_SETUP: "),
+    ([{"reattach": {"session_id": "s-1"}}],  # the gateway's own gRPC message: not a Live API one
+     "MALFORMED_MESSAGE: unknown message 'reattach'"),
+], ids=["not_json", "bad_field", "too_large", "second_setup", "unknown_message"])
+async def test_bad_messages_are_1007(ws_url: str, messages: list[Any], reason: str) -> None:
+    close = await close_after(ws_url, *messages)
+    assert close.code == 1007 and close.reason.startswith(reason), close
 
 
 async def test_unknown_path_is_http_404(ws_url: str) -> None:
