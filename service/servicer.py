@@ -123,7 +123,8 @@ class LiveGatewayServicer:
         active.inc()
         outcome = "caller_lost"
         try:
-            await caller.write(gw.ServerMessage(session=gw.SessionInfo(session_id=session.sid, reattach_token=token)))
+            await caller.write(gw.ServerMessage(session=gw.SessionInfo(
+                session_id=session.sid, reattach_token=token, client_index=session.index)))
             error = await self._relay(session, caller, reattach=reattach)
             outcome = "ok" if error is None else error.reason.lower()
         finally:

@@ -16,6 +16,7 @@ objects (views with the same accessors without google-genai; the raw ``livegate.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import warnings
@@ -33,6 +34,7 @@ from livegate.v1 import gateway_pb2_grpc
 logger = logging.getLogger(__name__)
 
 INBOX_LEN = 64  # server messages read ahead of the caller; beyond that the gRPC flow control holds the gateway
+RESEND_LEN = 512  # client messages kept to send again after a broken stream (~10 s of 20 ms audio frames)
 _REATTACH_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
                    grpc.StatusCode.UNKNOWN)
 _END = object()  # the stream ended normally
@@ -69,8 +71,13 @@ class LiveSession:
         self._inbox: asyncio.Queue[Any] = asyncio.Queue(INBOX_LEN)
         self._final: Any = None  # _END or the exception that ended the stream, once the caller has seen it
         self._reader: asyncio.Task[None] | None = None
-        self._reattach_lock = asyncio.Lock()
+        self._reattach_lock = asyncio.Lock()  # held by a reattach, and by each write (they never interleave)
         self._closing = False
+        # client messages sent since the last reattach, with their index (the gateway counts the same way):
+        # a reattach's SessionInfo.client_index says which of them the broken stream lost, to send again
+        self.sent_index = 0
+        self._unconfirmed: collections.deque[tuple[int, gw.ClientMessage]] = collections.deque(maxlen=RESEND_LEN)
+        self.resent = 0
 
     def __repr__(self) -> str:
         return f"<LiveSession {self.session_id} seq={self.last_seq}>"
@@ -190,30 +197,41 @@ class LiveSession:
         self._call = call
         old.cancel()
         self.reattaches += 1
+        await self._resend(first.session.client_index)
         logger.info("livegate session %s reattached at seq %d", self.session_id, self.last_seq)
+
+    async def _resend(self, accepted: int) -> None:
+        """Send again, in order, the messages the broken stream lost: those after the ``accepted`` count."""
+        lost = [m for i, m in self._unconfirmed if i > accepted]
+        if self.sent_index - accepted > len(lost):
+            logger.warning("livegate session %s: %d messages were lost with the broken stream but only the last "
+                           "%d are kept to send again", self.session_id, self.sent_index - accepted, len(lost))
+        self._unconfirmed.clear()
+        self.sent_index = accepted
+        for msg in lost:
+            self.sent_index += 1
+            self._unconfirmed.append((self.sent_index, msg))
+            await self._call.write(msg)  # a failure here fails the reattach: the caller's next step retries
+            self.resent += 1
 
     async def _write(self, msg: gw.ClientMessage) -> None:
         if self._closing:
             raise RuntimeError(f"livegate session {self.session_id} is closed")
         with api_errors():
-            while True:
-                call = self._call
+            async with self._reattach_lock:  # a reattach cannot run between the count and the write
+                self.sent_index += 1
+                self._unconfirmed.append((self.sent_index, msg))
                 try:
-                    await call.write(msg)
+                    await self._call.write(msg)
                     return
                 except grpc.aio.AioRpcError as err:
-                    if await self._superseded(call):
-                        continue
                     if not self.auto_reattach or not _broken_stream(err):
                         raise
                 except (asyncio.InvalidStateError, grpc.aio.UsageError):
                     if not self.auto_reattach or self._closing:
                         raise
-                except asyncio.CancelledError:
-                    if call is self._call or asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                        raise
-                    continue  # the reader's reattach replaced (and cancelled) this call: write to the new one
-                await self._replace(call)
+                # the stream broke: reattach, which sends again whatever the gateway did not accept (this too)
+                await self._reattach()
 
     # -- sending (google-genai's AsyncSession methods) ------------------------------------------------
 

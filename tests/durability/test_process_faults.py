@@ -234,3 +234,35 @@ async def test_a_cancelled_stream_is_kept_for_a_reattach_not_closed(procs: ProcS
                     async for m in s.receive_raw():
                         if m.server_content.turn_complete:
                             break
+
+
+RESEND_TURNS = 60
+
+
+async def test_turns_written_as_the_front_dies_arrive_once_each(procs: ProcStack, emulator: Any) -> None:
+    """A caller whose front dies cannot tell which of its last writes the front accepted: the reattach says
+    (SessionInfo.client_index) and the Python client sends again exactly the ones after it."""
+    await procs.worker()
+    fronts = [await procs.front(), await procs.front()]
+    target = "ipv4:" + ",".join(f.address for f in fronts)
+    async with Client(target) as client, client.aio.live.connect(
+            model=MODEL, config={"response_modalities": ["TEXT"]}) as s:
+        info = await client.stub().GetSession(gw.GetSessionRequest(session_id=s.session_id))
+        victim = next(f for f in fronts if f.id == info.front_id)
+        for i in range(RESEND_TURNS):
+            await s.send_client_content(turns={"role": "user", "parts": [{"text": f"turn {i}"}]})
+            if i == RESEND_TURNS // 3:
+                victim.kill(signal.SIGKILL)  # the writes just before and after are in flight
+        answered = 0
+        with contextlib.suppress(TimeoutError):  # a lost turn is never answered: counted below
+            async with asyncio.timeout(30):
+                async for m in s.receive_raw():
+                    if m.server_content.turn_complete:
+                        answered += 1
+                        if answered == RESEND_TURNS:
+                            break
+        assert s.reattaches >= 1
+        assert answered == RESEND_TURNS, f"{RESEND_TURNS - answered} turns lost with the dead front"
+    [conv] = [c for c in emulator.conversations if c["history_turns"]]
+    said = [e["text"] for e in conv["history"] if e["role"] == "user"]
+    assert said == [f"turn {i}" for i in range(RESEND_TURNS)], "each turn once, in order"
