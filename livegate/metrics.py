@@ -168,7 +168,7 @@ TOKEN_MODALITIES = tuple(v.name.lower() for v in live.ModalityTokenCount.DESCRIP
                          .enum_type.values if v.number)
 C2S_KINDS = ("client_content", "realtime_input", "tool_response")  # after setup (service/validate.py)
 S2C_KINDS = tuple(f.name for f in gw.ServerMessage.DESCRIPTOR.oneofs_by_name["message"].fields
-                  if f.name not in ("session_resumption_update", "go_away", "session", "drain")) + ("usage_metadata",)
+                  if f.name not in ("go_away", "session", "drain")) + ("usage_metadata",)
 REDIS_OPS = ("retry", "pipeline")
 
 
