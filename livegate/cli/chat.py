@@ -6,7 +6,8 @@ PCM in real time (20 ms frames, server VAD ends the turn, then ``audio_stream_en
 saves the 24 kHz reply. A reply is printed as it comes: one prefix per turn (``[model]`` for text,
 ``[model said]`` for the transcription of audio), then its chunks, and a newline at the turn's end.
 Transcriptions and tool calls are shown; tool calls are answered with ``{"result": "ok"}``. The first Ctrl-C
-(or Ctrl-D at the prompt) ends the session cleanly.
+ends the session at once, even mid-reply (``CloseSession``), and the command with status 0; Ctrl-D at the
+prompt ends it after the last reply.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import wave
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import numpy as np
 from google.protobuf import json_format
 
 from livegate.client import Client, LiveSession
 from livegate.client.server_messages import is_turn_end
+from livegate.v1 import gateway_pb2 as gw
 
 FRAME_MS = 20
 
@@ -159,6 +162,14 @@ async def _messages(given: list[str] | None) -> AsyncIterator[str]:
         yield line
 
 
+async def _close_now(client: Client, session_id: str) -> None:
+    """A Ctrl-C ends the session at once, even mid-reply (leaving the session's block half-closes it, and the
+    gateway then lets the turn in flight complete first); bounded, and a refusal leaves that to the half-close."""
+    with contextlib.suppress(grpc.aio.AioRpcError, TimeoutError):
+        async with asyncio.timeout(2.0):
+            await client.stub().CloseSession(gw.CloseSessionRequest(session_id=session_id), metadata=client.metadata)
+
+
 async def chat(args: argparse.Namespace, stop: asyncio.Event) -> int:
     pcm = load_pcm16k(args.audio_in) if args.audio_in else None  # a bad file is reported before any session
     config: dict[str, Any] = {"response_modalities": ["AUDIO" if args.audio or args.audio_out else "TEXT"]}
@@ -183,6 +194,7 @@ async def chat(args: argparse.Namespace, stop: asyncio.Event) -> int:
                 await talk  # raises what the conversation raised; a Ctrl-C's cancellation ends it quietly
         if stop.is_set():
             print(file=sys.stderr)  # after the terminal's ^C
+            await _close_now(client, session.session_id)
     # leaving the block closed the session
     if args.audio_out:
         with wave.open(args.audio_out, "wb") as wf:

@@ -88,6 +88,9 @@ async def test_chat_on_a_terminal_replies_as_you_type_and_stops_on_one_ctrl_c(st
             code = await proc.wait()
             err = (await proc.stderr.read()).decode()
         assert code in (0, 130), (code, err)
+        async with asyncio.timeout(10):  # the session is closed, not left detached for a reattach
+            while [k async for k in stack["redis"].scan_iter("lg:{s-*")]:
+                await asyncio.sleep(0.05)
         out = term.output.decode(errors="replace")
         assert "Traceback" not in out + err, out + err
         assert "warning" not in err.lower(), err
