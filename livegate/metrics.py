@@ -150,6 +150,7 @@ def export_only(role: str) -> None:
 
 # -- label values known in advance (pre-set at 0) ----------------------------------------------------------
 FLAVOURS = ("gemini", "vertex")
+PROTOCOLS = ("grpc", "websocket")  # a caller's (service/caller.py)
 SESSION_OUTCOMES = ("ok", "caller_lost", "closed_by_admin", "session_lost", "reattached_elsewhere", "slow_reader",
                     "payload_too_large", "c2s_log_full", "no_worker", "upstream_unavailable", "upstream_closed",
                     *sorted({r.lower() for _, r in errors.close_classes() if r != "resume"}))
@@ -214,9 +215,6 @@ def preinit(role: str) -> None:
 
 _started: set[tuple[str, str]] = set()
 _claimed: set[tuple[str, str]] = set()
-
-
-PROTOCOLS = ("grpc", "websocket")
 
 
 def session_started(model: str, tenant: str, protocol: str) -> None:
