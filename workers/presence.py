@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 class CallerPresence:
-    """Expects: sid, worker (save_fields, attach_front), record, queue."""
+    """Expects: sid, epoch, worker (save_detached, attach_front), record, queue."""
 
     sid: str
     worker: Any
@@ -44,16 +44,24 @@ class CallerPresence:
 
     async def _on_detach(self, item: InboxItem) -> None:
         """``item``: index = the grace in ms, payload = the front that lost the caller."""
-        if item.payload.decode() != self.record.front or self.detached:
+        front = item.payload.decode()
+        if front != self.record.front or self.detached:
             return  # a stale detach: the caller already reattached through another front
+        until_ms = records.now_ms() + item.index
+        # written only while the record still names that front: a reattach through another front may have
+        # landed in Redis before this detach reached us (its attach is queued behind it)
+        saved = await self.worker.save_detached(self, front, until_ms)
+        if saved == 0:
+            raise SessionLost()
+        if saved < 0:
+            logger.info("session %s: a stale detach from %s ignored (the caller reattached elsewhere)", self.sid, front)
+            return
         self.detached = True
         grace_s = item.index / 1000
         logger.info("session %s: caller detached; waiting %.0fs for a reattach", self.sid, grace_s)
         self._grace_timer = asyncio.get_running_loop().call_later(
             grace_s, self.queue.put_nowait, InboxItem("grace_expired", 0))
-        self.record.state, self.record.grace_until_ms = records.DETACHED, records.now_ms() + item.index
-        if not await self.worker.save_fields(self, state=records.DETACHED, grace_until_ms=self.record.grace_until_ms):
-            raise SessionLost()
+        self.record.state, self.record.grace_until_ms = records.DETACHED, until_ms
 
     async def _on_attach(self, front: str) -> None:
         self.detached = False

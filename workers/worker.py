@@ -390,6 +390,13 @@ class Worker:
         replies = await self.batcher.submit([_fenced_hset(relay, **fields)])
         return replies[0] == 1
 
+    async def save_detached(self, relay: SessionRelay, front: str, until_ms: int) -> int:
+        """Record that ``front`` lost ``relay``'s caller (records.FENCED_DETACH): 1 done, 0 the session is not
+        ours any more, -1 its caller has reattached through another front since (a stale detach)."""
+        replies = await self.batcher.submit([("EVAL", records.FENCED_DETACH, 1, keys.session_meta(relay.sid),
+                                              self.id, relay.epoch, front, until_ms)])
+        return int(replies[0])
+
     async def attach_front(self, relay: SessionRelay, front: str) -> None:
         """The caller reattached through ``front``: deliver there from now on, and tell it our current seq so
         it fills anything written to the previous front's outbox from the session's log."""

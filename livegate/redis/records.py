@@ -228,6 +228,19 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'sid', AR
 return 0
 """
 
+# The owner's own record of a detach (a front ARGV[3] lost the caller, until ARGV[4] ms), fenced by epoch
+# like FENCED_HSET and by the front: 1 written; 0 not the owner any more; -1 the session's front is another
+# one now (the caller reattached elsewhere and that front's attach is still on its way: a stale detach,
+# which must not overwrite the reattach).
+FENCED_DETACH = """
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then
+  return 0
+end
+if redis.call('HGET', KEYS[1], 'front') ~= ARGV[3] then return -1 end
+redis.call('HSET', KEYS[1], 'state', 'detached', 'grace_until_ms', ARGV[4])
+return 1
+"""
+
 # Update fields only while this worker still owns the session at this epoch (fenced write).
 FENCED_HSET = """
 if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then

@@ -158,3 +158,29 @@ async def test_trimmed_history_is_a_clear_error(stub: Any, settings_overrides: d
         await again.read()
     assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE
     assert "no longer kept" in (err.value.details() or "")
+
+
+async def test_a_stale_detach_does_not_undo_a_reattach_elsewhere(stub: Any, stack: dict[str, Any], redis: Any,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """The front that lost the caller sends the worker a detach; the caller reattaches through another front
+    before the worker reads it (that front's attach queued behind it; the worker paused, say). The late
+    detach must not mark the session detached again in Redis: found by the soak, where the session then
+    ended at the old grace's deadline under a caller that was there."""
+    from livegate.redis import keys, records
+
+    call = stub.Connect()
+    await call.write(setup_msg())
+    info = (await call.read()).session
+    sid = info.session_id
+    await read_until(call, lambda m: m.WhichOneof("message") == "setup_complete")
+    [relay] = [w.sessions[sid] for w in stack["workers"] if sid in w.sessions]
+    session = stack["front"].sessions[sid]
+    assert await redis.eval(records.REATTACH, 1, keys.session_meta(sid), "front-elsewhere", records.now_ms())
+    with caplog.at_level("INFO", logger="workers.presence"):
+        await stack["front"].batcher.submit([session._inbox_cmd("k", "detach", "m", stack["front"].id, "i", 500)])
+        async with asyncio.timeout(10):
+            while "stale detach" not in caplog.text and not relay.detached:
+                await asyncio.sleep(0.01)
+    assert not relay.detached
+    assert (await redis.hget(keys.session_meta(sid), "state")) == b"active"
+    call.cancel()
