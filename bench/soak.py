@@ -45,6 +45,7 @@ import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -316,8 +317,8 @@ class Caller:
         while True:
             try:
                 while sent < len(msgs):
-                    await self._write(msgs[sent])
-                    sent += 1
+                    sent += 1  # handed over: if the write breaks, the reattach's resend owns it
+                    await self._write(msgs[sent - 1])
                     if self.audio:
                         await asyncio.sleep(0.1)  # real time: 100 ms of audio per message
                     if self.pending_fault == "caller_reattach" and sent == len(msgs):
@@ -336,13 +337,12 @@ class Caller:
                 self.counts.event(self.tag, f"turn {k}: {err}")
                 if time.monotonic() - started > self.silent_s:
                     self.counts.silent += 1
-                    self.counts.event(self.tag, f"turn {k}: SILENT for {time.monotonic() - started:.1f}s")
+                    self.counts.event(self.tag, f"turn {k}: SILENT for {time.monotonic() - started:.1f}s "
+                                                f"(session {self.info.session_id if self.info else '?'})")
                     raise
                 broken_once = True
                 self.call.cancel()
-                await self.reattach()
-                # whatever the reattach resent is in flight; the rest of this turn's messages follow it
-                sent = len(msgs) if not self.audio else sent
+                await self.reattach()  # resends what the broken stream lost; the rest of the turn follows
             except grpc.aio.AioRpcError as err:
                 if err.code() in RETRYABLE and not broken_once and time.monotonic() - started < self.silent_s:
                     broken_once = True
@@ -496,7 +496,8 @@ async def check_conversations(emu: Emulator, callers: list[Caller], counts: Coun
 
 
 async def soak(sessions: int, duration_s: float, faults_each: int, *, audio_share: float = 0.2,
-               silent_s: float = 40.0, grace_s: float = 8.0, ttl_s: float = 3.0, log: Any = print) -> dict[str, Any]:
+               silent_s: float = 40.0, grace_s: float = 8.0, ttl_s: float = 4.0, log_level: str = "WARNING",
+               log: Any = print) -> dict[str, Any]:
     from emulator.transcribe import encode_text_tones
 
     stack = Stack()
@@ -517,7 +518,7 @@ async def soak(sessions: int, duration_s: float, faults_each: int, *, audio_shar
             json.dump({"scopes": {f"default/{MODEL}": {"cap": sessions * 3}}}, f)
         env = {"heartbeat_interval_s": ttl_s / 4,
                "heartbeat_ttl_s": ttl_s, "admission_file": admission, "setup_timeout_s": 20,
-               "log_level": "WARNING"}
+               "log_level": log_level}
         fleet = Fleet(stack, env, fronts=3, workers=3)
         await fleet.start()
         pcm = b"\x00\x00" * 3200 + encode_text_tones("what is two plus two")
@@ -545,7 +546,7 @@ async def soak(sessions: int, duration_s: float, faults_each: int, *, audio_shar
             "messages_missing_after_reattach": counts.messages_missing_after_reattach, "silent": counts.silent,
             "wrong_answers": counts.wrong_answers, "callers_crashed": len(crashed), **left}
     return {
-        "sessions": sessions, "duration_s": round(time.monotonic() - t0, 1), "zero": zero,
+        "sessions": sessions, "duration_s": round(time.monotonic() - t0, 1), "zero": zero, "logs": stack.tmp,
         "ok": not any(zero.values()),
         "faults": dict(counts.faults, upstream_go_away=go_aways),
         "turns_sent": counts.turns_sent, "turns_answered": counts.turns_answered,
@@ -562,16 +563,19 @@ def main() -> int:
     p.add_argument("--duration-s", type=float, default=300.0)
     p.add_argument("--faults-each", type=int, default=10)
     p.add_argument("--silent-s", type=float, default=40.0)
+    p.add_argument("--log-level", default="WARNING", help="of the fronts and workers (their logs stay in the "
+                   "directory the report names)")
     p.add_argument("--out", default="")
     args = p.parse_args()
-    report = asyncio.run(soak(args.sessions, args.duration_s, args.faults_each, silent_s=args.silent_s))
+    report = asyncio.run(soak(args.sessions, args.duration_s, args.faults_each, silent_s=args.silent_s,
+                                log_level=args.log_level))
     events = report.pop("events")
     print(json.dumps(report, indent=2))
     for at, who, what in events:
         print(f"{at:8.2f}s {who:6} {what}")
     report["events"] = events
     if args.out:
-        write_json(args.out, report)
+        write_json(Path(args.out), report)
     return 0 if report["ok"] else 1
 
 
