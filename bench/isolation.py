@@ -169,6 +169,7 @@ class RedisSampler:
         self.peak_clients = 0
         self.peak_session = 0
         self.peak_stream = 0
+        self.peak_heartbeat_age_s = 0.0  # the stalest heartbeat in the fleet's registries (a blocked loop shows here)
         self.samples = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -194,6 +195,12 @@ class RedisSampler:
         clients = int(info.get("mem_clients_normal", 0))
         self.peak_used = max(self.peak_used, int(info["used_memory"]) - clients - self.baseline)
         self.peak_clients = max(self.peak_clients, clients)
+        from livegate.redis import keys as lg_keys
+
+        now_ms = time.time() * 1000
+        for registry in (lg_keys.WORKERS, lg_keys.FRONTS):
+            for _, score in await self.redis.zrange(registry, 0, -1, withscores=True):
+                self.peak_heartbeat_age_s = max(self.peak_heartbeat_age_s, (now_ms - score) / 1000)
         sessions: dict[str, int] = {}
         async for key in self.redis.scan_iter(match="lg:*", count=1000):
             name = key.decode()
@@ -304,6 +311,7 @@ async def run(idle_s: float, flood_s: float, flooders: int, rounds: int, out: Pa
                                  "client_buffers": sampler.peak_clients, "one_session": sampler.peak_session,
                                  "one_stream": sampler.peak_stream},
             "rss_bytes": {name: {"start": v[0], "peak": v[1]} for name, v in rss.items()},
+            "heartbeat_age_peak_s": round(sampler.peak_heartbeat_age_s, 3),
             "redis_bound_bytes": {"one_session": bound.session, "one_stream": bound.stream,
                                   "fleet": bound.fleet(flooders + 1, 1, 1)},
             "samples": sampler.samples,
