@@ -96,7 +96,14 @@ class Heartbeat:
         self._export_gauges()
         leases = [Lease.parse(r.record.lease) for r in w.sessions.values() if r.record.lease]
         if leases:  # our sessions keep their admission slots (a lost one is put back)
-            await w.admission.renew_many(leases)
+            back = await w.admission.renew_many(leases)
+            # a session ending gives its lease back before it leaves w.sessions: a renewal that ran after that
+            # put the lease back, so give it back again (else it holds a slot until it expires)
+            for lease in back:
+                if lease.id in w.released_leases:
+                    await w.admission.release(lease)
+        # forget the ids no renewal can name any more (their sessions left this worker)
+        w.released_leases &= {Lease.parse(r.record.lease).id for r in w.sessions.values() if r.record.lease}
 
     async def join(self) -> None:
         """Register this worker's current identity: its inbox (created by its owner only: fronts write with

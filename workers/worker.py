@@ -55,6 +55,9 @@ class Worker:
         self.batcher = Batcher(self.redis, role="worker")
         self.cleanups = Cleanups(f"worker {self.id}")  # a session's last writes, which outlive its relay task
         self.sessions: dict[str, SessionRelay] = {}
+        # lease ids given back by sessions still in self.sessions: a heartbeat's renewal that runs after the
+        # release puts the lease back, and the heartbeat gives it back again
+        self.released_leases: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._stop: asyncio.Event | None = None  # created in start(): constructors touch no event loop
@@ -442,6 +445,7 @@ class Worker:
                     # the upstream's real cap is lower than configured: admit fewer until it recovers
                     await self.admission.on_upstream_quota_exceeded(lease.scope)
                 await self.admission.release(lease)
+                self.released_leases.add(lease.id)
         except Exception as exc:
             logger.warning("session %s: cleanup failed (%r); keys expire by TTL", sid, exc, extra=logs.fields(session=sid))
 
