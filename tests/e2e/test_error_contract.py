@@ -280,6 +280,7 @@ TRIGGERS: dict[str, tuple[dict[str, Any], Trigger]] = {
     "EMPTY_MESSAGE": ({}, lambda c: stream(c["stub"], setup(), gw.ClientMessage())),
     "MODEL_REQUIRED": ({}, lambda c: stream(c["stub"], setup(model=""))),
     "ONE_MODALITY": ({}, lambda c: stream(c["stub"], setup(modalities=(1, 3)))),
+    "MODALITY_NOT_SUPPORTED": ({}, lambda c: stream(c["stub"], setup("gemini-2.5-flash-native-audio-preview-09-2025"))),
     "UNKNOWN_VOICE": ({}, lambda c: stream(c["stub"], setup(modalities=(3,), voice="Bogus"))),
     "BAD_MIME_TYPE": ({}, lambda c: stream(c["stub"], setup(), audio(20, "audio/mp3"))),
     "AUDIO_CHUNK_TOO_LONG": ({}, lambda c: stream(c["stub"], setup(), audio(3000))),
