@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     close_timeout_s: float = Field(20.0, description="time a front waits for the worker to confirm a close")
     close_turn_s: float = Field(15.0, description="on a caller's half-close, time the worker lets the turn in flight finish")
     front_grace_s: float = Field(10.0, description="bounded shutdown of the front")
+    grpc_max_connection_age_s: float = Field(0.0, ge=0, description="send callers' connections a GOAWAY at this age "
+                                             "(± 10 %), so new calls open new connections and reach new fronts "
+                                             "(0: never)")
+    grpc_max_connection_age_grace_s: float = Field(0.0, ge=0, description="then close the connection this long after "
+                                                   "its GOAWAY, cutting the streams still on it (callers reattach); "
+                                                   "0: never, streams end on their own")
     session_queue_len: int = Field(1024, description="server messages buffered per session at the front")
     audio_rate_factor: float = Field(4.0, description="callers may send audio at most this many times real time")
     audio_burst_s: float = Field(5.0, description="seconds of audio a caller may send at once above that rate")

@@ -112,6 +112,7 @@ class Front:
             ("grpc.keepalive_permit_without_calls", 1),
             # a port already in use fails the start instead of being shared with an unrelated process
             ("grpc.so_reuseport", 0),
+            *connection_age_options(self.settings),
         ])
         server.add_generic_rpc_handlers([LiveGatewayServicer(self).handler()])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -475,6 +476,20 @@ class Front:
         await probe.request_close("admin_close")
         view.state = gw.Session.CLOSING
         return view
+
+
+def connection_age_options(settings: Settings) -> list[tuple[str, int]]:
+    """gRPC server options that age callers' connections out (helm/livegate/README.md, "Spreading sessions over
+    fronts"). A GOAWAY at ``grpc_max_connection_age_s`` sends the caller's new calls to a new connection, which the
+    Service may place on another front; streams already open stay on the old connection, cut only after a
+    non-zero ``grpc_max_connection_age_grace_s`` (gRPC's default grace is unbounded)."""
+    if not settings.grpc_max_connection_age_s:
+        return []
+    options = [("grpc.max_connection_age_ms", max(1, round(settings.grpc_max_connection_age_s * 1000)))]
+    if settings.grpc_max_connection_age_grace_s:
+        options.append(("grpc.max_connection_age_grace_ms",
+                        max(1, round(settings.grpc_max_connection_age_grace_s * 1000))))
+    return options
 
 
 def _last_id(info: Any) -> int:

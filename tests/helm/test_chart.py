@@ -147,6 +147,29 @@ def test_front_service_is_grpc_h2c(rendered: dict[str, list[Manifest]], scenario
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_livegate_variable_is_a_setting(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    """The chart's LIVEGATE_* variables name Settings fields, and their literal values parse as those fields."""
+    from livegate.settings import Settings
+
+    for comp in ("front", "worker"):
+        env = env_of(container(rendered[scenario], comp))
+        fields = {n.removeprefix("LIVEGATE_").lower(): e.get("value") for n, e in env.items() if n.startswith("LIVEGATE_")}
+        assert fields.keys() <= Settings.model_fields.keys(), f"{comp}: {fields.keys() - Settings.model_fields.keys()}"
+        literal = {k: v for k, v in fields.items() if v is not None and k.startswith("grpc_")}
+        Settings(_env_file=None, **literal)
+
+
+def test_front_connection_age(rendered: dict[str, list[Manifest]]) -> None:
+    """Fronts age callers' connections out by default (new fronts get new sessions), never cutting a stream."""
+    env = env_of(container(rendered["default"], "front"))
+    assert env["LIVEGATE_GRPC_MAX_CONNECTION_AGE_S"]["value"] == "300"
+    assert env["LIVEGATE_GRPC_MAX_CONNECTION_AGE_GRACE_S"]["value"] == "0"
+    env = env_of(container(rendered["front-routes"], "front"))
+    assert env["LIVEGATE_GRPC_MAX_CONNECTION_AGE_S"]["value"] == "120"
+    assert "LIVEGATE_GRPC_MAX_CONNECTION_AGE_S" not in env_of(container(rendered["default"], "worker"))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
 def test_front_native_grpc_probes(rendered: dict[str, list[Manifest]], scenario: str) -> None:
     c = container(rendered[scenario], "front")
     grpc_port = next(p["containerPort"] for p in c["ports"] if p["name"] == "grpc")
