@@ -520,6 +520,19 @@ def test_grpcroute_needs_gateway_api_v1_and_a_parent(helm: None, yaml: Any) -> N
     assert proc.returncode != 0 and "parentRefs" in proc.stderr, proc.stderr
 
 
+def test_notes_warn_of_what_the_cluster_cannot_serve(helm: None) -> None:
+    """Enabled but not rendered (no prometheus-operator CRDs, no GRPCRoute v1): `helm install` says so."""
+    proc = run_helm("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
+                    "-f", str(CHART / "ci" / "front-routes-values.yaml"))
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert "prometheusRule are enabled but this cluster does not serve" in notes
+    assert "front.grpcRoute.enabled, but this cluster does not serve GRPCRoute" in notes
+    assert f"dns:///{FULL}-front-headless.{NAMESPACE}.svc.cluster.local:50051" in notes
+    quiet = run_helm("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
+                     "-f", str(CHART / "ci" / "default-values.yaml")).stdout.split("NOTES:", 1)[1]
+    assert "WARNING" not in quiet and "dns:///" not in quiet
+
+
 def test_ingress_to_a_tls_front_is_grpcs(helm: None, yaml: Any) -> None:
     out = template("-f", str(CHART / "ci" / "front-auth-tls-values.yaml"), "--set", "front.ingress.enabled=true").stdout
     ing = one([d for d in yaml.safe_load_all(out) if d], "Ingress", f"{FULL}-front")
