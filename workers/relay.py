@@ -167,11 +167,17 @@ class SessionRelay(RenewalPolicy, CallerPresence):
                 await self._connect()
                 raise_if_cancelled(task)
             except GatewayError:
+                self._resume_failed(reason)
                 raise
             except (OSError, ConnectionClosed, asyncio.TimeoutError, UpstreamClosed) as exc:
-                self._resume_or_raise(*close_info(exc))
+                try:
+                    self._resume_or_raise(*close_info(exc))
+                except GatewayError:
+                    self._resume_failed(reason)
+                    raise
                 attempt += 1
                 if attempt >= self.worker.settings.upstream_max_attempts:
+                    self._resume_failed(reason)
                     raise unavailable(f"the upstream could not be reached after {attempt} attempts",
                                       "UPSTREAM_UNAVAILABLE") from None
                 delay = min(0.1 * 2 ** (attempt - 1), 5.0) * (0.5 + random.random() / 2)

@@ -110,12 +110,22 @@ class RenewalPolicy:
     def _at_resumable_point(self) -> bool:
         return bool(self._handle) and self._resumable and self.next_index - 1 <= self._handle_index
 
+    def _resume_failed(self, reason: str) -> None:
+        """A renewal (not a session's first connect) that ends the session: counted as a failed resume."""
+        if self.record.connects > 0 or self.cause != "new":
+            metrics.UPSTREAM_RESUMES.labels(self.record.flavour, _reason_label(reason), "error").inc()
+
     async def _renewed(self, reason: str, gap_s: float) -> None:
         logger.info("session %s: upstream renewed after %s in %.3fs", self.sid, reason, gap_s)
-        metrics.UPSTREAM_RESUMES.labels(self.record.flavour, reason.split("_close_")[0], "ok").inc()
+        metrics.UPSTREAM_RESUMES.labels(self.record.flavour, _reason_label(reason), "ok").inc()
         self._m["gap"].observe(gap_s)  # type: ignore[attr-defined]
         if self.options.upstream_events:
             out = gw.ServerMessage()
             out.upstream_renewed.reason = reason
             out.upstream_renewed.gap.FromNanoseconds(int(gap_s * 1e9))
             await self._emit(out)
+
+
+def _reason_label(reason: str) -> str:
+    """A renewal's reason as a bounded label: ``upstream_close_<code>`` -> ``upstream_close``."""
+    return "upstream_close" if reason.startswith("upstream_close_") else reason

@@ -155,3 +155,26 @@ async def test_drop_and_stall_are_renewed(client: Any, stack: dict[str, Any], ac
         reply, _ = await turn(s, "What was the last question I asked?")
     assert 'You asked: "Is this the first question?"' in reply
     assert only_conversation(emulator)["connections"] >= 2
+
+
+async def test_a_renewal_the_upstream_refuses_is_counted_as_a_failed_resume(client: Any, stack: dict[str, Any]) -> None:
+    """livegate_upstream_resumes_total{result="error"}: the alert on failed resumes had nothing to fire on, as
+    only successful renewals were counted."""
+    from prometheus_client import REGISTRY
+
+    def failed() -> float:
+        return REGISTRY.get_sample_value("livegate_upstream_resumes_total",
+                                         {"flavour": "gemini", "reason": "upstream_close", "result": "error"}) or 0.0
+
+    emulator = stack["emulator"]
+    before = failed()
+    async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as s:
+        await turn(s, "Is this the first question?")
+        conv = only_conversation(emulator)
+        # the connection drops (renewed at once), and the upstream refuses the renewal's setup
+        emulator.faults.add({"target": "next", "when": "before_setup_complete", "action": "close",
+                             "close": "invalid_argument"})
+        emulator.faults.add({"target": conv["id"], "when": "immediately", "action": "drop"})
+        with pytest.raises(APIError):
+            await turn(s, "Are you still there?")
+    assert failed() == before + 1
