@@ -35,7 +35,7 @@ def test_quick_run_writes_well_formed_results(tmp_path: Path) -> None:
     r = json.loads((tmp_path / "results.json").read_text())
     assert r["quick"] is True and r["errors"] == {}
     s = r["scenarios"]
-    assert set(s) == {"memory", "overhead", "capacity", "scaleout", "resilience"}
+    assert set(s) == {"memory", "overhead", "capacity", "scaleout", "resilience", "websocket"}
 
     # 1. overhead: every path measured, every message delivered, added latency computed per direction
     for row in s["overhead"]["rows"]:
