@@ -44,8 +44,8 @@ def load_pcm16k(path: str) -> bytes:
     except IsADirectoryError:
         raise ValueError(f"{path}: is a directory, not a WAV file") from None
     except (wave.Error, EOFError) as exc:
-        raise ValueError(f"{path}: not a WAV file ({str(exc) or 'too short to be one'}); --audio-in takes a 16-bit mono PCM WAV "
-                         "file") from None
+        why = str(exc) or "too short to be one"
+        raise ValueError(f"{path}: not a WAV file ({why}); --audio-in takes a 16-bit mono PCM WAV file") from None
     if width != 2 or channels != 1:
         raise ValueError(f"{path}: {8 * width}-bit {channels}-channel audio; --audio-in takes 16-bit mono PCM "
                          "(e.g. ffmpeg -i in.wav -ac 1 -sample_fmt s16 out.wav)")

@@ -114,7 +114,8 @@ def wav(path: Path, *, channels: int, width: int) -> Path:
 async def test_chat_refuses_a_file_that_is_not_a_16_bit_mono_wav(stack: dict[str, Any], tmp_path: Path) -> None:
     text = tmp_path / "notes.wav"
     text.write_text("not audio at all\n")
-    stereo, eight_bit = wav(tmp_path / "stereo.wav", channels=2, width=2), wav(tmp_path / "8bit.wav", channels=1, width=1)
+    stereo = wav(tmp_path / "stereo.wav", channels=2, width=2)
+    eight_bit = wav(tmp_path / "8bit.wav", channels=1, width=1)
     for path, what in ((text, "not a WAV file"), (stereo, "16-bit 2-channel"), (eight_bit, "8-bit 1-channel"),
                        (tmp_path / "missing.wav", "no such file")):
         code, out = await run("chat", "--target", stack["front"].address, "--audio-in", str(path), timeout_s=60)

@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from livegate.cli.devstack import free_port
 from livegate.client import Client
 from tests.durability.procs import ProcStack, emulator_server
-from tests.ops.test_prometheus import MODEL, converse, http_get, query, running_prometheus
+from tests.ops.test_prometheus import (MODEL, converse, http_get, instantiate, panel_queries, query,
+                                      running_prometheus)
 
 # a front's metrics that a worker never moves, and the other way round
 WORKER_ONLY = ("livegate_worker_capacity", "livegate_worker_sessions", "livegate_upstream_connects_total",
@@ -88,7 +89,9 @@ async def test_increase_sees_the_first_close(procs: ProcStack, tmp_path: Path) -
     """The upstream dashboard's "Closes in range": a real Prometheus's ``increase()`` over the first close."""
     worker = await procs.worker()
     front = await procs.front()
-    expr = 'sum(increase(livegate_upstream_closes_total{code="1011",reason="resume"}[1m])) > 0'
+    # the upstream dashboard's "Closes in range" panel, as Grafana would send it
+    expr = instantiate(next(e for board, title, e in panel_queries()
+                            if board == "upstream" and title == "Closes in range"))
     with running_prometheus([f"127.0.0.1:{worker.metrics_port}"], tmp_path) as prom_port:
         async with Client(front.address) as client, client.aio.live.connect(
                 model=MODEL, config={"response_modalities": ["TEXT"]}) as s:
@@ -109,7 +112,8 @@ async def test_increase_sees_the_first_close(procs: ProcStack, tmp_path: Path) -
             seen = (await query(prom_port, expr)).get("data", {}).get("result", [])
             if not seen:
                 await asyncio.sleep(0.5)
-        assert seen, f"Prometheus's increase() does not see the first close: {expr}"
+        assert [(r["metric"]["code"], r["metric"]["reason"]) for r in seen] == [("1011", "resume")], \
+            f"the panel does not show the first close: {expr} -> {seen}"
 
 
 async def test_dev_serves_metrics(redis_url: str) -> None:
