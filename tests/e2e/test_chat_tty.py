@@ -122,3 +122,12 @@ async def test_chat_refuses_a_file_that_is_not_a_16_bit_mono_wav(stack: dict[str
         assert code == 2, out
         assert out.splitlines() == [out.strip()] and out.startswith(f"livegate: {path}: ") and what in out, out
     assert not [k async for k in stack["redis"].scan_iter("lg:{s-*")], "a session was created"
+
+
+async def test_chat_audio_replies_stream_without_warnings(stack: dict[str, Any]) -> None:
+    """An audio reply (inline audio parts beside the transcription): one prefix per turn, no library warning."""
+    code, out = await run("chat", "--target", stack["front"].address, "--audio", "--message", "Hello there",
+                          timeout_s=60)
+    assert code == 0, out
+    assert '[model said] You said: "Hello there"' in out and out.count("[model said]") == 1, out
+    assert "warning" not in out.lower(), out
