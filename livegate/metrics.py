@@ -203,7 +203,8 @@ def preinit(role: str) -> None:
         for result in ("ok", "error"):
             UPSTREAM_CONNECTS.labels(flavour, result)
         for reason in RESUME_REASONS:
-            UPSTREAM_RESUMES.labels(flavour, reason, "ok")
+            for result in ("ok", "error"):
+                UPSTREAM_RESUMES.labels(flavour, reason, result)
         for code, label in errors.close_classes():
             UPSTREAM_CLOSES.labels(flavour, str(code), label.lower())
     for cause in TAKEOVER_CAUSES:
