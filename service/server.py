@@ -106,9 +106,10 @@ class Front:
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.http2.max_pings_without_data", 0),
-            # callers may ping every 5 s or more (client keepalive: how a caller notices a paused or dead
-            # front and reattaches elsewhere); grpc's default refuses pings under 5 min with too_many_pings
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
+            # callers may ping every 5 s (client keepalive: how a caller notices a paused or dead front and
+            # reattaches elsewhere); grpc's default refuses pings under 5 min with too_many_pings. Accepted
+            # from 2 s on, so a 5 s keepalive's pings arriving a little early are never counted as strikes
+            ("grpc.http2.min_ping_interval_without_data_ms", 2000),  # GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_…
             ("grpc.keepalive_permit_without_calls", 1),
             # a port already in use fails the start instead of being shared with an unrelated process
             ("grpc.so_reuseport", 0),
