@@ -311,6 +311,7 @@ class Caller:
             msgs = [_text_msg(text)]
             self.sent.append(text)
         self.counts.turns_sent += 1
+        self.counts.event(self.tag, f"turn {k} sent on {self.info.session_id if self.info else '?'}")
         started = time.monotonic()
         sent = 0
         broken_once = False
@@ -475,10 +476,13 @@ async def leftovers(redis_url: str, emu: Emulator, timeout_s: float) -> dict[str
         await r.aclose()
 
 
-async def check_conversations(emu: Emulator, callers: list[Caller], counts: Counts) -> None:
+async def check_conversations(emu: Emulator, callers: list[Caller], counts: Counts, dump_to: str = "") -> None:
     """Turns lost and duplicated, from what the model remembers (a conversation's history, which a resume
     restores from its handle): each text caller's turns, in order, each once."""
     convs = (await emu.call("GET", "conversations", {"include": "messages"}))["conversations"]
+    if dump_to:  # for the diagnosis of a failed run: what the model saw, connection by connection
+        with open(os.path.join(dump_to, "conversations.json"), "w") as f:
+            json.dump(convs, f)
     seen: dict[str, list[str]] = collections.defaultdict(list)
     for conv in convs:
         for entry in conv.get("history", ()):
@@ -537,7 +541,7 @@ async def soak(sessions: int, duration_s: float, faults_each: int, *, audio_shar
         log("soak: callers closed; waiting for the last grace")
         await asyncio.sleep(grace_s)
         left = await leftovers(redis_url, emu, timeout_s=grace_s + 30)
-        await check_conversations(emu, callers, counts)
+        await check_conversations(emu, callers, counts, dump_to=stack.tmp)
         convs = (await emu.call("GET", "conversations"))["conversations"]
         go_aways = sum(c["go_aways"] for c in convs)
     finally:
@@ -553,7 +557,7 @@ async def soak(sessions: int, duration_s: float, faults_each: int, *, audio_shar
         "reattaches": counts.reattaches, "resumes": counts.resumes,
         "resent_after_reattach": counts.resent_after_reattach,
         "ended_with_status": dict(counts.ended_with_status), "crashed": crashed[:20],
-        "events": [e for e in counts.events if e[1] == "fault" or any(w in e[2] for w in ("SILENT", "WRONG", "ended"))][:400],
+        "events": counts.events[-2000:],
     }
 
 
