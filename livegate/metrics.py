@@ -167,7 +167,8 @@ BUDGET_REFUSAL_KINDS = (
 TOKEN_DIRECTIONS = ("prompt", "response")
 TOKEN_MODALITIES = tuple(v.name.lower() for v in live.ModalityTokenCount.DESCRIPTOR.fields_by_name["modality"]
                          .enum_type.values if v.number)
-C2S_KINDS = ("client_content", "realtime_input", "tool_response")  # after setup (service/validate.py)
+C2S_KINDS = tuple(f.name for f in gw.ClientMessage.DESCRIPTOR.oneofs_by_name["message"].fields
+                  if f.name not in ("setup", "reattach"))  # what may follow setup (service/validate.py)
 S2C_KINDS = tuple(f.name for f in gw.ServerMessage.DESCRIPTOR.oneofs_by_name["message"].fields
                   if f.name not in ("go_away", "session", "drain")) + ("usage_metadata",)
 REDIS_OPS = ("retry", "pipeline")
