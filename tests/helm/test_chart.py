@@ -234,6 +234,24 @@ def test_worker_min_ready_follows_the_drain_timeout_unless_set(helm: None, yaml:
     assert worker("worker.minReadySeconds=0")["spec"]["minReadySeconds"] == 0
 
 
+def test_front_websocket_port_when_enabled(helm: None, yaml: Any) -> None:
+    """front.websocket.enabled serves the Live API WebSocket protocol: LIVEGATE_WS_LISTEN, a `ws` container and
+    Service port, and the callers' NetworkPolicy rule lets it in."""
+    out = template("-f", str(CHART / "ci" / "monitoring-hpa-networkpolicy-values.yaml"),
+                   "--set", "front.websocket.enabled=true", "--set", "front.websocket.port=8081").stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    c = container(docs, "front")
+    assert {p["name"]: p["containerPort"] for p in c["ports"]}["ws"] == 8081
+    assert env_of(c)["LIVEGATE_WS_LISTEN"]["value"] == "0.0.0.0:8081"
+    ports = {p["name"]: p for p in one(docs, "Service", f"{FULL}-front")["spec"]["ports"]}
+    assert ports["ws"]["port"] == 8081 and ports["ws"]["targetPort"] == "ws"
+    rule = next(r for r in one(docs, "NetworkPolicy", f"{FULL}-front")["spec"]["ingress"] if r["ports"][0]["port"] == "grpc")
+    assert {"port": "ws", "protocol": "TCP"} in rule["ports"]
+    off = [d for d in yaml.safe_load_all(template("-f", str(CHART / "ci" / "default-values.yaml")).stdout) if d]
+    assert "LIVEGATE_WS_LISTEN" not in env_of(container(off, "front"))
+    assert [p["name"] for p in one(off, "Service", f"{FULL}-front")["spec"]["ports"]] == ["grpc"]
+
+
 # -- scheduling -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
