@@ -361,9 +361,13 @@ class Client:
     """``Client(target)`` -> ``client.aio.live.connect(model=..., config=...)``."""
 
     def __init__(self, target: str, *, credentials: grpc.ChannelCredentials | None = None,
-                 metadata: Sequence[tuple[str, str]] = (), auto_reattach: bool = True) -> None:
+                 metadata: Sequence[tuple[str, str]] = (), auto_reattach: bool = True,
+                 options: Sequence[tuple[str, Any]] = ()) -> None:
+        """``options``: extra gRPC channel arguments, e.g. ``[("grpc.lb_policy_name", "round_robin")]`` with a
+        ``dns:///`` target over the chart's headless Service (client-side balancing across fronts)."""
         self.target = target
         self.auto_reattach = auto_reattach
+        self.options = tuple(options)
         self._credentials = credentials
         self.metadata = tuple(metadata)
         self._channel: grpc.aio.Channel | None = None
@@ -371,7 +375,7 @@ class Client:
 
     def channel(self) -> grpc.aio.Channel:
         if self._channel is None:
-            opts = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+            opts = [("grpc.max_receive_message_length", 64 * 1024 * 1024), *self.options]
             self._channel = (grpc.aio.secure_channel(self.target, self._credentials, options=opts)
                              if self._credentials else grpc.aio.insecure_channel(self.target, options=opts))
         return self._channel

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import pytest
 from google.genai import types
 
@@ -95,3 +96,21 @@ async def test_after_close_the_session_has_ended(client: Client, stack: dict[str
             await s.send_client_content(turns={"parts": [{"text": "anyone?"}]})
     [conv] = stack["emulator"].conversations
     assert conv["closes"] and conv["closes"][-1]["code"] == 1000  # the gateway ended the upstream normally
+
+
+async def test_channel_options_reach_the_channel(stack: dict[str, Any]) -> None:
+    """Client(options=...) passes gRPC channel arguments (round_robin over the chart's headless Service)."""
+    from livegate.client import APIError
+
+    config = '{"loadBalancingConfig": [{"round_robin": {}}]}'
+    async with Client(f"ipv4:{stack['front'].address}", options=[("grpc.service_config", config)]) as client, \
+            client.aio.live.connect(model="gemini-live-2.5-flash", config={"response_modalities": ["TEXT"]}) as s:
+        await s.send_client_content(turns={"role": "user", "parts": [{"text": "Hello?"}]})
+        async for m in s.receive():
+            if m.server_content and m.server_content.turn_complete:
+                break
+    # they do reach the channel: one grpc refuses makes every call fail
+    async with Client(stack["front"].address, options=[("grpc.service_config", "{not json")]) as client:
+        with pytest.raises((APIError, grpc.aio.AioRpcError)):
+            async with client.aio.live.connect(model="gemini-live-2.5-flash", config={"response_modalities": ["TEXT"]}):
+                pass
