@@ -8,7 +8,8 @@ upstream socket is open (1011), so the earlier session ends first, or the resume
 - **closing** (its caller half-closed, or a close is in progress): the same wait;
 - **attached to a live caller**: FAILED_PRECONDITION ``SESSION_STILL_ATTACHED``. A stream that has just broken
   is detached by its front within a moment (its cancellation notice, then one script): the answer waits up to
-  ``RESUME_SETTLE_S`` for that before refusing.
+  ``RESUME_SETTLE_S`` for that before refusing; and up to the heartbeat TTL more while that front misses its
+  heartbeats (a crashed or paused front: the fleet detaches its sessions when it declares it dead).
 
 The handle names its session in Redis (``sid`` in ``lg:{h:<token>}``, written with the upstream handle by the
 worker, and moved to the new session when a resume creates one).
@@ -57,8 +58,23 @@ async def end_earlier_session(front: Front, tenant: str, sid: str, wait_s: float
                                waited)
                 return
         elif waited >= RESUME_SETTLE_S:
-            raise still_attached(sid)
+            # attached through a front that stopped beating (crashed, or paused): the fleet detaches its sessions
+            # once it is declared dead (heartbeat_ttl_s), so wait for that rather than refuse a caller whose
+            # stream is in fact gone
+            if waited >= front.settings.heartbeat_ttl_s + RESUME_SETTLE_S or not await _front_silent(front, sid):
+                raise still_attached(sid)
         await asyncio.sleep(POLL_S)
+
+
+async def _front_silent(front: Front, sid: str) -> bool:
+    """Whether the front session ``sid`` is attached through has missed its heartbeats (or was reaped)."""
+    holder = await front.redis.hget(keys.session_meta(sid), "front")
+    if not holder:
+        return False
+    beat_ms = await front.redis.zscore(keys.FRONTS, holder)
+    if beat_ms is None:
+        return True  # reaped: the workers are detaching its sessions
+    return records.now_ms() - beat_ms > 2 * front.settings.heartbeat_interval_s * 1000
 
 
 def still_attached(sid: str) -> GatewayError:

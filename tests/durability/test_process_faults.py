@@ -266,3 +266,45 @@ async def test_turns_written_as_the_front_dies_arrive_once_each(procs: ProcStack
     [conv] = [c for c in emulator.conversations if c["history_turns"]]
     said = [e["text"] for e in conv["history"] if e["role"] == "user"]
     assert said == [f"turn {i}" for i in range(RESEND_TURNS)], "each turn once, in order"
+
+
+async def test_resume_by_handle_right_after_the_front_crashed(procs: ProcStack, emulator: Any) -> None:
+    """The caller's front is SIGKILLed and the caller resumes its conversation with its handle through another
+    front at once: the earlier session is still attached through the dead front until the fleet declares it
+    dead, and the resume waits for that (a few heartbeats) instead of refusing SESSION_STILL_ATTACHED."""
+    import grpc
+
+    from livegate.v1 import gateway_pb2_grpc
+
+    await procs.worker()
+    doomed, other = await procs.front(), await procs.front()
+    async with Client(doomed.address, auto_reattach=False) as client, client.aio.live.connect(
+            model=MODEL, config={"response_modalities": ["TEXT"], "session_resumption": {}}) as s:
+        await s.send_client_content(turns={"role": "user", "parts": [{"text": "Is the door blue?"}]})
+        handle = ""
+        async with asyncio.timeout(30):
+            async for m in s.receive_raw():
+                if m.session_resumption_update.new_handle:
+                    handle = m.session_resumption_update.new_handle
+                    break
+        doomed.kill(signal.SIGKILL)
+        await doomed.wait(5)
+        async with grpc.aio.insecure_channel(other.address) as channel:
+            call = gateway_pb2_grpc.LiveGatewayStub(channel).Connect()
+            first = gw.ClientMessage()
+            first.setup.model = MODEL
+            first.setup.generation_config.response_modalities.append(1)
+            first.setup.session_resumption.handle = handle
+            await call.write(first)
+            async with asyncio.timeout(30):
+                assert (await call.read()).WhichOneof("message") == "session"
+                assert (await call.read()).WhichOneof("message") == "setup_complete"
+                msg = gw.ClientMessage()
+                msg.client_content.turns.add(role="user").parts.add(text="What was the last question I asked?")
+                msg.client_content.turn_complete = True
+                await call.write(msg)
+                said = ""
+                while not (m := await call.read()).server_content.turn_complete:
+                    said += "".join(p.text for p in m.server_content.model_turn.parts)
+            assert said == 'You asked: "Is the door blue?"', said  # the conversation went on
+            call.cancel()
