@@ -27,9 +27,12 @@ class HandleStore:
         self._handles: dict[str, Snapshot] = {}
         self._by_conversation: dict[str, list[str]] = {}
 
-    def issue(self, conversation: Conversation, last_consumed_index: int) -> str:
+    def issue(self, conversation: Conversation, last_consumed_index: int, history_len: int | None = None) -> str:
+        """``history_len``: only the history's first entries are in the snapshot (the turns consumed so far;
+        a queued turn's user entry already in the history is not)."""
         handle = f"{conversation.id}-{secrets.token_hex(12)}"
-        self._handles[handle] = Snapshot(conversation, tuple(conversation.history), last_consumed_index)
+        history = conversation.history if history_len is None else conversation.history[:history_len]
+        self._handles[handle] = Snapshot(conversation, tuple(history), last_consumed_index)
         issued = self._by_conversation.setdefault(conversation.id, [])
         issued.append(handle)
         while len(issued) > KEEP_PER_CONVERSATION:  # only recent snapshots stay resumable

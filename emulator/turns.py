@@ -343,7 +343,10 @@ class Generator:
             return
         consumed = listener.consumed_index()
         if resumable and not self.pending_blocking:
-            handle = self.s.server.handles.issue(conv, consumed)
+            # the snapshot holds what is consumed: a queued clientContent turn's user entry, already in the
+            # history, is not (a resume gets it again from the client, after lastConsumedClientMessageIndex)
+            queued = [r.prior_len for r in self.queue if r.prior_len is not None]
+            handle = self.s.server.handles.issue(conv, consumed, min(queued) if queued else None)
             frame = frames.resumption_update(handle, True, consumed if setup.transparent else None)
         else:
             frame = frames.resumption_update("", False, consumed if setup.transparent else None)

@@ -74,6 +74,11 @@ class SessionRelay(RenewalPolicy, CallerPresence):
         self._migrating = False  # the worker drains: hand over at the next resumable point
         self._closing = False  # the caller half-closed: close once the turn in flight completes
         self._turn_open = False  # a user turn was sent or model output is streaming, and no turn_complete yet
+        # what a Gemini API handle covers (its updates carry no lastConsumedClientMessageIndex): every client
+        # message up to the one that opened the last turn the model completed (_consumed_guess); the index of
+        # the message that opened the turn in flight (_trigger_index, None: none yet)
+        self._consumed_guess = record.handle_index
+        self._trigger_index: int | None = None
         self._last_frame = time.monotonic()
         self.started = time.monotonic()
         self.cause = cause  # new | takeover | migrate
@@ -236,6 +241,7 @@ class SessionRelay(RenewalPolicy, CallerPresence):
         # lastConsumedClientMessageIndex counts this connection's messages from 1 (after setup); messages
         # go out strictly in session index order, so session index = connection index + this base.
         self._conn_base = self.next_index - 1
+        self._consumed_guess, self._trigger_index = self._conn_base, None
         await self._fill()
 
     async def _pump(self) -> None:
@@ -319,6 +325,7 @@ class SessionRelay(RenewalPolicy, CallerPresence):
         msg = gw.ClientMessage.FromString(payload)
         if not self._turn_open and starts_turn(msg):
             self._turn_open = True
+            self._trigger_index = self.next_index  # messages go out in index order: this one is next_index
             self._last_frame = self._turn_started = time.monotonic()
         await ws.send(codec.client_to_live(msg), text=True)
         if t_ns:  # front receive -> upstream send (clocks of one cluster: NTP-synchronised)
@@ -355,10 +362,15 @@ class SessionRelay(RenewalPolicy, CallerPresence):
             if msg.HasField("usage_metadata"):
                 count_tokens(self.record.model, self.record.tenant_label or metrics.tenant_label(self.record.tenant),
                              msg.usage_metadata)
+            if kind in ("server_content", "tool_call") and self._trigger_index is None:
+                self._trigger_index = self.next_index - 1  # a turn the upstream opened (its VAD): all sent so far
             if kind == "server_content":
                 self._turn_open = not msg.server_content.turn_complete
             elif kind == "tool_call":
                 self._turn_open = False  # the caller's tool_response reopens it
+            if not self._turn_open and self._trigger_index is not None:  # the model answered up to its trigger
+                self._consumed_guess = max(self._consumed_guess, self._trigger_index)
+                self._trigger_index = None
             await self._emit(msg, t_ns)
             if self._closing and not self._turn_open:
                 raise ClientClosed()  # the turn the caller was waiting for is complete

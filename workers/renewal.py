@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 class RenewalPolicy:
     """Expects: sid, worker, record, options, _renew (Event), _renew_timer, _migrating, _resumable, _handle,
-    _handle_index, _conn_base, _gw_handle, next_index, _turn_open, _last_frame, _m, _emit."""
+    _handle_index, _conn_base, _consumed_guess, _gw_handle, next_index, _turn_open, _last_frame, _m, _emit."""
 
     _renew: asyncio.Event
     _renew_timer: asyncio.TimerHandle | None
@@ -89,8 +89,11 @@ class RenewalPolicy:
         self._resumable = upd.resumable
         if upd.resumable and upd.new_handle:
             self._handle = upd.new_handle
+            # Vertex (transparent) says what the handle covers; the Gemini API does not: then only the messages the
+            # model has answered are taken as covered (a message sent just before the update may not be in the
+            # snapshot: counting it would lose it on a resume; sending it again is what the Live API expects)
             self._handle_index = (self._conn_base + upd.last_consumed_client_message_index
-                                  if upd.HasField("last_consumed_client_message_index") else self.next_index - 1)
+                                  if upd.HasField("last_consumed_client_message_index") else self._consumed_guess)
             ok = await self.worker.cleanups.shielded(self.worker.save_handle(self, self._handle, self._handle_index),
                                                      f"save the handle of {self.sid}")
             if not ok:

@@ -184,3 +184,29 @@ async def test_a_stale_detach_does_not_undo_a_reattach_elsewhere(stub: Any, stac
     assert not relay.detached
     assert (await redis.hget(keys.session_meta(sid), "state")) == b"active"
     call.cancel()
+
+
+async def test_a_turn_sent_before_a_gemini_handle_arrives_survives_an_upstream_drop(stub: Any,
+                                                                                   stack: dict[str, Any]) -> None:
+    """The Gemini API's resumption updates do not say which client messages their handle covers. The worker
+    took every message it had sent as covered, so a turn sent just before the update (queued behind the answer
+    in progress) was never sent again after a drop, and was lost: found by the soak. Now only what the model
+    has answered counts as covered, and the renewal sends that turn again."""
+    emulator = stack["emulator"]
+    call = stub.Connect()
+    setup = setup_msg()
+    setup.setup.session_resumption.SetInParent()
+    await call.write(setup)
+    await call.read()  # session
+    await call.write(text_msg("Is this the first question?"))
+    await call.write(text_msg("Tell me a long story about the sea, the wind and the ships that sail."))
+    await read_until(call, lambda m: m.server_content.turn_complete)  # the first answer
+    await read_until(call, lambda m: m.session_resumption_update.new_handle != "")  # its handle: 1 turn answered
+    [conv] = [c for c in emulator.conversations if c["open"]]
+    emulator.faults.add({"target": conv["id"], "when": "immediately", "action": "drop"})  # mid second answer
+    await read_until(call, lambda m: m.server_content.turn_complete, timeout_s=30)  # answered after the renewal
+    [conv] = [c for c in emulator.conversations if c["id"] == conv["id"]]
+    said = [e["text"] for e in conv["history"] if e["role"] == "user"]
+    assert said == ["Is this the first question?", "Tell me a long story about the sea, the wind and the ships that sail."]
+    assert conv["connections"] >= 2
+    await call.done_writing()
