@@ -74,6 +74,8 @@ class Counts:
     turns_answered: int = 0
     turns_lost: int = 0
     turns_duplicated: int = 0
+    turns_refused: int = 0  # not answered because their session ended with a typed status (not an error here)
+    answers_repeated: int = 0  # an earlier turn's answer delivered again after a crash (at least once, documented)
     messages_missing_after_reattach: int = 0
     silent: int = 0
     wrong_answers: int = 0
@@ -177,6 +179,8 @@ class Caller:
         self.silent_s, self.grace_s = silent_s, grace_s
         self.question_pcm = question_pcm
         self.sent: list[str] = []  # the turns the gateway accepted or may have (text callers), in order
+        self.refused: set[str] = set()  # turns whose session ended with a status before their answer
+        self.current = ""
         self.pending_fault: str | None = None
         self.channel: grpc.aio.Channel | None = None
         self.call: Any = None
@@ -314,7 +318,7 @@ class Caller:
         self.counts.event(self.tag, f"turn {k} sent on {self.info.session_id if self.info else '?'}")
         started = time.monotonic()
         sent = 0
-        broken_once = False
+        self.current = text
         while True:
             try:
                 while sent < len(msgs):
@@ -326,8 +330,17 @@ class Caller:
                         self.pending_fault = None
                         raise StreamBroken("the caller cancels its stream mid-turn")
                 got = await self._read_until(lambda m: m.server_content.turn_complete)
-                self.turn_end_seq = got[-1].seq
                 answer = "".join(p.text for m in got for p in m.server_content.model_turn.parts)
+                while not self.audio and (repeat := re.search(rf"soak {self.tag} turn (\d+)\b", answer)) \
+                        and int(repeat.group(1)) < k:
+                    # an earlier turn answered again: a worker died after that turn's answer and before a
+                    # resumption handle covered it, and its successor resumed before it (at least once, as
+                    # docs/durability.md says of a turn in flight at a crash): the caller skips it
+                    self.counts.answers_repeated += 1
+                    self.counts.event(self.tag, f"turn {k}: turn {repeat.group(1)} answered again")
+                    got = await self._read_until(lambda m: m.server_content.turn_complete)
+                    answer = "".join(p.text for m in got for p in m.server_content.model_turn.parts)
+                self.turn_end_seq = got[-1].seq
                 expected = "two plus two" if self.audio else text
                 if expected not in answer:
                     self.counts.wrong_answers += 1
@@ -341,13 +354,12 @@ class Caller:
                     self.counts.event(self.tag, f"turn {k}: SILENT for {time.monotonic() - started:.1f}s "
                                                 f"(session {self.info.session_id if self.info else '?'})")
                     raise
-                broken_once = True
                 self.call.cancel()
                 await self.reattach()  # resends what the broken stream lost; the rest of the turn follows
             except grpc.aio.AioRpcError as err:
-                if err.code() in RETRYABLE and not broken_once and time.monotonic() - started < self.silent_s:
-                    broken_once = True
-                    await self.reattach()
+                self.counts.event(self.tag, f"turn {k}: {err.code().name} {err.details()[:120]}")
+                if err.code() in RETRYABLE and time.monotonic() - started < self.silent_s:
+                    await self.reattach()  # the stream broke again (its new front died too, say): again
                     continue
                 raise
 
@@ -386,6 +398,8 @@ class Caller:
             except (grpc.aio.AioRpcError, StreamBroken) as err:
                 reason = _reason(err)
                 self.counts.ended_with_status[reason] += 1
+                if isinstance(err, grpc.aio.AioRpcError) and self.current:
+                    self.refused.add(self.current)  # ended with a status: refused, not lost silently
                 self.counts.event(self.tag, f"session ended: {err!r:.300}")
                 with contextlib.suppress(Exception):
                     self.call.cancel()
@@ -493,7 +507,9 @@ async def check_conversations(emu: Emulator, callers: list[Caller], counts: Coun
             continue
         got = collections.Counter(seen.get(c.tag, ()))
         for text in c.sent:
-            if got[text] == 0:
+            if got[text] == 0 and text in c.refused:
+                counts.turns_refused += 1  # its session ended with a typed status: the caller was told
+            elif got[text] == 0:
                 counts.turns_lost += 1
             elif got[text] > 1:
                 counts.turns_duplicated += got[text] - 1
@@ -554,10 +570,11 @@ async def soak(sessions: int, duration_s: float, faults_each: int, *, audio_shar
         "ok": not any(zero.values()),
         "faults": dict(counts.faults, upstream_go_away=go_aways),
         "turns_sent": counts.turns_sent, "turns_answered": counts.turns_answered,
+        "turns_refused_with_status": counts.turns_refused, "answers_repeated": counts.answers_repeated,
         "reattaches": counts.reattaches, "resumes": counts.resumes,
         "resent_after_reattach": counts.resent_after_reattach,
         "ended_with_status": dict(counts.ended_with_status), "crashed": crashed[:20],
-        "events": counts.events[-2000:],
+        "events": [e for e in counts.events if " sent on " not in e[2]][-3000:],  # all but one line per turn
     }
 
 
