@@ -115,7 +115,7 @@ class RenewalPolicy:
 
     def _resume_failed(self, reason: str) -> None:
         """A renewal (not a session's first connect) that ends the session: counted as a failed resume."""
-        if self.record.connects > 0 or self.cause != "new":
+        if reason != "new":  # "new": the session's first connect (its retries too), not a renewal
             metrics.UPSTREAM_RESUMES.labels(self.record.flavour, _reason_label(reason), "error").inc()
 
     async def _renewed(self, reason: str, gap_s: float) -> None:
